@@ -1,0 +1,1 @@
+//! A bounded MPMC channel whose capacity changes while it is in use.
