@@ -3,3 +3,35 @@
 //! actuators over `pipeline-core`'s knobs, the control loop and runtime configuration.
 //!
 //! See `docs/architecture.md` for how the parts fit together.
+//!
+//! # Limits and sensors
+//!
+//! [`limits`] says how much memory and CPU this process may use and where each number
+//! came from (a cgroup v2 or v1 file, an override variable, the cpuset or affinity mask,
+//! or the host). [`sensor`] reads how much is in use: the cgroup's working set, memory
+//! pressure (PSI), growth rate and time left until the limit, and CPU used as a share of
+//! the CPU limit. Every read goes through a root path, so the whole layer runs against
+//! fixture trees in tests; `docs/operations.md` lists what is read in containers.
+//!
+//! ```
+//! use pipeline_controller::limits::LimitsReader;
+//! use pipeline_controller::sensor::{CpuSensor, MemorySensor};
+//! use std::time::Instant;
+//!
+//! let reader = LimitsReader::new()?;
+//! println!("limits: {}", reader.read()?);
+//!
+//! let mut memory = MemorySensor::new(reader.clone());
+//! let reading = memory.read(Instant::now())?;
+//! println!("working set {} bytes ({:?})", reading.working_set_bytes, reading.usage_source);
+//!
+//! let mut cpu = CpuSensor::new(reader);
+//! let first = cpu.read(Instant::now())?;
+//! assert_eq!(first.cores_used, None); // a rate needs two readings
+//! # Ok::<(), pipeline_controller::limits::LimitsError>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod limits;
+pub mod sensor;

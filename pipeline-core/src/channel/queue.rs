@@ -1,0 +1,287 @@
+//! The fixed-capacity buffer behind one generation of a resizable channel.
+//!
+//! Normally this is a crossbeam-channel `bounded` channel. Loom cannot see inside
+//! crossbeam, so under `cfg(pipeline_loom)` a small `Mutex<VecDeque>` + `Condvar` queue
+//! with the same behaviour stands in for it, and loom checks our protocol around it.
+//!
+//! Besides pushing and popping, a generation has two one-shot broadcast events:
+//! - *sealed*: the generation no longer takes new sends; it wakes senders blocked on
+//!   a full buffer so they move to the newer generation;
+//! - *closed*: every send into the generation has finished; it wakes receivers blocked
+//!   on an empty buffer so they move on (or see the disconnect).
+
+use std::time::Instant;
+
+/// Outcome of a blocking push.
+pub(crate) enum Push<T> {
+    Pushed,
+    /// The generation was sealed before there was room; the value comes back.
+    Sealed(T),
+    /// The deadline passed before there was room; the value comes back.
+    Timeout(T),
+}
+
+/// Outcome of a blocking pop.
+pub(crate) enum Pop<T> {
+    Popped(T),
+    /// The generation is closed and may be empty: look again, then move on.
+    Closed,
+    Timeout,
+}
+
+/// The operations the resize protocol needs from one generation's buffer.
+pub(crate) trait BoundedQueue<T>: Sized {
+    fn with_capacity(capacity: usize) -> Self;
+    fn try_push(&self, value: T) -> Result<(), T>;
+    fn try_pop(&self) -> Option<T>;
+    /// Waits until the value is pushed, the queue is sealed, or `deadline` passes.
+    fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T>;
+    /// Waits until a value is popped, the queue is closed, or `deadline` passes.
+    fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T>;
+    fn len(&self) -> usize;
+    fn is_full(&self) -> bool;
+    /// Fires the sealed event (idempotent).
+    fn seal(&self);
+    /// Fires the closed event (idempotent).
+    fn close(&self);
+    fn is_closed(&self) -> bool;
+}
+
+#[cfg(not(pipeline_loom))]
+pub(crate) type Queue<T> = CrossbeamQueue<T>;
+#[cfg(pipeline_loom)]
+pub(crate) type Queue<T> = LoomQueue<T>;
+
+#[cfg(not(pipeline_loom))]
+pub(crate) use crossbeam_queue::CrossbeamQueue;
+#[cfg(pipeline_loom)]
+pub(crate) use loom_queue::LoomQueue;
+
+#[cfg(not(pipeline_loom))]
+mod crossbeam_queue {
+    use super::{BoundedQueue, Pop, Push};
+    use crate::sync::{Mutex, atomic::AtomicBool, atomic::Ordering, lock};
+    use crossbeam_channel::{self as cb, Select};
+    use std::time::Instant;
+
+    /// A one-shot broadcast event: dropping the only sender of a zero-capacity
+    /// channel wakes every `Select` waiting on its receiver, with no polling.
+    struct Event {
+        fire: Mutex<Option<cb::Sender<()>>>,
+        wait: cb::Receiver<()>,
+        fired: AtomicBool,
+    }
+
+    impl Event {
+        fn new() -> Self {
+            let (fire, wait) = cb::bounded(0);
+            Event { fire: Mutex::new(Some(fire)), wait, fired: AtomicBool::new(false) }
+        }
+
+        fn fire(&self) {
+            self.fired.store(true, Ordering::Release);
+            drop(lock(&self.fire).take());
+        }
+    }
+
+    pub(crate) struct CrossbeamQueue<T> {
+        tx: cb::Sender<T>,
+        rx: cb::Receiver<T>,
+        sealed: Event,
+        closed: Event,
+    }
+
+    impl<T> BoundedQueue<T> for CrossbeamQueue<T> {
+        fn with_capacity(capacity: usize) -> Self {
+            let (tx, rx) = cb::bounded(capacity);
+            CrossbeamQueue { tx, rx, sealed: Event::new(), closed: Event::new() }
+        }
+
+        #[inline]
+        fn try_push(&self, value: T) -> Result<(), T> {
+            // The queue owns both ends, so the only failure is a full buffer.
+            self.tx.try_send(value).map_err(cb::TrySendError::into_inner)
+        }
+
+        #[inline]
+        fn try_pop(&self) -> Option<T> {
+            self.rx.try_recv().ok()
+        }
+
+        fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T> {
+            let mut select = Select::new();
+            let send = select.send(&self.tx);
+            select.recv(&self.sealed.wait);
+            let ready = match deadline {
+                Some(deadline) => match select.select_deadline(deadline) {
+                    Ok(ready) => ready,
+                    Err(_) => return Push::Timeout(value),
+                },
+                None => select.select(),
+            };
+            if ready.index() == send {
+                match ready.send(&self.tx, value) {
+                    Ok(()) => Push::Pushed,
+                    Err(cb::SendError(value)) => Push::Sealed(value),
+                }
+            } else {
+                let _ = ready.recv(&self.sealed.wait);
+                Push::Sealed(value)
+            }
+        }
+
+        fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T> {
+            let mut select = Select::new();
+            let recv = select.recv(&self.rx);
+            select.recv(&self.closed.wait);
+            let ready = match deadline {
+                Some(deadline) => match select.select_deadline(deadline) {
+                    Ok(ready) => ready,
+                    Err(_) => return Pop::Timeout,
+                },
+                None => select.select(),
+            };
+            if ready.index() == recv {
+                match ready.recv(&self.rx) {
+                    Ok(value) => Pop::Popped(value),
+                    Err(_) => Pop::Closed,
+                }
+            } else {
+                let _ = ready.recv(&self.closed.wait);
+                Pop::Closed
+            }
+        }
+
+        #[inline]
+        fn len(&self) -> usize {
+            self.rx.len()
+        }
+
+        fn is_full(&self) -> bool {
+            self.tx.is_full()
+        }
+
+        fn seal(&self) {
+            self.sealed.fire();
+        }
+
+        fn close(&self) {
+            self.closed.fire();
+        }
+
+        fn is_closed(&self) -> bool {
+            self.closed.fired.load(Ordering::Acquire)
+        }
+    }
+}
+
+#[cfg(pipeline_loom)]
+mod loom_queue {
+    use super::{BoundedQueue, Pop, Push};
+    use crate::sync::{Condvar, Mutex, lock};
+    use std::collections::VecDeque;
+    use std::time::Instant;
+
+    struct Inner<T> {
+        buf: VecDeque<T>,
+        sealed: bool,
+        closed: bool,
+    }
+
+    /// Loom stand-in for the crossbeam queue. A deadline is treated as already passed
+    /// when the call would otherwise wait: loom does not model time.
+    pub(crate) struct LoomQueue<T> {
+        capacity: usize,
+        inner: Mutex<Inner<T>>,
+        not_empty: Condvar,
+        not_full: Condvar,
+    }
+
+    impl<T> BoundedQueue<T> for LoomQueue<T> {
+        fn with_capacity(capacity: usize) -> Self {
+            LoomQueue {
+                capacity,
+                inner: Mutex::new(Inner { buf: VecDeque::new(), sealed: false, closed: false }),
+                not_empty: Condvar::new(),
+                not_full: Condvar::new(),
+            }
+        }
+
+        fn try_push(&self, value: T) -> Result<(), T> {
+            let mut inner = lock(&self.inner);
+            if inner.buf.len() < self.capacity {
+                inner.buf.push_back(value);
+                self.not_empty.notify_all();
+                Ok(())
+            } else {
+                Err(value)
+            }
+        }
+
+        fn try_pop(&self) -> Option<T> {
+            let mut inner = lock(&self.inner);
+            let value = inner.buf.pop_front();
+            if value.is_some() {
+                self.not_full.notify_all();
+            }
+            value
+        }
+
+        fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T> {
+            let mut inner = lock(&self.inner);
+            loop {
+                if inner.buf.len() < self.capacity {
+                    inner.buf.push_back(value);
+                    self.not_empty.notify_all();
+                    return Push::Pushed;
+                }
+                if inner.sealed {
+                    return Push::Sealed(value);
+                }
+                if deadline.is_some() {
+                    return Push::Timeout(value);
+                }
+                inner = self.not_full.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+
+        fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T> {
+            let mut inner = lock(&self.inner);
+            loop {
+                if let Some(value) = inner.buf.pop_front() {
+                    self.not_full.notify_all();
+                    return Pop::Popped(value);
+                }
+                if inner.closed {
+                    return Pop::Closed;
+                }
+                if deadline.is_some() {
+                    return Pop::Timeout;
+                }
+                inner = self.not_empty.wait(inner).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+
+        fn len(&self) -> usize {
+            lock(&self.inner).buf.len()
+        }
+
+        fn is_full(&self) -> bool {
+            lock(&self.inner).buf.len() >= self.capacity
+        }
+
+        fn seal(&self) {
+            lock(&self.inner).sealed = true;
+            self.not_full.notify_all();
+        }
+
+        fn close(&self) {
+            lock(&self.inner).closed = true;
+            self.not_empty.notify_all();
+        }
+
+        fn is_closed(&self) -> bool {
+            lock(&self.inner).closed
+        }
+    }
+}
