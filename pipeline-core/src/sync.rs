@@ -13,5 +13,7 @@ pub(crate) use std::sync::{Arc, Mutex, MutexGuard, atomic};
 /// Locks `mutex`, ignoring poisoning: every critical section in this crate leaves its
 /// data consistent before it can panic, so a poisoned lock holds valid data.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -137,13 +137,19 @@ fn parse_proc_cgroup(file: &Path, text: &str) -> Result<Vec<Membership>, LimitsE
         else {
             return Err(LimitsError::malformed(
                 file,
-                format!("line {}: expected \"id:controllers:path\", found {line:?}", number + 1),
+                format!(
+                    "line {}: expected \"id:controllers:path\", found {line:?}",
+                    number + 1
+                ),
             ));
         };
         let hierarchy = id.parse().map_err(|_| {
             LimitsError::malformed(
                 file,
-                format!("line {}: expected a hierarchy number, found {id:?}", number + 1),
+                format!(
+                    "line {}: expected a hierarchy number, found {id:?}",
+                    number + 1
+                ),
             )
         })?;
         out.push(Membership {
@@ -206,7 +212,9 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
         match (bytes[i], octal) {
             (b'\\', Some(d)) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -230,9 +238,9 @@ fn resolve_v1(
     let membership = memberships
         .iter()
         .find(|m| m.hierarchy != 0 && m.controllers.iter().any(|c| c == controller))?;
-    let candidates = mounts.iter().filter(|m| {
-        m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == controller)
-    });
+    let candidates = mounts
+        .iter()
+        .filter(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == controller));
     resolve(fs, CgroupVersion::V1, &membership.path, candidates)
 }
 
@@ -339,8 +347,14 @@ mod tests {
     #[test]
     fn strip_root_cases() {
         assert_eq!(strip_root("/a/b", "/"), Some(PathBuf::from("a/b")));
-        assert_eq!(strip_root("/docker/abc", "/docker/abc"), Some(PathBuf::new()));
-        assert_eq!(strip_root("/docker/abc/x", "/docker/abc"), Some(PathBuf::from("x")));
+        assert_eq!(
+            strip_root("/docker/abc", "/docker/abc"),
+            Some(PathBuf::new())
+        );
+        assert_eq!(
+            strip_root("/docker/abc/x", "/docker/abc"),
+            Some(PathBuf::from("x"))
+        );
         assert_eq!(strip_root("/docker/abcd", "/docker/abc"), None);
         assert_eq!(strip_root("/../other", "/"), None);
     }

@@ -491,7 +491,10 @@ impl LimitsReader {
         let bad = || {
             LimitsError::malformed(
                 &path,
-                format!("expected \"max <period>\" or \"<quota> <period>\" with positive integers, found {:?}", text.trim()),
+                format!(
+                    "expected \"max <period>\" or \"<quota> <period>\" with positive integers, found {:?}",
+                    text.trim()
+                ),
             )
         };
         let [quota, period] = fields[..] else {
@@ -514,7 +517,10 @@ impl LimitsReader {
         let quota: i64 = text.trim().parse().map_err(|_| {
             LimitsError::malformed(
                 &quota_path,
-                format!("expected an integer (-1 for no quota), found {:?}", text.trim()),
+                format!(
+                    "expected an integer (-1 for no quota), found {:?}",
+                    text.trim()
+                ),
             )
         })?;
         if quota == -1 {

@@ -82,7 +82,15 @@ mod tests {
         assert_eq!(parse_memory("64KiB").unwrap(), 64 << 10);
         assert_eq!(parse_memory(" 512 MiB ").unwrap(), 512 << 20);
         assert_eq!(parse_memory("2GiB").unwrap(), 2 << 30);
-        for bad in ["", "0", "-1", "1.5GiB", "12MB", "lots", "99999999999999999999GiB"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "1.5GiB",
+            "12MB",
+            "lots",
+            "99999999999999999999GiB",
+        ] {
             let err = parse_memory(bad).unwrap_err();
             assert!(err.to_string().contains(MEMORY_LIMIT_ENV), "{err}");
         }

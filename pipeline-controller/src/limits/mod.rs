@@ -49,8 +49,7 @@ mod error;
 mod reader;
 
 pub use cgroup::CgroupVersion;
-pub(crate) use cgroup::{CgroupDir, ProcessCgroups};
 pub use detect::{CpuLimit, LimitSource, Limits, LimitsReader, MemoryLimit};
 pub use env::{CPU_LIMIT_ENV, MEMORY_LIMIT_ENV};
 pub use error::LimitsError;
-pub(crate) use reader::{RootFs, parse_u64, stat_value};
+pub(crate) use reader::{parse_u64, stat_value};

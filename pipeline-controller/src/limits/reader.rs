@@ -119,7 +119,12 @@ pub(crate) fn stat_value(path: &Path, text: &str, key: &str) -> Result<Option<u6
 /// Counts the CPUs in a kernel CPU list such as `0-3,8,10-11`. An empty list counts 0.
 pub(crate) fn parse_cpu_list(path: &Path, text: &str) -> Result<u32, LimitsError> {
     let list = text.trim();
-    let bad = || LimitsError::malformed(path, format!("expected a CPU list like \"0-3,8\", found {list:?}"));
+    let bad = || {
+        LimitsError::malformed(
+            path,
+            format!("expected a CPU list like \"0-3,8\", found {list:?}"),
+        )
+    };
     let mut count = 0u32;
     for range in list.split(',').filter(|r| !r.is_empty()) {
         let (first, last) = match range.split_once('-') {
@@ -147,8 +152,14 @@ mod tests {
     fn memory_limit_values() {
         assert_eq!(parse_memory_limit(p(), "max\n").unwrap(), None);
         assert_eq!(parse_memory_limit(p(), "-1\n").unwrap(), None);
-        assert_eq!(parse_memory_limit(p(), "9223372036854771712\n").unwrap(), None);
-        assert_eq!(parse_memory_limit(p(), "67108864\n").unwrap(), Some(67108864));
+        assert_eq!(
+            parse_memory_limit(p(), "9223372036854771712\n").unwrap(),
+            None
+        );
+        assert_eq!(
+            parse_memory_limit(p(), "67108864\n").unwrap(),
+            Some(67108864)
+        );
         let err = parse_memory_limit(p(), "lots\n").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -160,7 +171,10 @@ mod tests {
     fn stat_values() {
         let text = "anon 10\ninactive_file 20\ntotal_inactive_file 30\n";
         assert_eq!(stat_value(p(), text, "inactive_file").unwrap(), Some(20));
-        assert_eq!(stat_value(p(), text, "total_inactive_file").unwrap(), Some(30));
+        assert_eq!(
+            stat_value(p(), text, "total_inactive_file").unwrap(),
+            Some(30)
+        );
         assert_eq!(stat_value(p(), text, "missing").unwrap(), None);
         let err = stat_value(p(), "anon 10\ninactive_file x\n", "inactive_file").unwrap_err();
         assert!(err.to_string().contains("line 2"), "{err}");
@@ -180,7 +194,10 @@ mod tests {
     #[test]
     fn paths_stay_under_the_root() {
         let fs = RootFs::new(Path::new("/fixture"));
-        assert_eq!(fs.path("/sys/fs/cgroup"), Path::new("/fixture/sys/fs/cgroup"));
+        assert_eq!(
+            fs.path("/sys/fs/cgroup"),
+            Path::new("/fixture/sys/fs/cgroup")
+        );
         assert_eq!(fs.path("/../../etc"), Path::new("/fixture/etc"));
         assert!(!fs.is_real_root());
         assert!(RootFs::new(Path::new("/")).is_real_root());

@@ -72,8 +72,7 @@ pub(crate) fn parse_pressure(
         };
         *slot = Some(parse_line(path, number + 1, line, fields)?);
     }
-    let some =
-        some.ok_or_else(|| LimitsError::malformed(path, "no \"some avg10=...\" line"))?;
+    let some = some.ok_or_else(|| LimitsError::malformed(path, "no \"some avg10=...\" line"))?;
     Ok((some, full))
 }
 
@@ -94,7 +93,12 @@ fn parse_line<'a>(
     let (mut avg10, mut avg60, mut avg300, mut total) = (None, None, None, None);
     for field in fields {
         let (key, value) = field.split_once('=').ok_or_else(bad)?;
-        let average = || value.parse::<f64>().ok().filter(|v| (0.0..=100.0).contains(v));
+        let average = || {
+            value
+                .parse::<f64>()
+                .ok()
+                .filter(|v| (0.0..=100.0).contains(v))
+        };
         // Unknown keys are skipped so a kernel that adds one does not break the reader.
         match key {
             "avg10" => avg10 = Some(average().ok_or_else(bad)?),
@@ -160,7 +164,10 @@ mod tests {
             ("", "no \"some"),
             ("some avg10=1.00 avg60=2.00\n", "line 1"),
             ("some avg10=x avg60=0 avg300=0 total=0\n", "line 1"),
-            ("some avg10=0 avg60=0 avg300=0 total=0\nfull avg10=101 avg60=0 avg300=0 total=0\n", "line 2"),
+            (
+                "some avg10=0 avg60=0 avg300=0 total=0\nfull avg10=101 avg60=0 avg300=0 total=0\n",
+                "line 2",
+            ),
             ("half avg10=0\n", "\"half\""),
             ("some avg10 avg60=0 avg300=0 total=0\n", "line 1"),
         ] {

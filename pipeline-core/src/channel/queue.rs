@@ -75,7 +75,11 @@ mod crossbeam_queue {
     impl Event {
         fn new() -> Self {
             let (fire, wait) = cb::bounded(0);
-            Event { fire: Mutex::new(Some(fire)), wait, fired: AtomicBool::new(false) }
+            Event {
+                fire: Mutex::new(Some(fire)),
+                wait,
+                fired: AtomicBool::new(false),
+            }
         }
 
         fn fire(&self) {
@@ -94,13 +98,20 @@ mod crossbeam_queue {
     impl<T> BoundedQueue<T> for CrossbeamQueue<T> {
         fn with_capacity(capacity: usize) -> Self {
             let (tx, rx) = cb::bounded(capacity);
-            CrossbeamQueue { tx, rx, sealed: Event::new(), closed: Event::new() }
+            CrossbeamQueue {
+                tx,
+                rx,
+                sealed: Event::new(),
+                closed: Event::new(),
+            }
         }
 
         #[inline]
         fn try_push(&self, value: T) -> Result<(), T> {
             // The queue owns both ends, so the only failure is a full buffer.
-            self.tx.try_send(value).map_err(cb::TrySendError::into_inner)
+            self.tx
+                .try_send(value)
+                .map_err(cb::TrySendError::into_inner)
         }
 
         #[inline]
@@ -201,7 +212,11 @@ mod loom_queue {
         fn with_capacity(capacity: usize) -> Self {
             LoomQueue {
                 capacity,
-                inner: Mutex::new(Inner { buf: VecDeque::new(), sealed: false, closed: false }),
+                inner: Mutex::new(Inner {
+                    buf: VecDeque::new(),
+                    sealed: false,
+                    closed: false,
+                }),
                 not_empty: Condvar::new(),
                 not_full: Condvar::new(),
             }
@@ -258,7 +273,10 @@ mod loom_queue {
                 if deadline.is_some() {
                     return Pop::Timeout;
                 }
-                inner = self.not_empty.wait(inner).unwrap_or_else(|p| p.into_inner());
+                inner = self
+                    .not_empty
+                    .wait(inner)
+                    .unwrap_or_else(|p| p.into_inner());
             }
         }
 

@@ -38,18 +38,29 @@ use std::time::{Duration, Instant};
 /// assert_eq!(rx.recv(), Ok(2));
 /// ```
 pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    assert!(capacity > 0, "a resizable channel needs a capacity of at least 1");
+    assert!(
+        capacity > 0,
+        "a resizable channel needs a capacity of at least 1"
+    );
     let first = Arc::new(Generation::new(capacity));
     let shared = Arc::new(Shared {
         send: GenPtr::new(first.clone(), Side::Send),
         recv: GenPtr::new(first.clone(), Side::Recv),
-        control: Mutex::new(Control { newest: first, capacity }),
+        control: Mutex::new(Control {
+            newest: first,
+            capacity,
+        }),
         senders: AtomicUsize::new(1),
         receivers: AtomicUsize::new(1),
         received: CachePadded::new(AtomicU64::new(0)),
         counters: CachePadded::new(Counters::default()),
     });
-    (Sender { shared: shared.clone() }, Receiver { shared })
+    (
+        Sender {
+            shared: shared.clone(),
+        },
+        Receiver { shared },
+    )
 }
 
 struct Shared<T> {
@@ -117,7 +128,11 @@ impl<T> Shared<T> {
         }
     }
 
-    fn send_deadline(&self, mut value: T, deadline: Option<Instant>) -> Result<(), SendTimeoutError<T>> {
+    fn send_deadline(
+        &self,
+        mut value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
         let mut blocked_since = None;
         let result = loop {
             let lease = self.send.lease();
@@ -148,7 +163,9 @@ impl<T> Shared<T> {
         };
         if let Some(since) = blocked_since {
             let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.counters.blocked_nanos.fetch_add(nanos, Ordering::Relaxed);
+            self.counters
+                .blocked_nanos
+                .fetch_add(nanos, Ordering::Relaxed);
         }
         result
     }
@@ -171,9 +188,9 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Receives from the oldest generation that may hold values; `deadline` is
-    /// `Some(now)` for a non-blocking attempt.
-    fn recv_deadline(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    /// Receives from the oldest generation that may hold values; `wait` is `false` for
+    /// a non-blocking attempt.
+    fn recv_deadline(&self, wait: bool, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         loop {
             let lease = self.recv.lease();
             let generation = lease.generation();
@@ -195,7 +212,7 @@ impl<T> Shared<T> {
                     None => return Err(RecvTimeoutError::Disconnected),
                 }
             }
-            if deadline.is_some_and(|d| d <= Instant::now()) {
+            if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
                 return Err(RecvTimeoutError::Timeout);
             }
             match generation.queue.pop_blocking(deadline) {
@@ -293,7 +310,9 @@ impl<T> Sender<T> {
     /// assert_eq!(tx.send("world").unwrap_err().into_inner(), "world");
     /// ```
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.shared.send_deadline(value, None).map_err(|e| SendError(e.into_inner()))
+        self.shared
+            .send_deadline(value, None)
+            .map_err(|e| SendError(e.into_inner()))
     }
 
     /// Sends a value if there is room now, without waiting.
@@ -338,7 +357,8 @@ impl<T> Sender<T> {
     /// assert_eq!(err, SendTimeoutError::Timeout(2));
     /// ```
     pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.shared.send_deadline(value, Some(Instant::now() + timeout))
+        self.shared
+            .send_deadline(value, Some(Instant::now() + timeout))
     }
 
     /// Changes the capacity while senders and receivers keep running.
@@ -433,7 +453,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv(), Err(RecvError));
     /// ```
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.shared.recv_deadline(None).map_err(|_| RecvError)
+        self.shared.recv_deadline(true, None).map_err(|_| RecvError)
     }
 
     /// Receives a value if one is ready, without waiting.
@@ -460,7 +480,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.shared.recv_deadline(Some(Instant::now())).map_err(|e| match e {
+        self.shared.recv_deadline(false, None).map_err(|e| match e {
             RecvTimeoutError::Timeout => TryRecvError::Empty,
             RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
         })
@@ -484,7 +504,8 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvTimeoutError::Timeout));
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.shared.recv_deadline(Some(Instant::now() + timeout))
+        self.shared
+            .recv_deadline(true, Some(Instant::now() + timeout))
     }
 
     /// A blocking iterator that ends when every sender is gone and the channel is empty.
@@ -531,14 +552,18 @@ impl<T> Receiver<T> {
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
         self.shared.senders.fetch_add(1, Ordering::Relaxed);
-        Sender { shared: self.shared.clone() }
+        Sender {
+            shared: self.shared.clone(),
+        }
     }
 }
 
 impl<T> Clone for Receiver<T> {
     fn clone(&self) -> Self {
         self.shared.receivers.fetch_add(1, Ordering::Relaxed);
-        Receiver { shared: self.shared.clone() }
+        Receiver {
+            shared: self.shared.clone(),
+        }
     }
 }
 

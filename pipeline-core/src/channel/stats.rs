@@ -42,6 +42,10 @@ impl ChannelStats {
     /// assert_eq!(tx.stats().saturation(), 0.25);
     /// ```
     pub fn saturation(&self) -> f64 {
-        if self.capacity == 0 { 0.0 } else { self.len as f64 / self.capacity as f64 }
+        if self.capacity == 0 {
+            0.0
+        } else {
+            self.len as f64 / self.capacity as f64
+        }
     }
 }
