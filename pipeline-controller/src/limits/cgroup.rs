@@ -282,9 +282,15 @@ fn resolve<'a>(
         None => (fallback?, PathBuf::new()),
     };
     let mount_dir = fs.path(&mount.mount_point);
+    // join("") would add a trailing slash.
+    let dir = if relative.as_os_str().is_empty() {
+        mount_dir.clone()
+    } else {
+        mount_dir.join(relative)
+    };
     Some(CgroupDir {
         version,
-        dir: mount_dir.join(relative),
+        dir,
         mount: mount_dir,
     })
 }
