@@ -190,7 +190,7 @@ impl<T> GenPtr<T> {
 
 impl<T> Drop for GenPtr<T> {
     fn drop(&mut self) {
-        let word = *self.word.get_mut();
+        let word = self.word.load(Ordering::Acquire);
         // SAFETY: the pointer owns one strong reference; no lease can be out during drop.
         drop(unsafe { Arc::from_raw((word & PTR_MASK) as *const Generation<T>) });
     }

@@ -1,0 +1,212 @@
+//! The resizable channel against raw crossbeam-channel, in one run.
+//!
+//! - `single_thread`: send `cap` values then receive them on one thread: the per-value
+//!   cost of the protocol, stable on a noisy machine.
+//! - `threaded`: move `MESSAGES` values through 1x1 and 2x2 senders x receivers; the
+//!   resizable channel is measured with no resize and with a resize every 10 ms.
+//! - `resize`: one resize of a channel holding 0 or `cap` values: the cost does not
+//!   depend on how many values are buffered.
+//!
+//! Run: `cargo bench -p pipeline-core --bench channel`. Ratios are in docs/performance.md.
+
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MESSAGES: usize = 50_000;
+
+/// The two channels behind one interface, so every case runs the same code.
+trait Chan: Sized {
+    type Tx: Clone + Send + 'static;
+    type Rx: Clone + Send + 'static;
+    fn make(cap: usize) -> (Self::Tx, Self::Rx);
+    fn try_send(tx: &Self::Tx, v: u64) -> bool;
+    fn send(tx: &Self::Tx, v: u64);
+    fn try_recv(rx: &Self::Rx) -> Option<u64>;
+    fn recv(rx: &Self::Rx) -> Option<u64>;
+    fn resize(_tx: &Self::Tx, _cap: usize) {}
+}
+
+struct Crossbeam;
+impl Chan for Crossbeam {
+    type Tx = crossbeam_channel::Sender<u64>;
+    type Rx = crossbeam_channel::Receiver<u64>;
+    fn make(cap: usize) -> (Self::Tx, Self::Rx) {
+        crossbeam_channel::bounded(cap)
+    }
+    fn try_send(tx: &Self::Tx, v: u64) -> bool {
+        tx.try_send(v).is_ok()
+    }
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.send(v).unwrap()
+    }
+    fn try_recv(rx: &Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+    fn recv(rx: &Self::Rx) -> Option<u64> {
+        rx.recv().ok()
+    }
+}
+
+struct Resizable;
+impl Chan for Resizable {
+    type Tx = pipeline_core::channel::Sender<u64>;
+    type Rx = pipeline_core::channel::Receiver<u64>;
+    fn make(cap: usize) -> (Self::Tx, Self::Rx) {
+        pipeline_core::channel::bounded(cap)
+    }
+    fn try_send(tx: &Self::Tx, v: u64) -> bool {
+        tx.try_send(v).is_ok()
+    }
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.send(v).unwrap()
+    }
+    fn try_recv(rx: &Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+    fn recv(rx: &Self::Rx) -> Option<u64> {
+        rx.recv().ok()
+    }
+    fn resize(tx: &Self::Tx, cap: usize) {
+        tx.resize(cap).unwrap()
+    }
+}
+
+fn single_thread<C: Chan>(cap: usize) -> impl FnMut() {
+    let (tx, rx) = C::make(cap);
+    move || {
+        for i in 0..cap as u64 {
+            assert!(C::try_send(&tx, i));
+        }
+        for _ in 0..cap {
+            black_box(C::try_recv(&rx).unwrap());
+        }
+    }
+}
+
+/// Moves `MESSAGES` values from `senders` threads to `receivers` threads; with
+/// `resize_every`, a further thread alternates the capacity between `cap` and `2 cap`.
+fn threaded<C: Chan>(
+    cap: usize,
+    senders: usize,
+    receivers: usize,
+    resize_every: Option<Duration>,
+) -> Duration {
+    let (tx, rx) = C::make(cap);
+    let done = AtomicBool::new(false);
+    let start = Instant::now();
+    thread::scope(|s| {
+        if let Some(every) = resize_every {
+            let tx = tx.clone();
+            let done = &done;
+            s.spawn(move || {
+                let mut grow = true;
+                while !done.load(Ordering::Relaxed) {
+                    thread::sleep(every);
+                    C::resize(&tx, if grow { cap * 2 } else { cap });
+                    grow = !grow;
+                }
+            });
+        }
+        let per_sender = MESSAGES / senders;
+        for _ in 0..senders {
+            let tx = tx.clone();
+            s.spawn(move || (0..per_sender as u64).for_each(|i| C::send(&tx, i)));
+        }
+        let per_receiver = per_sender * senders / receivers;
+        let workers: Vec<_> = (0..receivers)
+            .map(|_| {
+                let rx = rx.clone();
+                s.spawn(move || {
+                    for _ in 0..per_receiver {
+                        black_box(C::recv(&rx).unwrap());
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().for_each(|w| w.join().unwrap());
+        done.store(true, Ordering::Relaxed);
+    });
+    start.elapsed()
+}
+
+fn bench_single_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("single_thread");
+    for cap in [64, 1024] {
+        group.throughput(Throughput::Elements(cap as u64));
+        group.bench_function(BenchmarkId::new("crossbeam", cap), |b| {
+            b.iter(single_thread::<Crossbeam>(cap))
+        });
+        group.bench_function(BenchmarkId::new("resizable", cap), |b| {
+            b.iter(single_thread::<Resizable>(cap))
+        });
+    }
+    group.finish();
+}
+
+fn bench_threaded(c: &mut Criterion) {
+    let mut group = c.benchmark_group("threaded");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.sample_size(20);
+    for (senders, receivers) in [(1, 1), (2, 2)] {
+        for cap in [64, 1024] {
+            let id = |name| BenchmarkId::new(name, format!("{senders}x{receivers}/cap{cap}"));
+            group.bench_function(id("crossbeam"), |b| {
+                b.iter_custom(|n| {
+                    (0..n)
+                        .map(|_| threaded::<Crossbeam>(cap, senders, receivers, None))
+                        .sum()
+                })
+            });
+            group.bench_function(id("resizable"), |b| {
+                b.iter_custom(|n| {
+                    (0..n)
+                        .map(|_| threaded::<Resizable>(cap, senders, receivers, None))
+                        .sum()
+                })
+            });
+            group.bench_function(id("resizable_resized_10ms"), |b| {
+                b.iter_custom(|n| {
+                    (0..n)
+                        .map(|_| {
+                            threaded::<Resizable>(
+                                cap,
+                                senders,
+                                receivers,
+                                Some(Duration::from_millis(10)),
+                            )
+                        })
+                        .sum()
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_resize(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resize");
+    let cap = 4096;
+    for buffered in [0, cap] {
+        group.bench_function(BenchmarkId::new("buffered", buffered), |b| {
+            b.iter_batched(
+                || {
+                    let (tx, rx) = pipeline_core::channel::bounded(cap);
+                    (0..buffered as u64).for_each(|i| tx.send(i).unwrap());
+                    (tx, rx)
+                },
+                |(tx, rx)| {
+                    tx.resize(cap * 2).unwrap();
+                    (tx, rx)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_single_thread, bench_threaded, bench_resize);
+criterion_main!(benches);

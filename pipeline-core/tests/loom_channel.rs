@@ -1,0 +1,111 @@
+//! Loom models of the resize protocol. Run with
+//! `RUSTFLAGS="--cfg pipeline_loom" cargo test -p pipeline-core --release --test loom_channel`.
+//!
+//! Under this cfg the crossbeam buffer is replaced by a `Mutex<VecDeque>` stand-in (loom
+//! cannot see inside crossbeam), so what loom explores is our protocol: the leased
+//! pointers, the settle step, sealing and closing, and disconnection.
+#![cfg(pipeline_loom)]
+
+use loom::thread;
+use pipeline_core::channel::{RecvError, bounded};
+
+/// Two senders, one receiver, one resize: every value arrives once, each sender's in
+/// order.
+#[test]
+fn two_senders_one_receiver_one_resize() {
+    loom::model(|| {
+        let (tx, rx) = bounded(1);
+        let tx2 = tx.clone();
+        let resizer = tx.clone();
+        let a = thread::spawn(move || {
+            tx.send((0, 0)).unwrap();
+            tx.send((0, 1)).unwrap();
+        });
+        let b = thread::spawn(move || tx2.send((1, 0)).unwrap());
+        resizer.resize(2).unwrap();
+        drop(resizer);
+        let mut got = Vec::new();
+        while let Ok(v) = rx.recv() {
+            got.push(v);
+        }
+        a.join().unwrap();
+        b.join().unwrap();
+        assert_eq!(got.len(), 3, "{got:?}");
+        let from_a: Vec<_> = got.iter().filter(|v| v.0 == 0).collect();
+        assert_eq!(from_a, [&(0, 0), &(0, 1)]);
+        assert!(got.contains(&(1, 0)));
+    });
+}
+
+/// A receiver blocked on an empty generation while a resize happens wakes for the value
+/// sent into the new one.
+#[test]
+fn receiver_blocked_during_resize() {
+    loom::model(|| {
+        let (tx, rx) = bounded(1);
+        let receiver = thread::spawn(move || rx.recv());
+        tx.resize(2).unwrap();
+        tx.send(7).unwrap();
+        assert_eq!(receiver.join().unwrap(), Ok(7));
+    });
+}
+
+/// A sender that sent once and stays alive but idle does not keep the receiver on the
+/// old generation.
+#[test]
+fn idle_sender_during_resize() {
+    loom::model(|| {
+        let (tx, rx) = bounded(2);
+        let idle = tx.clone();
+        idle.send(1).unwrap();
+        let resizer = thread::spawn(move || {
+            tx.resize(1).unwrap();
+            tx.send(2).unwrap();
+        });
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Ok(2));
+        resizer.join().unwrap();
+        drop(idle);
+    });
+}
+
+/// A sender blocked on a full generation moves to the new one when a resize grows it.
+#[test]
+fn blocked_sender_moves_on_resize() {
+    loom::model(|| {
+        let (tx, rx) = bounded(1);
+        tx.send(1).unwrap();
+        let sender = {
+            let tx = tx.clone();
+            thread::spawn(move || tx.send(2).unwrap())
+        };
+        tx.resize(2).unwrap();
+        sender.join().unwrap();
+        drop(tx);
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Ok(2));
+        assert_eq!(rx.recv(), Err(RecvError));
+    });
+}
+
+/// The last sender goes away while another handle resizes: the receiver gets exactly
+/// what was sent, then the disconnect.
+#[test]
+fn disconnect_during_resize() {
+    loom::model(|| {
+        let (tx, rx) = bounded(1);
+        let resizer = tx.clone();
+        let sender = thread::spawn(move || {
+            tx.send(1).unwrap();
+            drop(tx);
+        });
+        let resizing = thread::spawn(move || {
+            resizer.resize(3).unwrap();
+            drop(resizer);
+        });
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Err(RecvError));
+        sender.join().unwrap();
+        resizing.join().unwrap();
+    });
+}
