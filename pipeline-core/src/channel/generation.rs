@@ -183,7 +183,9 @@ impl<T> GenPtr<T> {
         // SAFETY: by the caller's contract we hold the pointer's former reference.
         let generation = unsafe { Arc::from_raw(generation) };
         if self.side == Side::Send {
-            generation.queue.close();
+            // SAFETY: every send lease on it is back and the send pointer has moved on,
+            // so no push can reach this generation any more.
+            unsafe { generation.queue.close() };
         }
     }
 }

@@ -43,7 +43,13 @@ pub(crate) trait BoundedQueue<T>: Sized {
     /// Fires the sealed event (idempotent).
     fn seal(&self);
     /// Fires the closed event (idempotent).
-    fn close(&self);
+    ///
+    /// # Safety
+    ///
+    /// No `try_push`/`push_blocking` may run during or after this call: every send
+    /// lease on the generation has been returned and no new one can be taken. (The
+    /// crossbeam queue drops its sending end here, which is what wakes receivers.)
+    unsafe fn close(&self);
     fn is_closed(&self) -> bool;
 }
 
@@ -62,6 +68,9 @@ mod crossbeam_queue {
     use super::{BoundedQueue, Pop, Push};
     use crate::sync::{Mutex, atomic::AtomicBool, atomic::Ordering, lock};
     use crossbeam_channel::{self as cb, Select};
+    use crossbeam_utils::Backoff;
+    use std::cell::UnsafeCell;
+    use std::mem::ManuallyDrop;
     use std::time::Instant;
 
     /// A one-shot broadcast event: dropping the only sender of a zero-capacity
@@ -89,27 +98,39 @@ mod crossbeam_queue {
     }
 
     pub(crate) struct CrossbeamQueue<T> {
-        tx: cb::Sender<T>,
+        /// The only sending end; dropped by `close`, which disconnects the channel and so
+        /// wakes receivers blocked in crossbeam's own (fast) `recv`.
+        tx: UnsafeCell<ManuallyDrop<cb::Sender<T>>>,
         rx: cb::Receiver<T>,
         sealed: Event,
-        closed: Event,
+        closed: AtomicBool,
+    }
+
+    impl<T> CrossbeamQueue<T> {
+        #[inline]
+        fn tx(&self) -> &cb::Sender<T> {
+            // SAFETY: `close` (the only writer) runs only when no push can run (its
+            // contract), and every caller of `tx` is a push.
+            unsafe { &*self.tx.get() }
+        }
     }
 
     impl<T> BoundedQueue<T> for CrossbeamQueue<T> {
         fn with_capacity(capacity: usize) -> Self {
             let (tx, rx) = cb::bounded(capacity);
             CrossbeamQueue {
-                tx,
+                tx: UnsafeCell::new(ManuallyDrop::new(tx)),
                 rx,
                 sealed: Event::new(),
-                closed: Event::new(),
+                closed: AtomicBool::new(false),
             }
         }
 
         #[inline]
         fn try_push(&self, value: T) -> Result<(), T> {
-            // The queue owns both ends, so the only failure is a full buffer.
-            self.tx
+            // The queue owns the only sender and a receiver, so the only failure is a
+            // full buffer.
+            self.tx()
                 .try_send(value)
                 .map_err(cb::TrySendError::into_inner)
         }
@@ -119,9 +140,23 @@ mod crossbeam_queue {
             self.rx.try_recv().ok()
         }
 
-        fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T> {
+        fn push_blocking(&self, mut value: T, deadline: Option<Instant>) -> Push<T> {
+            // Most waits are short: spin a little, as crossbeam itself does, before
+            // paying for a two-way select and sleeping.
+            let backoff = Backoff::new();
+            while !backoff.is_completed() {
+                match self.tx().try_send(value) {
+                    Ok(()) => return Push::Pushed,
+                    Err(e) => value = e.into_inner(),
+                }
+                if self.sealed.fired.load(Ordering::Acquire) {
+                    return Push::Sealed(value);
+                }
+                backoff.snooze();
+            }
+            let tx = self.tx();
             let mut select = Select::new();
-            let send = select.send(&self.tx);
+            let send = select.send(tx);
             select.recv(&self.sealed.wait);
             let ready = match deadline {
                 Some(deadline) => match select.select_deadline(deadline) {
@@ -131,7 +166,7 @@ mod crossbeam_queue {
                 None => select.select(),
             };
             if ready.index() == send {
-                match ready.send(&self.tx, value) {
+                match ready.send(tx, value) {
                     Ok(()) => Push::Pushed,
                     Err(cb::SendError(value)) => Push::Sealed(value),
                 }
@@ -142,24 +177,17 @@ mod crossbeam_queue {
         }
 
         fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T> {
-            let mut select = Select::new();
-            let recv = select.recv(&self.rx);
-            select.recv(&self.closed.wait);
-            let ready = match deadline {
-                Some(deadline) => match select.select_deadline(deadline) {
-                    Ok(ready) => ready,
-                    Err(_) => return Pop::Timeout,
-                },
-                None => select.select(),
+            let result = match deadline {
+                Some(deadline) => self.rx.recv_deadline(deadline),
+                None => self
+                    .rx
+                    .recv()
+                    .map_err(|_| cb::RecvTimeoutError::Disconnected),
             };
-            if ready.index() == recv {
-                match ready.recv(&self.rx) {
-                    Ok(value) => Pop::Popped(value),
-                    Err(_) => Pop::Closed,
-                }
-            } else {
-                let _ = ready.recv(&self.closed.wait);
-                Pop::Closed
+            match result {
+                Ok(value) => Pop::Popped(value),
+                Err(cb::RecvTimeoutError::Disconnected) => Pop::Closed,
+                Err(cb::RecvTimeoutError::Timeout) => Pop::Timeout,
             }
         }
 
@@ -169,21 +197,39 @@ mod crossbeam_queue {
         }
 
         fn is_full(&self) -> bool {
-            self.tx.is_full()
+            self.rx.is_full()
         }
 
         fn seal(&self) {
             self.sealed.fire();
         }
 
-        fn close(&self) {
-            self.closed.fire();
+        unsafe fn close(&self) {
+            if !self.closed.swap(true, Ordering::AcqRel) {
+                // SAFETY: no push runs now or later (the caller's contract), and the swap
+                // above makes this the only drop.
+                unsafe { ManuallyDrop::drop(&mut *self.tx.get()) };
+            }
         }
 
         fn is_closed(&self) -> bool {
-            self.closed.fired.load(Ordering::Acquire)
+            self.closed.load(Ordering::Acquire)
         }
     }
+
+    impl<T> Drop for CrossbeamQueue<T> {
+        fn drop(&mut self) {
+            if !*self.closed.get_mut() {
+                // SAFETY: never closed, so the sender was never dropped; `&mut self`.
+                unsafe { ManuallyDrop::drop(self.tx.get_mut()) };
+            }
+        }
+    }
+
+    // SAFETY: the `UnsafeCell` is written only by `close`, under the contract that no
+    // reader runs; otherwise this is a pair of crossbeam handles, which are Send + Sync
+    // for `T: Send`.
+    unsafe impl<T: Send> Sync for CrossbeamQueue<T> {}
 }
 
 #[cfg(pipeline_loom)]
@@ -293,7 +339,7 @@ mod loom_queue {
             self.not_full.notify_all();
         }
 
-        fn close(&self) {
+        unsafe fn close(&self) {
             lock(&self.inner).closed = true;
             self.not_empty.notify_all();
         }

@@ -44,8 +44,8 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     );
     let first = Arc::new(Generation::new(capacity));
     let shared = Arc::new(Shared {
-        send: GenPtr::new(first.clone(), Side::Send),
-        recv: GenPtr::new(first.clone(), Side::Recv),
+        send: CachePadded::new(GenPtr::new(first.clone(), Side::Send)),
+        recv: CachePadded::new(GenPtr::new(first.clone(), Side::Recv)),
         control: Mutex::new(Control {
             newest: first,
             capacity,
@@ -63,11 +63,19 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     )
 }
 
+/// One send in this many (per thread) samples the length for the high-water mark.
+const HIGH_WATER_EVERY: u32 = 32;
+
+thread_local! {
+    static SEND_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
 struct Shared<T> {
-    /// The newest generation, where sends go.
-    send: GenPtr<T>,
+    /// The newest generation, where sends go. Padded: senders and receivers each
+    /// write their own pointer on every operation, and must not share a cache line.
+    send: CachePadded<GenPtr<T>>,
     /// The oldest generation that may still hold values, where receives come from.
-    recv: GenPtr<T>,
+    recv: CachePadded<GenPtr<T>>,
     /// Serialises resizes and the last sender's goodbye; never taken by send or recv.
     control: Mutex<Control<T>>,
     senders: AtomicUsize,
@@ -103,6 +111,21 @@ impl<T> Shared<T> {
 
     fn capacity(&self) -> usize {
         lock(&self.control).capacity
+    }
+
+    /// Samples the length for the high-water mark on one send in `HIGH_WATER_EVERY`
+    /// per thread: reading the length touches the receivers' cache line, which would
+    /// otherwise cost every send a cache miss under load.
+    #[inline]
+    fn sample_len(&self, generation: &Generation<T>) {
+        let due = SEND_TICK.with(|tick| {
+            let n = tick.get().wrapping_add(1);
+            tick.set(n);
+            n % HIGH_WATER_EVERY == 1
+        });
+        if due {
+            self.note_len(generation.queue.len());
+        }
     }
 
     fn note_len(&self, len: usize) {
@@ -142,18 +165,19 @@ impl<T> Shared<T> {
             let generation = lease.generation();
             match generation.queue.try_push(value) {
                 Ok(()) => {
-                    self.note_len(generation.queue.len());
+                    self.sample_len(generation);
                     break Ok(());
                 }
                 Err(back) => value = back,
             }
             if blocked_since.is_none() {
                 self.counters.full_events.fetch_add(1, Ordering::Relaxed);
+                self.note_len(self.len());
                 blocked_since = Some(Instant::now());
             }
             match generation.queue.push_blocking(value, deadline) {
                 Push::Pushed => {
-                    self.note_len(generation.queue.len());
+                    self.sample_len(generation);
                     break Ok(());
                 }
                 // A resize replaced this generation (or the receivers left): look again.
@@ -178,11 +202,12 @@ impl<T> Shared<T> {
         let generation = lease.generation();
         match generation.queue.try_push(value) {
             Ok(()) => {
-                self.note_len(generation.queue.len());
+                self.sample_len(generation);
                 Ok(())
             }
             Err(value) => {
                 self.counters.full_events.fetch_add(1, Ordering::Relaxed);
+                self.note_len(self.len());
                 Err(TrySendError::Full(value))
             }
         }
@@ -253,7 +278,9 @@ impl<T> Shared<T> {
     /// The last sender is gone: no send can start any more, so the newest generation
     /// is closed as it stands and receivers see the disconnect once it is drained.
     fn disconnect_senders(&self) {
-        lock(&self.control).newest.queue.close();
+        // SAFETY: no `Sender` is left, and only a `Sender` takes send leases, so no push
+        // can reach the newest generation any more.
+        unsafe { lock(&self.control).newest.queue.close() };
     }
 
     /// The last receiver is gone: fail every send from now on, wake blocked senders,

@@ -14,7 +14,9 @@ pub struct ChannelStats {
     pub len: usize,
     /// The capacity set by the latest resize.
     pub capacity: usize,
-    /// The most values seen buffered at once since creation.
+    /// The most values seen buffered at once since creation. Sampled, to keep sends
+    /// cheap: exact whenever a send found the channel full, otherwise measured on the
+    /// first and then every 32nd send of each thread and at every `stats()` call.
     pub high_water_mark: usize,
     /// Values accepted by `send`/`try_send`/`send_timeout`: `received + len`.
     pub sent: u64,
