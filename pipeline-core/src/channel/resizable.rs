@@ -64,8 +64,10 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 }
 
 /// One send in this many (per thread) samples the length for the high-water mark.
+#[cfg(not(pipeline_loom))]
 const HIGH_WATER_EVERY: u32 = 32;
 
+#[cfg(not(pipeline_loom))]
 thread_local! {
     static SEND_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
@@ -118,6 +120,11 @@ impl<T> Shared<T> {
     /// otherwise cost every send a cache miss under load.
     #[inline]
     fn sample_len(&self, generation: &Generation<T>) {
+        // Loom replays each execution on the same OS threads: a std thread-local would
+        // carry state across replays and make the model non-deterministic.
+        #[cfg(pipeline_loom)]
+        let due = true;
+        #[cfg(not(pipeline_loom))]
         let due = SEND_TICK.with(|tick| {
             let n = tick.get().wrapping_add(1);
             tick.set(n);
@@ -449,13 +456,14 @@ impl<T> Sender<T> {
     /// ```
     /// use pipeline_core::channel::bounded;
     ///
-    /// let (tx, rx) = bounded(4);
+    /// let (tx, rx) = bounded(2);
     /// tx.send(1).unwrap();
     /// tx.send(2).unwrap();
+    /// assert!(tx.try_send(3).is_err()); // found it full: counted, high-water mark exact
     /// rx.recv().unwrap();
     /// let stats = tx.stats();
     /// assert_eq!((stats.sent, stats.received, stats.len), (2, 1, 1));
-    /// assert_eq!(stats.high_water_mark, 2);
+    /// assert_eq!((stats.full_events, stats.high_water_mark), (1, 2));
     /// ```
     pub fn stats(&self) -> ChannelStats {
         self.shared.stats()
