@@ -34,6 +34,9 @@ pub(crate) trait BoundedQueue<T>: Sized {
     fn with_capacity(capacity: usize) -> Self;
     fn try_push(&self, value: T) -> Result<(), T>;
     fn try_pop(&self) -> Option<T>;
+    /// Like `try_push`, but first spins briefly (as crossbeam does before it sleeps):
+    /// most waits for room are shorter than going to sleep and waking up.
+    fn try_push_spinning(&self, value: T) -> Result<(), T>;
     /// Waits until the value is pushed, the queue is sealed, or `deadline` passes.
     fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T>;
     /// Waits until a value is popped, the queue is closed, or `deadline` passes.
@@ -140,20 +143,22 @@ mod crossbeam_queue {
             self.rx.try_recv().ok()
         }
 
-        fn push_blocking(&self, mut value: T, deadline: Option<Instant>) -> Push<T> {
-            // Most waits are short: spin a little, as crossbeam itself does, before
-            // paying for a two-way select and sleeping.
+        fn try_push_spinning(&self, mut value: T) -> Result<(), T> {
             let backoff = Backoff::new();
             while !backoff.is_completed() {
                 match self.tx().try_send(value) {
-                    Ok(()) => return Push::Pushed,
+                    Ok(()) => return Ok(()),
                     Err(e) => value = e.into_inner(),
                 }
                 if self.sealed.fired.load(Ordering::Acquire) {
-                    return Push::Sealed(value);
+                    break;
                 }
                 backoff.snooze();
             }
+            Err(value)
+        }
+
+        fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T> {
             let tx = self.tx();
             let mut select = Select::new();
             let send = select.send(tx);
@@ -286,6 +291,10 @@ mod loom_queue {
                 self.not_full.notify_all();
             }
             value
+        }
+
+        fn try_push_spinning(&self, value: T) -> Result<(), T> {
+            self.try_push(value)
         }
 
         fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T> {

@@ -163,6 +163,7 @@ impl<T> Shared<T> {
         mut value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
+        let mut counted_full = false;
         let mut blocked_since = None;
         let result = loop {
             let lease = self.send.lease();
@@ -177,16 +178,18 @@ impl<T> Shared<T> {
                 }
                 Err(back) => value = back,
             }
-            if blocked_since.is_none() {
+            if !counted_full {
+                counted_full = true;
                 self.counters.full_events.fetch_add(1, Ordering::Relaxed);
-                self.note_len(self.len());
-                blocked_since = Some(Instant::now());
+                self.note_len(generation.queue.len());
             }
+            match generation.queue.try_push_spinning(value) {
+                Ok(()) => break Ok(()),
+                Err(back) => value = back,
+            }
+            blocked_since.get_or_insert_with(Instant::now);
             match generation.queue.push_blocking(value, deadline) {
-                Push::Pushed => {
-                    self.sample_len(generation);
-                    break Ok(());
-                }
+                Push::Pushed => break Ok(()),
                 // A resize replaced this generation (or the receivers left): look again.
                 Push::Sealed(back) => value = back,
                 Push::Timeout(back) => break Err(SendTimeoutError::Timeout(back)),
@@ -214,7 +217,7 @@ impl<T> Shared<T> {
             }
             Err(value) => {
                 self.counters.full_events.fetch_add(1, Ordering::Relaxed);
-                self.note_len(self.len());
+                self.note_len(generation.queue.len());
                 Err(TrySendError::Full(value))
             }
         }

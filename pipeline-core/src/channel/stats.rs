@@ -24,7 +24,8 @@ pub struct ChannelStats {
     pub received: u64,
     /// Send attempts that found the channel full (a blocking send counts once).
     pub full_events: u64,
-    /// Total time senders spent waiting for room.
+    /// Total time senders spent asleep waiting for room (a short spin before sleeping
+    /// is not counted).
     pub blocked_time: Duration,
     /// Resizes that changed the capacity.
     pub resizes: u64,
