@@ -2,6 +2,8 @@
 //! scenarios, and the `pipeline-stress` demo binary.
 #![warn(missing_docs)]
 
+pub mod workload;
+
 /// The README's Rust examples, compiled and run as doc tests so they cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
