@@ -1,0 +1,163 @@
+//! The bus against raw crossbeam-channel and the resizable channel alone, in one run.
+//!
+//! - `single_thread/<n>sub`: publish `cap` events to `n` subscriptions, then receive
+//!   them all, on one thread: the per-event cost of the bus, stable on a noisy machine.
+//!   The baselines send the same events to `n` channels (one send per channel, as the
+//!   bus does) and receive them.
+//! - `threaded/<n>sub`: one publisher thread, one receiver thread per subscription,
+//!   `MESSAGES` events.
+//!
+//! Run: `cargo bench -p pipeline-core --bench bus`. What the bus adds is the ratio of
+//! `bus` to `resizable`; `resizable` to `crossbeam` is the channel's own cost.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use pipeline_core::bus::{Bus, Publisher, Subscription, SubscriptionConfig};
+use std::hint::black_box;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const MESSAGES: usize = 50_000;
+
+/// `n` channels (or subscriptions) fed the same events, behind one interface.
+trait FanOut: Sized {
+    type Tx: Send + 'static;
+    type Rx: Send + 'static;
+    fn make(n: usize, cap: usize) -> (Self::Tx, Vec<Self::Rx>);
+    fn send(tx: &Self::Tx, v: u64);
+    fn try_recv(rx: &Self::Rx) -> Option<u64>;
+    fn recv(rx: &Self::Rx) -> Option<u64>;
+}
+
+struct Crossbeam;
+impl FanOut for Crossbeam {
+    type Tx = Vec<crossbeam_channel::Sender<u64>>;
+    type Rx = crossbeam_channel::Receiver<u64>;
+    fn make(n: usize, cap: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        (0..n).map(|_| crossbeam_channel::bounded(cap)).unzip()
+    }
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.iter().for_each(|tx| tx.send(v).unwrap());
+    }
+    fn try_recv(rx: &Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+    fn recv(rx: &Self::Rx) -> Option<u64> {
+        rx.recv().ok()
+    }
+}
+
+struct Resizable;
+impl FanOut for Resizable {
+    type Tx = Vec<pipeline_core::channel::Sender<u64>>;
+    type Rx = pipeline_core::channel::Receiver<u64>;
+    fn make(n: usize, cap: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        (0..n).map(|_| pipeline_core::channel::bounded(cap)).unzip()
+    }
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.iter().for_each(|tx| tx.send(v).unwrap());
+    }
+    fn try_recv(rx: &Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+    fn recv(rx: &Self::Rx) -> Option<u64> {
+        rx.recv().ok()
+    }
+}
+
+struct BusFanOut;
+impl FanOut for BusFanOut {
+    /// The bus is kept alive by the publisher.
+    type Tx = Publisher<u64>;
+    type Rx = Subscription<u64>;
+    fn make(n: usize, cap: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        let bus = Bus::new();
+        let subs = (0..n)
+            .map(|i| {
+                bus.subscribe(SubscriptionConfig::new(format!("s{i}")).capacity(cap))
+                    .unwrap()
+            })
+            .collect();
+        (bus.publisher(), subs)
+    }
+    fn send(tx: &Self::Tx, v: u64) {
+        tx.publish(v).unwrap();
+    }
+    fn try_recv(rx: &Self::Rx) -> Option<u64> {
+        rx.try_recv().ok()
+    }
+    fn recv(rx: &Self::Rx) -> Option<u64> {
+        rx.recv().ok()
+    }
+}
+
+fn single_thread<F: FanOut>(n: usize, cap: usize) -> impl FnMut() {
+    let (tx, rxs) = F::make(n, cap);
+    move || {
+        for i in 0..cap as u64 {
+            F::send(&tx, i);
+        }
+        for rx in &rxs {
+            for _ in 0..cap {
+                black_box(F::try_recv(rx).unwrap());
+            }
+        }
+    }
+}
+
+/// One sending thread, one receiving thread per channel; returns the elapsed time.
+fn threaded<F: FanOut>(n: usize, cap: usize) -> Duration {
+    let (tx, rxs) = F::make(n, cap);
+    let start = Instant::now();
+    thread::scope(|s| {
+        for rx in rxs {
+            s.spawn(move || {
+                for _ in 0..MESSAGES {
+                    black_box(F::recv(&rx).unwrap());
+                }
+            });
+        }
+        s.spawn(move || (0..MESSAGES as u64).for_each(|i| F::send(&tx, i)));
+    });
+    start.elapsed()
+}
+
+fn bench_single_thread(c: &mut Criterion) {
+    let mut group = c.benchmark_group("single_thread");
+    for n in [1, 4] {
+        for cap in [64, 1024] {
+            group.throughput(Throughput::Elements(cap as u64));
+            let id = |name| BenchmarkId::new(name, format!("{n}sub/cap{cap}"));
+            group.bench_function(id("crossbeam"), |b| {
+                b.iter(single_thread::<Crossbeam>(n, cap))
+            });
+            group.bench_function(id("resizable"), |b| {
+                b.iter(single_thread::<Resizable>(n, cap))
+            });
+            group.bench_function(id("bus"), |b| b.iter(single_thread::<BusFanOut>(n, cap)));
+        }
+    }
+    group.finish();
+}
+
+fn bench_threaded(c: &mut Criterion) {
+    let mut group = c.benchmark_group("threaded");
+    group.throughput(Throughput::Elements(MESSAGES as u64));
+    group.sample_size(10);
+    for n in [1, 4] {
+        let cap = 1024;
+        let id = |name| BenchmarkId::new(name, format!("{n}sub/cap{cap}"));
+        group.bench_function(id("crossbeam"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| threaded::<Crossbeam>(n, cap)).sum())
+        });
+        group.bench_function(id("resizable"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| threaded::<Resizable>(n, cap)).sum())
+        });
+        group.bench_function(id("bus"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| threaded::<BusFanOut>(n, cap)).sum())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_single_thread, bench_threaded);
+criterion_main!(benches);

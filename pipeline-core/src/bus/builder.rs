@@ -1,0 +1,140 @@
+//! [`BusBuilder`]: the bus-wide settings.
+
+use super::error::BusError;
+use super::rate::RateLimiter;
+use super::route::BusCommon;
+use super::router::{Bus, BusInner};
+use crate::clock::{Clock, SystemClock};
+use crate::signal::{SaturationThresholds, SignalSender};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+/// Builds a [`Bus`]; from [`Bus::builder`].
+///
+/// | setting | default | rule |
+/// | --- | --- | --- |
+/// | [`signal_capacity`](Self::signal_capacity) | 1024 signals | at least 1 |
+/// | [`saturation_thresholds`](Self::saturation_thresholds) | high 0.8, low 0.5 | `0 <= low < high <= 1` |
+/// | [`publish_burst`](Self::publish_burst) | 8 events | at least 1 |
+/// | [`publish_rate`](Self::publish_rate) | no limit | positive, finite events/s |
+/// | [`clock`](Self::clock) | [`SystemClock`] | |
+///
+/// With a rate of 1000 events/s and the default burst of 8, an idle bus admits 8
+/// events at once, then one per millisecond.
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_core::bus::Bus;
+///
+/// let bus = Bus::<String>::builder()
+///     .signal_capacity(256)
+///     .saturation_thresholds(0.9, 0.6)
+///     .publish_burst(32)
+///     .publish_rate(Some(10_000.0))
+///     .build()
+///     .unwrap();
+/// assert_eq!(bus.publish_rate(), Some(10_000.0));
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct BusBuilder<E> {
+    signal_capacity: usize,
+    thresholds: (f64, f64),
+    publish_burst: u32,
+    publish_rate: Option<f64>,
+    clock: Arc<dyn Clock>,
+    _events: PhantomData<fn(E)>,
+}
+
+impl<E: Clone + Send + 'static> BusBuilder<E> {
+    pub(crate) fn new() -> Self {
+        let defaults = SaturationThresholds::default();
+        BusBuilder {
+            signal_capacity: 1024,
+            thresholds: (defaults.high(), defaults.low()),
+            publish_burst: 8,
+            publish_rate: None,
+            clock: Arc::new(SystemClock),
+            _events: PhantomData,
+        }
+    }
+
+    /// How many signals wait in the signal channel before new ones are skipped
+    /// (default 1024).
+    pub fn signal_capacity(mut self, capacity: usize) -> Self {
+        self.signal_capacity = capacity;
+        self
+    }
+
+    /// The saturation thresholds, as shares of each subscription's capacity (default
+    /// 0.8 and 0.5); see [`signal`](crate::signal#hysteresis).
+    pub fn saturation_thresholds(mut self, high: f64, low: f64) -> Self {
+        self.thresholds = (high, low);
+        self
+    }
+
+    /// How many events the publish-rate limiter admits at once after an idle spell
+    /// (default 8).
+    pub fn publish_burst(mut self, burst: u32) -> Self {
+        self.publish_burst = burst;
+        self
+    }
+
+    /// The publish-rate limit to start with, in events per second (default none); see
+    /// [`Bus::set_publish_rate`].
+    pub fn publish_rate(mut self, rate: Option<f64>) -> Self {
+        self.publish_rate = rate;
+        self
+    }
+
+    /// The clock for the rate limiter and signal timestamps (default [`SystemClock`]).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Builds the bus.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] naming the setting that breaks its rule, or
+    /// [`BusError::InvalidRate`] for a bad initial rate.
+    pub fn build(self) -> Result<Bus<E>, BusError> {
+        let invalid = |field, rule: &str| BusError::InvalidConfig {
+            field,
+            rule: rule.to_owned(),
+        };
+        if self.signal_capacity == 0 {
+            return Err(invalid("signal_capacity", "must be at least 1"));
+        }
+        if self.publish_burst == 0 {
+            return Err(invalid("publish_burst", "must be at least 1"));
+        }
+        let (high, low) = self.thresholds;
+        let thresholds =
+            SaturationThresholds::new(high, low).map_err(|e| BusError::InvalidConfig {
+                field: "saturation_thresholds",
+                rule: e.to_string(),
+            })?;
+        let limiter = RateLimiter::new(self.clock.clone(), self.publish_burst);
+        limiter.set_rate(self.publish_rate)?;
+        let common = BusCommon {
+            signals: SignalSender::new(self.signal_capacity, self.clock),
+            thresholds,
+        };
+        Ok(Bus::from_inner(BusInner::new(common, limiter)))
+    }
+}
+
+impl<E> fmt::Debug for BusBuilder<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BusBuilder")
+            .field("signal_capacity", &self.signal_capacity)
+            .field("thresholds", &self.thresholds)
+            .field("publish_burst", &self.publish_burst)
+            .field("publish_rate", &self.publish_rate)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}

@@ -1,0 +1,428 @@
+//! [`Publisher`]: routing one event to every matching subscription.
+
+use super::config::OverflowPolicy;
+use super::error::PublishError;
+use super::route::Route;
+use super::router::{BusCounters, BusInner};
+use crate::sync::atomic::Ordering;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a publish may wait: for room in a `Block` subscription, and for a
+/// rate-limit token.
+#[derive(Clone, Copy)]
+enum Wait {
+    Never,
+    /// A deadline on the bus clock.
+    Until(Instant),
+    Forever,
+}
+
+/// A handle that publishes events on a [`Bus`](super::Bus); from
+/// [`Bus::publisher`](super::Bus::publisher). Clone it freely; it is `Send` and `Sync`.
+///
+/// # Delivery
+///
+/// An event goes to every subscription whose filter matches it, in a fixed order:
+/// first the matching subscriptions whose policy is `Block`, in the order they
+/// subscribed, then the dropping ones in the same order. Each gets a clone; the last
+/// gets the event itself. A publish reads each subscription's policy once, when it
+/// matches the filters.
+///
+/// **A publish is never partial.** Every method returns `Err` (with the event back)
+/// only when *no* subscription received the event; once one has, the publish goes on
+/// until every matching subscription has it (dropping subscriptions may drop it, as
+/// their policy says, and count it). So a caller that retries after an `Err` never
+/// duplicates an event.
+///
+/// What each method adds to that:
+/// - [`publish`](Self::publish) waits for rate-limit tokens and for room in `Block`
+///   subscriptions, as long as needed. It fails only on a closed bus.
+/// - [`publish_timeout`](Self::publish_timeout) waits at most `timeout` for a token
+///   and for room in the *first* matching `Block` subscription. Once the first has the
+///   event, the publish is committed and waits for room in the others without limit.
+/// - [`try_publish`](Self::try_publish) never waits for a token or for room in a
+///   subscription it found full; see its docs for the exact rule with several `Block`
+///   subscriptions.
+pub struct Publisher<E> {
+    inner: Arc<BusInner<E>>,
+}
+
+impl<E: Clone + Send + 'static> Publisher<E> {
+    pub(crate) fn new(inner: Arc<BusInner<E>>) -> Self {
+        Publisher { inner }
+    }
+
+    /// Publishes `event`, waiting for a rate-limit token and for room in every matching
+    /// `Block` subscription (back pressure).
+    ///
+    /// An event no subscription matches is accepted and counted as unmatched.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Closed`] after [`Bus::close`](super::Bus::close).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    ///
+    /// let bus = Bus::new();
+    /// let all = bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    /// let big = bus.subscribe(SubscriptionConfig::new("big").filter(|n: &u32| *n > 10)).unwrap();
+    /// let publisher = bus.publisher();
+    /// publisher.publish(5).unwrap();
+    /// publisher.publish(50).unwrap();
+    /// assert_eq!(all.try_iter().collect::<Vec<_>>(), [5, 50]);
+    /// assert_eq!(big.try_iter().collect::<Vec<_>>(), [50]);
+    /// ```
+    pub fn publish(&self, event: E) -> Result<(), PublishError<E>> {
+        self.publish_with(event, Wait::Forever)
+    }
+
+    /// Like [`publish`](Self::publish), waiting at most `timeout` (on the bus clock for
+    /// the rate limit) before the event reaches its first subscription.
+    ///
+    /// If the wait for a token alone would outlast the timeout, it returns `Timeout` at
+    /// once instead of sleeping first.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Timeout`] when no subscription got the event in time,
+    /// [`PublishError::Closed`] after [`Bus::close`](super::Bus::close).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, PublishError, SubscriptionConfig};
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let _sub = bus.subscribe(SubscriptionConfig::new("s").capacity(1)).unwrap();
+    /// let publisher = bus.publisher();
+    /// publisher.publish(1).unwrap();
+    /// let err = publisher.publish_timeout(2, Duration::from_millis(5)).unwrap_err();
+    /// assert!(matches!(err, PublishError::Timeout(2)));
+    /// ```
+    pub fn publish_timeout(&self, event: E, timeout: Duration) -> Result<(), PublishError<E>> {
+        let deadline = self.inner.limiter.clock().now() + timeout;
+        self.publish_with(event, Wait::Until(deadline))
+    }
+
+    /// Publishes `event` if that needs no waiting; never waits for a rate-limit token
+    /// or on a subscription it found full.
+    ///
+    /// With at most one matching `Block` subscription the answer is exact: that
+    /// subscription's buffer is tried first, atomically, and `Full` means it was full
+    /// and nothing was delivered anywhere.
+    ///
+    /// With several matching `Block` subscriptions it first checks each for room, in
+    /// delivery order, and returns `Full` before delivering anything if one is full.
+    /// If all had room, it delivers in the same order. Another publisher can fill one
+    /// of them between the check and the delivery; rather than deliver only in part
+    /// (losing the event for a lossless subscription, or making the caller's retry a
+    /// duplicate), `try_publish` then waits for room in that subscription, and counts
+    /// the wait in its [`try_publish_waits`](super::SubscriptionSnapshot::try_publish_waits).
+    /// Such a wait ends as soon as that subscription's receiver takes one event; it
+    /// cannot happen with one publishing thread, or with one matching `Block`
+    /// subscription.
+    ///
+    /// # Errors
+    ///
+    /// [`PublishError::Backoff`] with the exact wait when the rate limit has no token,
+    /// [`PublishError::Full`] as above, [`PublishError::Closed`] after
+    /// [`Bus::close`](super::Bus::close). In every case no subscription received the
+    /// event.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, PublishError, SubscriptionConfig};
+    ///
+    /// let bus = Bus::new();
+    /// let a = bus.subscribe(SubscriptionConfig::new("a").capacity(1)).unwrap();
+    /// let b = bus.subscribe(SubscriptionConfig::new("b").capacity(2)).unwrap();
+    /// let publisher = bus.publisher();
+    /// publisher.try_publish(1).unwrap();
+    /// assert!(matches!(publisher.try_publish(2), Err(PublishError::Full(2))));
+    /// assert_eq!(b.len(), 1); // "b" had room, but got nothing: all or none
+    /// a.recv().unwrap();
+    /// publisher.try_publish(2).unwrap();
+    /// assert_eq!((a.len(), b.len()), (1, 2));
+    /// ```
+    pub fn try_publish(&self, event: E) -> Result<(), PublishError<E>> {
+        self.publish_with(event, Wait::Never)
+    }
+
+    fn publish_with(&self, event: E, wait: Wait) -> Result<(), PublishError<E>> {
+        let inner = &*self.inner;
+        let event = self.admit(event, wait)?;
+        let routes = inner.routes.load();
+        if routes.closed {
+            return Err(PublishError::Closed(event));
+        }
+        let result = deliver(inner, &routes.list, event, wait);
+        if result.is_ok() {
+            inner.counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Takes a rate-limit token, waiting for it as `wait` allows.
+    #[inline]
+    fn admit(&self, event: E, wait: Wait) -> Result<E, PublishError<E>> {
+        let limiter = &self.inner.limiter;
+        let mut retry_after = match limiter.acquire() {
+            Ok(()) => return Ok(event),
+            Err(retry_after) => retry_after,
+        };
+        self.inner
+            .counters
+            .rate_limited
+            .fetch_add(1, Ordering::Relaxed);
+        loop {
+            if self.inner.routes.load().closed {
+                return Err(PublishError::Closed(event));
+            }
+            match wait {
+                Wait::Never => return Err(PublishError::Backoff { event, retry_after }),
+                Wait::Until(deadline) if limiter.clock().now() + retry_after > deadline => {
+                    return Err(PublishError::Timeout(event));
+                }
+                _ => {}
+            }
+            limiter.clock().sleep(retry_after);
+            match limiter.acquire() {
+                Ok(()) => return Ok(event),
+                Err(next) => retry_after = next,
+            }
+        }
+    }
+}
+
+/// A set of subscription indexes; no allocation up to 64 subscriptions.
+enum Indexes {
+    Inline(u64),
+    Heap(Vec<u64>),
+}
+
+impl Indexes {
+    fn new(len: usize) -> Self {
+        if len <= 64 {
+            Indexes::Inline(0)
+        } else {
+            Indexes::Heap(vec![0; len.div_ceil(64)])
+        }
+    }
+
+    fn words(&self) -> &[u64] {
+        match self {
+            Indexes::Inline(word) => std::slice::from_ref(word),
+            Indexes::Heap(words) => words,
+        }
+    }
+
+    fn insert(&mut self, index: usize) {
+        let words = match self {
+            Indexes::Inline(word) => std::slice::from_mut(word),
+            Indexes::Heap(words) => words,
+        };
+        words[index / 64] |= 1 << (index % 64);
+    }
+
+    fn count(&self) -> usize {
+        self.words().iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    fn last(&self) -> Option<usize> {
+        let words = self.words();
+        (0..words.len())
+            .rev()
+            .find(|&i| words[i] != 0)
+            .map(|i| i * 64 + 63 - words[i].leading_zeros() as usize)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words().iter().enumerate().flat_map(|(i, &word)| {
+            let mut rest = word;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let bit = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    i * 64 + bit
+                })
+            })
+        })
+    }
+}
+
+/// Why a delivery did not happen.
+enum Refused {
+    Full,
+    Timeout,
+}
+
+/// Delivers `event` to every matching route, in the order and under the rule set out
+/// on [`Publisher`].
+fn deliver<E: Clone>(
+    inner: &BusInner<E>,
+    routes: &[Arc<Route<E>>],
+    event: E,
+    wait: Wait,
+) -> Result<(), PublishError<E>> {
+    let counters = &inner.counters;
+    // The common case, one subscription: no order to work out, no clone.
+    if let [route] = routes {
+        if !route.matches(&event) {
+            counters.unmatched.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        return deliver_one(inner, route, route.shared.policy(), event, wait, false)
+            .map_err(|(why, event)| refused(counters, why, event));
+    }
+
+    // One pass over the filters, recording each match's policy as read now.
+    let mut block = Indexes::new(routes.len());
+    let mut drop_newest = Indexes::new(routes.len());
+    let mut drop_oldest = Indexes::new(routes.len());
+    for (i, route) in routes.iter().enumerate() {
+        if route.matches(&event) {
+            match route.shared.policy() {
+                OverflowPolicy::Block => block.insert(i),
+                OverflowPolicy::DropNewest => drop_newest.insert(i),
+                OverflowPolicy::DropOldest => drop_oldest.insert(i),
+            }
+        }
+    }
+    let Some(last) = drop_oldest
+        .last()
+        .map(|i| (i, OverflowPolicy::DropOldest))
+        .or_else(|| drop_newest.last().map(|i| (i, OverflowPolicy::DropNewest)))
+        .or_else(|| block.last().map(|i| (i, OverflowPolicy::Block)))
+    else {
+        counters.unmatched.fetch_add(1, Ordering::Relaxed);
+        return Ok(());
+    };
+
+    if matches!(wait, Wait::Never) && block.count() > 1 {
+        // All or none: look before delivering anywhere (see `try_publish`).
+        if let Some(full) = block.iter().find(|&i| routes[i].tx.is_full()) {
+            routes[full].shared.found_full();
+            counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+            return Err(PublishError::Full(event));
+        }
+    }
+
+    let order = block
+        .iter()
+        .map(|i| (i, OverflowPolicy::Block))
+        .chain(drop_newest.iter().map(|i| (i, OverflowPolicy::DropNewest)))
+        .chain(drop_oldest.iter().map(|i| (i, OverflowPolicy::DropOldest)));
+    let mut committed = false;
+    for (i, policy) in order {
+        if (i, policy) == last {
+            break;
+        }
+        if let Err((why, _clone)) =
+            deliver_one(inner, &routes[i], policy, event.clone(), wait, committed)
+        {
+            // Nothing was delivered yet: hand back the original.
+            return Err(refused(counters, why, event));
+        }
+        committed = true;
+    }
+    let (i, policy) = last;
+    deliver_one(inner, &routes[i], policy, event, wait, committed)
+        .map_err(|(why, event)| refused(counters, why, event))
+}
+
+fn refused<E>(counters: &BusCounters, why: Refused, event: E) -> PublishError<E> {
+    match why {
+        Refused::Full => {
+            counters.rejected_full.fetch_add(1, Ordering::Relaxed);
+            PublishError::Full(event)
+        }
+        Refused::Timeout => PublishError::Timeout(event),
+    }
+}
+
+/// Delivers to one route. Only a `Block` route that is the first to get the event
+/// (`!committed`) may refuse.
+#[inline]
+fn deliver_one<E>(
+    inner: &BusInner<E>,
+    route: &Route<E>,
+    policy: OverflowPolicy,
+    event: E,
+    wait: Wait,
+    committed: bool,
+) -> Result<(), (Refused, E)> {
+    match policy {
+        OverflowPolicy::DropNewest => {
+            route.deliver_drop_newest(event);
+            return Ok(());
+        }
+        OverflowPolicy::DropOldest => {
+            route.deliver_drop_oldest(event);
+            return Ok(());
+        }
+        OverflowPolicy::Block => {}
+    }
+    let event = match route.try_deliver(event) {
+        Ok(()) => return Ok(()),
+        Err(event) => event,
+    };
+    route.shared.found_full();
+    match wait {
+        Wait::Never if !committed => Err((Refused::Full, event)),
+        Wait::Until(deadline) if !committed => {
+            let timeout = deadline.saturating_duration_since(inner.limiter.clock().now());
+            route
+                .deliver_timeout(event, timeout)
+                .map_err(|event| (Refused::Timeout, event))
+        }
+        _ => {
+            if matches!(wait, Wait::Never) {
+                route.shared.count_try_publish_wait();
+            }
+            route.deliver_blocking(event);
+            Ok(())
+        }
+    }
+}
+
+impl<E> Clone for Publisher<E> {
+    fn clone(&self) -> Self {
+        Publisher {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<E> fmt::Debug for Publisher<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("Publisher { .. }")
+    }
+}
+
+#[cfg(all(test, not(pipeline_loom)))]
+mod tests {
+    use super::Indexes;
+
+    #[test]
+    fn indexes_inline_and_heap() {
+        for len in [1, 64, 65, 200] {
+            let mut set = Indexes::new(len);
+            assert_eq!(set.last(), None);
+            let picks: Vec<usize> = [0, 3, 63, 64, 130, 199]
+                .into_iter()
+                .filter(|&i| i < len)
+                .collect();
+            picks.iter().for_each(|&i| set.insert(i));
+            assert_eq!(set.iter().collect::<Vec<_>>(), picks, "len {len}");
+            assert_eq!(set.count(), picks.len());
+            assert_eq!(set.last(), picks.last().copied());
+        }
+    }
+}

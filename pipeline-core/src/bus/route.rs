@@ -1,0 +1,459 @@
+//! One subscription as the bus sees it: its channel's sending end, its filter, its
+//! policy and flags, and the edge detection that raises signals.
+
+use super::config::{Filter, OverflowPolicy};
+use super::snapshot::SubscriptionSnapshot;
+use crate::channel::{ChannelStats, Receiver, Sender, TrySendError};
+use crate::signal::{SaturationThresholds, SignalKind, SignalSender};
+use crate::sync::{
+    Mutex,
+    atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    lock,
+};
+use crossbeam_utils::CachePadded;
+// std's `Arc`, not `crate::sync`'s: arc-swap and `Weak` need it, and no loom model
+// depends on the bus's reference counts.
+use std::sync::Arc;
+
+/// What every subscription of one bus shares.
+pub(crate) struct BusCommon {
+    pub(crate) signals: SignalSender,
+    pub(crate) thresholds: SaturationThresholds,
+}
+
+// The subscription's state word: the overflow policy in the low bits, then the flags
+// whose edges raise signals. One word, so a delivery reads the policy and the flags
+// with one load.
+const POLICY_MASK: u32 = 0b11;
+const SATURATED: u32 = 1 << 2;
+const BACK_PRESSURE: u32 = 1 << 3;
+const DROPPING: u32 = 1 << 4;
+const EPISODE: u32 = SATURATED | BACK_PRESSURE | DROPPING;
+
+/// DropOldest evicts at most this many events for one publish; if other publishers
+/// keep taking the freed slot, the new event is dropped instead (as DropNewest).
+const EVICT_TRIES: usize = 8;
+
+/// The type-independent half of a subscription, shared by its [`Route`], its
+/// `Subscription` handle and snapshots.
+pub(crate) struct SubShared {
+    pub(crate) id: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) min_capacity: usize,
+    pub(crate) max_capacity: usize,
+    pub(crate) droppable: bool,
+    /// Whether `bytes_in` is kept (a custom event-size function was given).
+    sized: bool,
+    default_event_bytes: usize,
+    state: AtomicU32,
+    /// The channel's capacity, mirrored here: the channel's own getter takes a lock.
+    capacity: AtomicUsize,
+    /// Saturation is checked on one delivery (and one receive) in `stride_mask + 1`.
+    stride_mask: AtomicU32,
+    // Written per event, by publishers and by the receiver: each on its own cache
+    // line, away from the read-mostly fields above, so the two sides do not make the
+    // line holding `state` bounce between their cores.
+    send_side: CachePadded<SendSide>,
+    recv_ticks: CachePadded<AtomicU32>,
+    dropped_newest: AtomicU64,
+    dropped_oldest: AtomicU64,
+    try_publish_waits: AtomicU64,
+    /// Serialises resizes and policy switches of this subscription.
+    pub(crate) control: Mutex<()>,
+    common: Arc<BusCommon>,
+    metrics: SubMetrics,
+}
+
+#[derive(Default)]
+struct SendSide {
+    ticks: AtomicU32,
+    bytes_in: AtomicU64,
+}
+
+struct SubMetrics {
+    dropped_newest: metrics::Counter,
+    dropped_oldest: metrics::Counter,
+    delivered: metrics::Counter,
+    received: metrics::Counter,
+    len: metrics::Gauge,
+    capacity: metrics::Gauge,
+    bytes: metrics::Gauge,
+    saturation: metrics::Gauge,
+}
+
+impl SubMetrics {
+    fn new(name: &str) -> Self {
+        let dropped = |policy: OverflowPolicy| {
+            metrics::counter!("pipeline_subscription_dropped_total",
+                "subscription" => name.to_owned(), "policy" => policy.as_str())
+        };
+        SubMetrics {
+            dropped_newest: dropped(OverflowPolicy::DropNewest),
+            dropped_oldest: dropped(OverflowPolicy::DropOldest),
+            delivered: metrics::counter!("pipeline_subscription_delivered_total", "subscription" => name.to_owned()),
+            received: metrics::counter!("pipeline_subscription_received_total", "subscription" => name.to_owned()),
+            len: metrics::gauge!("pipeline_subscription_buffered_events", "subscription" => name.to_owned()),
+            capacity: metrics::gauge!("pipeline_subscription_capacity_events", "subscription" => name.to_owned()),
+            bytes: metrics::gauge!("pipeline_subscription_buffered_bytes", "subscription" => name.to_owned()),
+            saturation: metrics::gauge!("pipeline_subscription_saturation_ratio", "subscription" => name.to_owned()),
+        }
+    }
+}
+
+/// Everything [`SubShared::new`] needs, named.
+pub(crate) struct SubSpec {
+    pub(crate) id: u64,
+    pub(crate) name: Arc<str>,
+    pub(crate) capacity: usize,
+    pub(crate) min_capacity: usize,
+    pub(crate) max_capacity: usize,
+    pub(crate) policy: OverflowPolicy,
+    pub(crate) droppable: bool,
+    pub(crate) sized: bool,
+    pub(crate) default_event_bytes: usize,
+}
+
+fn stride_mask(capacity: usize) -> u32 {
+    // Check every `stride` events, the power of two at or below capacity/16 (at most
+    // 64): a threshold crossing is seen within ~6% of capacity, and a busy buffer is
+    // not measured per event (measuring its length costs more than the delivery).
+    let stride = 1usize << (capacity / 16).clamp(1, 64).ilog2();
+    (stride - 1) as u32
+}
+
+impl SubShared {
+    pub(crate) fn new(spec: SubSpec, common: Arc<BusCommon>) -> Self {
+        SubShared {
+            id: spec.id,
+            metrics: SubMetrics::new(&spec.name),
+            name: spec.name,
+            min_capacity: spec.min_capacity,
+            max_capacity: spec.max_capacity,
+            droppable: spec.droppable,
+            sized: spec.sized,
+            default_event_bytes: spec.default_event_bytes,
+            state: AtomicU32::new(spec.policy.to_bits()),
+            capacity: AtomicUsize::new(spec.capacity),
+            stride_mask: AtomicU32::new(stride_mask(spec.capacity)),
+            send_side: CachePadded::default(),
+            recv_ticks: CachePadded::default(),
+            dropped_newest: AtomicU64::new(0),
+            dropped_oldest: AtomicU64::new(0),
+            try_publish_waits: AtomicU64::new(0),
+            control: Mutex::new(()),
+            common,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn policy(&self) -> OverflowPolicy {
+        OverflowPolicy::from_bits(self.state.load(Ordering::Relaxed) & POLICY_MASK)
+    }
+
+    /// Switches the policy, keeping the flags; returns the previous one.
+    pub(crate) fn set_policy(&self, policy: OverflowPolicy) -> OverflowPolicy {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let next = (state & !POLICY_MASK) | policy.to_bits();
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return OverflowPolicy::from_bits(state & POLICY_MASK),
+                Err(current) => state = current,
+            }
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// Records a new capacity (the caller holds `control` and has resized the channel).
+    pub(crate) fn set_capacity(&self, capacity: usize) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.stride_mask
+            .store(stride_mask(capacity), Ordering::Relaxed);
+    }
+
+    /// After a delivery: now and then, compare the length with the thresholds.
+    #[inline]
+    pub(crate) fn tick_send(&self, len: impl FnOnce() -> usize) {
+        // A load and a store, not a read-modify-write: under contention a tick may be
+        // lost, which only moves the next check by one event.
+        let ticks = &self.send_side.ticks;
+        let tick = ticks.load(Ordering::Relaxed).wrapping_add(1);
+        ticks.store(tick, Ordering::Relaxed);
+        if tick & self.stride_mask.load(Ordering::Relaxed) == 0 {
+            self.check_saturation(len());
+        }
+    }
+
+    /// After a receive: only an open episode (saturated, back pressure, dropping) can
+    /// end, so a quiet subscription pays one load.
+    #[inline]
+    pub(crate) fn tick_recv(&self, len: impl FnOnce() -> usize) {
+        if self.state.load(Ordering::Relaxed) & EPISODE == 0 {
+            return;
+        }
+        let tick = self.recv_ticks.load(Ordering::Relaxed).wrapping_add(1);
+        self.recv_ticks.store(tick, Ordering::Relaxed);
+        if tick & self.stride_mask.load(Ordering::Relaxed) == 0 {
+            self.check_saturation(len());
+        }
+    }
+
+    /// Raises the edges that `len` implies: saturation up, or the end of an episode.
+    pub(crate) fn check_saturation(&self, len: usize) {
+        let capacity = self.capacity();
+        let thresholds = &self.common.thresholds;
+        let state = self.state.load(Ordering::Relaxed);
+        if state & SATURATED == 0 && len >= thresholds.high_len(capacity) {
+            self.enter(SATURATED, len, capacity, None);
+        } else if state & EPISODE != 0 && len <= thresholds.low_len(capacity) {
+            self.end_episode(len, capacity);
+        }
+    }
+
+    /// A publisher found this `Block` subscription full.
+    pub(crate) fn found_full(&self) {
+        if self.state.load(Ordering::Relaxed) & (SATURATED | BACK_PRESSURE)
+            != (SATURATED | BACK_PRESSURE)
+        {
+            let capacity = self.capacity();
+            self.enter(SATURATED | BACK_PRESSURE, capacity, capacity, None);
+        }
+    }
+
+    /// An event was dropped by `policy`.
+    pub(crate) fn dropped(&self, policy: OverflowPolicy) {
+        match policy {
+            OverflowPolicy::DropOldest => {
+                self.dropped_oldest.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped_oldest.increment(1);
+            }
+            _ => {
+                self.dropped_newest.fetch_add(1, Ordering::Relaxed);
+                self.metrics.dropped_newest.increment(1);
+            }
+        }
+        if self.state.load(Ordering::Relaxed) & (SATURATED | DROPPING) != (SATURATED | DROPPING) {
+            let capacity = self.capacity();
+            self.enter(SATURATED | DROPPING, capacity, capacity, Some(policy));
+        }
+    }
+
+    /// Sets `flags`, raising a signal for each one that was not set.
+    fn enter(&self, flags: u32, len: usize, capacity: usize, policy: Option<OverflowPolicy>) {
+        let before = self.state.fetch_or(flags, Ordering::AcqRel);
+        let new = flags & !before;
+        let signals = &self.common.signals;
+        if new & SATURATED != 0 {
+            signals.raise(&self.name, SignalKind::SaturationHigh { len, capacity });
+        }
+        if new & BACK_PRESSURE != 0 {
+            signals.raise(&self.name, SignalKind::BackPressureStarted);
+        }
+        if new & DROPPING != 0 {
+            let policy = policy.unwrap_or(OverflowPolicy::DropNewest);
+            signals.raise(&self.name, SignalKind::DropsStarted { policy });
+        }
+    }
+
+    /// Clears every episode flag, raising the matching end signals.
+    fn end_episode(&self, len: usize, capacity: usize) {
+        let before = self.state.fetch_and(!EPISODE, Ordering::AcqRel);
+        let signals = &self.common.signals;
+        if before & SATURATED != 0 {
+            signals.raise(&self.name, SignalKind::SaturationLow { len, capacity });
+        }
+        if before & BACK_PRESSURE != 0 {
+            signals.raise(&self.name, SignalKind::BackPressureStopped);
+        }
+        if before & DROPPING != 0 {
+            let dropped_total = self.dropped_newest.load(Ordering::Relaxed)
+                + self.dropped_oldest.load(Ordering::Relaxed);
+            signals.raise(&self.name, SignalKind::DropsStopped { dropped_total });
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add_bytes(&self, bytes: usize) {
+        self.send_side
+            .bytes_in
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_try_publish_wait(&self) {
+        self.try_publish_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Gauges and counters, from the channel's stats and this subscription's own.
+    pub(crate) fn snapshot(&self, channel: ChannelStats) -> SubscriptionSnapshot {
+        let state = self.state.load(Ordering::Relaxed);
+        let dropped_oldest = self.dropped_oldest.load(Ordering::Relaxed);
+        let avg_event_bytes = if self.sized && channel.sent > 0 {
+            self.send_side.bytes_in.load(Ordering::Relaxed) / channel.sent
+        } else {
+            self.default_event_bytes as u64
+        };
+        let capacity = self.capacity();
+        let snapshot = SubscriptionSnapshot {
+            name: self.name.clone(),
+            len: channel.len,
+            capacity,
+            min_capacity: self.min_capacity,
+            max_capacity: self.max_capacity,
+            saturation: if capacity == 0 {
+                0.0
+            } else {
+                channel.len as f64 / capacity as f64
+            },
+            high_water_mark: channel.high_water_mark,
+            delivered: channel.sent,
+            // The channel counts DropOldest's evictions as receives.
+            received: channel.received.saturating_sub(dropped_oldest),
+            dropped_newest: self.dropped_newest.load(Ordering::Relaxed),
+            dropped_oldest,
+            full_events: channel.full_events,
+            blocked_time: channel.blocked_time,
+            try_publish_waits: self.try_publish_waits.load(Ordering::Relaxed),
+            resizes: channel.resizes,
+            avg_event_bytes,
+            bytes_buffered: avg_event_bytes * channel.len as u64,
+            overflow: OverflowPolicy::from_bits(state & POLICY_MASK),
+            droppable: self.droppable,
+            saturated: state & SATURATED != 0,
+            back_pressure: state & BACK_PRESSURE != 0,
+            dropping: state & DROPPING != 0,
+        };
+        let m = &self.metrics;
+        m.delivered.absolute(snapshot.delivered);
+        m.received.absolute(snapshot.received);
+        m.len.set(snapshot.len as f64);
+        m.capacity.set(snapshot.capacity as f64);
+        m.bytes.set(snapshot.bytes_buffered as f64);
+        m.saturation.set(snapshot.saturation);
+        snapshot
+    }
+}
+
+/// The bus's handle on one subscription: where and whether to deliver.
+pub(crate) struct Route<E> {
+    pub(crate) shared: Arc<SubShared>,
+    filter: Option<Filter<E>>,
+    pub(crate) tx: Sender<E>,
+    /// A receiver for DropOldest's evictions. Taken out when the subscription is
+    /// removed, so the subscription's own receiver is the last one and dropping it
+    /// wakes publishers blocked on its buffer.
+    evict: Mutex<Option<Receiver<E>>>,
+    event_size: Option<fn(&E) -> usize>,
+}
+
+impl<E> Route<E> {
+    pub(crate) fn new(
+        shared: Arc<SubShared>,
+        filter: Option<Filter<E>>,
+        tx: Sender<E>,
+        evict: Receiver<E>,
+        event_size: Option<fn(&E) -> usize>,
+    ) -> Self {
+        Route {
+            shared,
+            filter,
+            tx,
+            evict: Mutex::new(Some(evict)),
+            event_size,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn matches(&self, event: &E) -> bool {
+        self.filter.as_ref().is_none_or(|filter| filter(event))
+    }
+
+    /// Forgets the eviction receiver: the subscription is being removed.
+    pub(crate) fn detach(&self) {
+        drop(lock(&self.evict).take());
+    }
+
+    #[inline]
+    fn size_of(&self, event: &E) -> Option<usize> {
+        self.event_size.map(|size| size(event))
+    }
+
+    /// Bookkeeping after `try_send`/`send` accepted an event of `size` bytes.
+    #[inline]
+    pub(crate) fn delivered(&self, size: Option<usize>) {
+        if let Some(bytes) = size {
+            self.shared.add_bytes(bytes);
+        }
+        self.shared.tick_send(|| self.tx.len());
+    }
+
+    /// One attempt that never waits: `Err` hands the event back when the buffer is full.
+    /// A subscription that is gone counts as delivered: the event is no longer its.
+    #[inline]
+    pub(crate) fn try_deliver(&self, event: E) -> Result<(), E> {
+        let size = self.size_of(&event);
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.delivered(size);
+                Ok(())
+            }
+            Err(TrySendError::Full(event)) => Err(event),
+            Err(TrySendError::Disconnected(_)) => Ok(()),
+        }
+    }
+
+    /// Waits for room (a `Block` subscription already found full).
+    pub(crate) fn deliver_blocking(&self, event: E) {
+        let size = self.size_of(&event);
+        if self.tx.send(event).is_ok() {
+            self.delivered(size);
+        }
+    }
+
+    /// Waits at most `timeout` for room; `Err` hands the event back.
+    pub(crate) fn deliver_timeout(&self, event: E, timeout: std::time::Duration) -> Result<(), E> {
+        use crate::channel::SendTimeoutError;
+        let size = self.size_of(&event);
+        match self.tx.send_timeout(event, timeout) {
+            Ok(()) => {
+                self.delivered(size);
+                Ok(())
+            }
+            Err(SendTimeoutError::Timeout(event)) => Err(event),
+            Err(SendTimeoutError::Disconnected(_)) => Ok(()),
+        }
+    }
+
+    /// DropNewest: deliver if there is room, else drop `event` and count it.
+    pub(crate) fn deliver_drop_newest(&self, event: E) {
+        if self.try_deliver(event).is_err() {
+            self.shared.dropped(OverflowPolicy::DropNewest);
+        }
+    }
+
+    /// DropOldest: while full, evict the oldest buffered event (counted) and retry.
+    pub(crate) fn deliver_drop_oldest(&self, mut event: E) {
+        for attempt in 0..=EVICT_TRIES {
+            match self.try_deliver(event) {
+                Ok(()) => return,
+                Err(back) => event = back,
+            }
+            if attempt == EVICT_TRIES {
+                break;
+            }
+            let evicted = match lock(&self.evict).as_ref() {
+                Some(rx) => rx.try_recv(),
+                None => return, // unsubscribed meanwhile
+            };
+            // Dropped here, outside the lock: an event's destructor may be slow.
+            if evicted.is_ok() {
+                self.shared.dropped(OverflowPolicy::DropOldest);
+            }
+        }
+        self.shared.dropped(OverflowPolicy::DropNewest);
+    }
+}

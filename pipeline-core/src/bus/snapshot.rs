@@ -1,0 +1,98 @@
+//! Gauges and counters of a bus and its subscriptions, for periodic sampling.
+
+use super::config::OverflowPolicy;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Every gauge of a bus at one moment, from [`Bus::snapshot`](super::Bus::snapshot).
+///
+/// Counters only grow; a rate is the difference of two snapshots over the difference
+/// of their `at`. Values are read one after another without stopping publishers, so
+/// under load they describe slightly different instants.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct BusSnapshot {
+    /// When it was taken, on the bus clock.
+    pub at: Instant,
+    /// Publishes that returned `Ok` (one per event, however many subscriptions got it).
+    pub published: u64,
+    /// Of those, publishes that matched no subscription.
+    pub unmatched: u64,
+    /// Publishes refused with [`PublishError::Full`](super::PublishError::Full).
+    pub rejected_full: u64,
+    /// Publishes that found no rate-limit token at once (refused with `Backoff`, or
+    /// made to wait).
+    pub rate_limited: u64,
+    /// The publish-rate limit in force, in events per second.
+    pub publish_rate: Option<f64>,
+    /// Signals skipped because the signal channel was full.
+    pub signals_skipped: u64,
+    /// One entry per live subscription, in subscription order.
+    pub subscriptions: Vec<SubscriptionSnapshot>,
+}
+
+impl BusSnapshot {
+    /// The entry of the subscription called `name`.
+    pub fn subscription(&self, name: &str) -> Option<&SubscriptionSnapshot> {
+        self.subscriptions.iter().find(|s| &*s.name == name)
+    }
+}
+
+/// The gauges and counters of one subscription.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SubscriptionSnapshot {
+    /// Its name.
+    pub name: Arc<str>,
+    /// Events buffered now.
+    pub len: usize,
+    /// The capacity in force.
+    pub capacity: usize,
+    /// The lowest capacity a resize may set.
+    pub min_capacity: usize,
+    /// The highest capacity a resize may set.
+    pub max_capacity: usize,
+    /// `len / capacity` (briefly above 1 while a shrink settles).
+    pub saturation: f64,
+    /// The most events seen buffered at once.
+    pub high_water_mark: usize,
+    /// Events accepted into the buffer: `received + dropped_oldest + len`.
+    pub delivered: u64,
+    /// Events handed to the subscriber.
+    pub received: u64,
+    /// Events dropped because the buffer was full (DropNewest, or DropOldest when
+    /// eviction could not make room).
+    pub dropped_newest: u64,
+    /// Buffered events evicted by DropOldest.
+    pub dropped_oldest: u64,
+    /// Delivery attempts that found the buffer full.
+    pub full_events: u64,
+    /// Total time publishers waited for room.
+    pub blocked_time: Duration,
+    /// Times `try_publish` had to wait for room here after its check found room (see
+    /// [`Publisher::try_publish`](super::Publisher::try_publish)).
+    pub try_publish_waits: u64,
+    /// Resizes that changed the capacity.
+    pub resizes: u64,
+    /// Average bytes of a delivered event, by the subscription's event-size function.
+    pub avg_event_bytes: u64,
+    /// Estimated memory held by the buffer: `len * avg_event_bytes`.
+    pub bytes_buffered: u64,
+    /// The overflow policy in force.
+    pub overflow: OverflowPolicy,
+    /// Whether the policy may be switched to dropping.
+    pub droppable: bool,
+    /// Whether it is above its high threshold (and not yet back to the low one).
+    pub saturated: bool,
+    /// Whether a back-pressure episode is open.
+    pub back_pressure: bool,
+    /// Whether a drop episode is open.
+    pub dropping: bool,
+}
+
+impl SubscriptionSnapshot {
+    /// Events lost to either dropping policy.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_newest + self.dropped_oldest
+    }
+}

@@ -1,0 +1,151 @@
+//! [`Subscription`]: the receiving end of one subscription.
+
+use super::route::SubShared;
+use super::router::BusInner;
+use super::snapshot::SubscriptionSnapshot;
+use crate::channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// The receiving end of one subscription; from [`Bus::subscribe`](super::Bus::subscribe).
+///
+/// It is `Send` and `Sync`: share it (for example in an `Arc`) to receive on several
+/// threads, as a [`WorkerPool`](crate::pool::WorkerPool) does. Dropping it removes the
+/// subscription from the bus; events still buffered are dropped with it.
+///
+/// After [`Bus::unsubscribe`](super::Bus::unsubscribe) or
+/// [`Bus::close`](super::Bus::close) (or once the bus and all its publishers are gone)
+/// it still receives what is buffered, then reports disconnection.
+pub struct Subscription<E> {
+    shared: Arc<SubShared>,
+    rx: Receiver<E>,
+    bus: Weak<BusInner<E>>,
+}
+
+impl<E> Subscription<E> {
+    pub(crate) fn new(shared: Arc<SubShared>, rx: Receiver<E>, bus: Weak<BusInner<E>>) -> Self {
+        Subscription { shared, rx, bus }
+    }
+
+    #[inline]
+    fn received(&self) {
+        self.shared.tick_recv(|| self.rx.len());
+    }
+
+    /// Receives the next event, waiting until one arrives.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError`] once the subscription is removed from the bus (or the bus is
+    /// closed or gone) and nothing is left buffered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+    /// bus.publisher().publish("hello").unwrap();
+    /// bus.close();
+    /// assert_eq!(sub.recv(), Ok("hello"));
+    /// assert!(sub.recv().is_err()); // closed and drained
+    /// ```
+    pub fn recv(&self) -> Result<E, RecvError> {
+        let event = self.rx.recv()?;
+        self.received();
+        Ok(event)
+    }
+
+    /// Receives an event if one is ready, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`] when nothing is ready, [`TryRecvError::Disconnected`]
+    /// once the subscription is removed and drained.
+    pub fn try_recv(&self) -> Result<E, TryRecvError> {
+        let event = self.rx.try_recv()?;
+        self.received();
+        Ok(event)
+    }
+
+    /// Receives an event, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`] when nothing arrived in time,
+    /// [`RecvTimeoutError::Disconnected`] once the subscription is removed and drained.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<E, RecvTimeoutError> {
+        let event = self.rx.recv_timeout(timeout)?;
+        self.received();
+        Ok(event)
+    }
+
+    /// An iterator over the events ready now; it never waits.
+    pub fn try_iter(&self) -> impl Iterator<Item = E> + '_ {
+        std::iter::from_fn(|| self.try_recv().ok())
+    }
+
+    /// Takes this subscription off the bus, as [`Bus::unsubscribe`](super::Bus::unsubscribe)
+    /// does: no new event reaches it, it still receives what is buffered, then reports
+    /// disconnection. Does nothing if it is already off.
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+    /// let publisher = bus.publisher();
+    /// publisher.publish(1).unwrap();
+    /// sub.unsubscribe();
+    /// publisher.publish(2).unwrap(); // no longer for "s"
+    /// assert_eq!(sub.recv(), Ok(1));
+    /// assert!(sub.recv().is_err());
+    /// ```
+    pub fn unsubscribe(&self) {
+        if let Some(bus) = self.bus.upgrade() {
+            let id = self.shared.id;
+            bus.remove(|route| route.shared.id == id);
+        }
+    }
+
+    /// The subscription's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Events buffered now.
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    /// Whether nothing is buffered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The capacity in force.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity()
+    }
+
+    /// The subscription's gauges and counters, as in [`Bus::snapshot`](super::Bus::snapshot).
+    pub fn stats(&self) -> SubscriptionSnapshot {
+        self.shared.snapshot(self.rx.stats())
+    }
+}
+
+impl<E> Drop for Subscription<E> {
+    fn drop(&mut self) {
+        self.unsubscribe();
+    }
+}
+
+impl<E> fmt::Debug for Subscription<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("name", &self.shared.name)
+            .finish_non_exhaustive()
+    }
+}

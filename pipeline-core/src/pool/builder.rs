@@ -1,0 +1,171 @@
+//! [`WorkerPoolBuilder`]: the pool's settings and handler.
+
+use super::error::{DeadLetter, HandlerError, PoolError};
+use super::handle::WorkerPool;
+use super::worker::{DeadLetterHook, Handler, PoolParts, PoolShared};
+use crate::bus::Subscription;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Builds a [`WorkerPool`]; from [`WorkerPool::builder`].
+///
+/// | setting | default | rule |
+/// | --- | --- | --- |
+/// | [`workers`](Self::workers) | 1 | `min_workers <= workers <= max_workers` |
+/// | [`min_workers`](Self::min_workers) / [`max_workers`](Self::max_workers) | `workers` (fixed size) | `1 <= min <= max` |
+/// | [`handler`](Self::handler) | (required) | |
+/// | [`dead_letter`](Self::dead_letter) | none: failures are counted and logged | |
+/// | [`idle_poll`](Self::idle_poll) | 100 ms | above zero |
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_core::bus::{Bus, SubscriptionConfig};
+/// use pipeline_core::pool::{HandlerError, WorkerPool};
+/// use std::sync::mpsc;
+/// use std::time::Duration;
+///
+/// let bus = Bus::new();
+/// let sub = bus.subscribe(SubscriptionConfig::new("jobs")).unwrap();
+/// let (dead_tx, dead_rx) = mpsc::channel();
+/// let dead_tx = std::sync::Mutex::new(dead_tx);
+/// let pool = WorkerPool::builder("jobs")
+///     .workers(2)
+///     .min_workers(1)
+///     .max_workers(8)
+///     .handler(|job: u32| {
+///         if job == 13 {
+///             return Err(HandlerError::new("unlucky"));
+///         }
+///         Ok(())
+///     })
+///     .dead_letter(move |letter| dead_tx.lock().unwrap().send(letter.event).unwrap())
+///     .spawn(sub)
+///     .unwrap();
+/// bus.publisher().publish(13).unwrap();
+/// assert_eq!(dead_rx.recv_timeout(Duration::from_secs(30)).unwrap(), 13);
+/// assert_eq!(pool.resize(100).unwrap(), 8); // clamped
+/// ```
+#[must_use = "a builder does nothing until spawn() is called"]
+pub struct WorkerPoolBuilder<E> {
+    name: Arc<str>,
+    workers: usize,
+    min_workers: Option<usize>,
+    max_workers: Option<usize>,
+    handler: Option<Handler<E>>,
+    dead_letter: Option<DeadLetterHook<E>>,
+    idle_poll: Duration,
+}
+
+impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
+    pub(crate) fn new(name: Arc<str>) -> Self {
+        WorkerPoolBuilder {
+            name,
+            workers: 1,
+            min_workers: None,
+            max_workers: None,
+            handler: None,
+            dead_letter: None,
+            idle_poll: Duration::from_millis(100),
+        }
+    }
+
+    /// Workers to start with (default 1).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// The fewest workers [`WorkerPool::resize`] may leave (default: `workers`).
+    pub fn min_workers(mut self, min: usize) -> Self {
+        self.min_workers = Some(min);
+        self
+    }
+
+    /// The most workers [`WorkerPool::resize`] may start (default: `workers`).
+    pub fn max_workers(mut self, max: usize) -> Self {
+        self.max_workers = Some(max);
+        self
+    }
+
+    /// The function each worker calls per event, with the event by value. It may run
+    /// on several threads at once. An `Err` or a panic sends the event to the
+    /// [`dead_letter`](Self::dead_letter) hook.
+    pub fn handler(
+        mut self,
+        handler: impl Fn(E) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.handler = Some(Box::new(handler));
+        self
+    }
+
+    /// Where events go when the handler fails or panics, with the reason. With a hook
+    /// the pool clones each event before handing it to the handler (to still have it
+    /// after a panic); without one it does not, and failures are only counted and
+    /// logged.
+    pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
+        self.dead_letter = Some(Box::new(hook));
+        self
+    }
+
+    /// How often an idle worker wakes to see whether it was told to stop (default 100
+    /// ms): how long a scale-down may take to free an idle worker's thread. (Shutdown
+    /// does not wait for it: draining wakes idle workers at once.)
+    pub fn idle_poll(mut self, interval: Duration) -> Self {
+        self.idle_poll = interval;
+        self
+    }
+
+    /// Starts the workers on `subscription`; the pool owns it from now on.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::InvalidConfig`] naming the setting that breaks its rule,
+    /// [`PoolError::Spawn`] if a thread could not be started.
+    pub fn spawn(self, subscription: Subscription<E>) -> Result<WorkerPool<E>, PoolError> {
+        let invalid = |field, rule: String| Err(PoolError::InvalidConfig { field, rule });
+        let min = self.min_workers.unwrap_or(self.workers);
+        let max = self.max_workers.unwrap_or(self.workers);
+        if min == 0 {
+            return invalid("min_workers", "must be at least 1".into());
+        }
+        if self.workers < min || self.workers > max {
+            return invalid(
+                "workers",
+                format!(
+                    "{} is outside [min_workers, max_workers] = [{min}, {max}]",
+                    self.workers
+                ),
+            );
+        }
+        if self.idle_poll.is_zero() {
+            return invalid("idle_poll", "must be above zero".into());
+        }
+        let Some(handler) = self.handler else {
+            return invalid("handler", "is required".into());
+        };
+        let shared = PoolShared::new(PoolParts {
+            name: self.name,
+            subscription,
+            handler,
+            dead_letter: self.dead_letter,
+            idle_poll: self.idle_poll,
+        });
+        WorkerPool::start(shared, self.workers, min, max)
+    }
+}
+
+impl<E> fmt::Debug for WorkerPoolBuilder<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPoolBuilder")
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .field("min_workers", &self.min_workers)
+            .field("max_workers", &self.max_workers)
+            .field("handler", &self.handler.as_ref().map(|_| ".."))
+            .field("dead_letter", &self.dead_letter.as_ref().map(|_| ".."))
+            .field("idle_poll", &self.idle_poll)
+            .finish()
+    }
+}

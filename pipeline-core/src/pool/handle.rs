@@ -1,0 +1,326 @@
+//! [`WorkerPool`]: spawning, resizing, measuring and shutting down workers.
+
+use super::builder::WorkerPoolBuilder;
+use super::error::PoolError;
+use super::stats::{PoolStats, WorkerRecord, window_start};
+use super::worker::{PoolShared, WorkerState, thread};
+use crate::sync::{Arc, Mutex, atomic::Ordering, lock};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// N threads taking events from one [`Subscription`](crate::bus::Subscription) and
+/// calling a handler for each; built with [`WorkerPool::builder`].
+///
+/// See the [module docs](super) for resize, panic and shutdown semantics.
+pub struct WorkerPool<E> {
+    shared: Arc<PoolShared<E>>,
+    workers: Mutex<Workers>,
+    min: usize,
+    max: usize,
+    /// The subscription's receive count when the pool took it over.
+    received_at_start: u64,
+}
+
+struct Workers {
+    active: Vec<Worker>,
+    /// Told to stop; joined once they have exited.
+    retiring: Vec<Worker>,
+    spawned: usize,
+}
+
+struct Worker {
+    state: Arc<WorkerState>,
+    thread: thread::JoinHandle<()>,
+}
+
+/// What [`WorkerPool::shutdown`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Events the pool finished over its whole life, before or during the shutdown:
+    /// processed, failed or panicked (each either succeeded or went to the dead-letter
+    /// hook). With nothing dropped, `processed + left` is every event the subscription
+    /// took in while the pool owned it.
+    pub processed: u64,
+    /// Events not finished: still in the subscription, or held by a worker that was
+    /// still in its handler at the deadline.
+    pub left: u64,
+    /// Whether the deadline stopped the drain before the subscription was empty.
+    pub deadline_passed: bool,
+    /// Workers still in their handler at the deadline. They are detached: each finishes
+    /// its event, then exits without taking another.
+    pub unfinished_workers: usize,
+}
+
+impl<E: Clone + Send + 'static> WorkerPool<E> {
+    /// A builder for a pool called `name` (used in thread names, logs and metrics).
+    pub fn builder(name: impl Into<std::sync::Arc<str>>) -> WorkerPoolBuilder<E> {
+        WorkerPoolBuilder::new(name.into())
+    }
+
+    pub(crate) fn start(
+        shared: PoolShared<E>,
+        workers: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<Self, PoolError> {
+        let received_at_start = shared.subscription.stats().received;
+        let pool = WorkerPool {
+            shared: Arc::new(shared),
+            workers: Mutex::new(Workers {
+                active: Vec::new(),
+                retiring: Vec::new(),
+                spawned: 0,
+            }),
+            min,
+            max,
+            received_at_start,
+        };
+        pool.resize(workers)?;
+        tracing::info!(pool = %pool.shared.name, workers, min, max, "pool: started");
+        Ok(pool)
+    }
+
+    fn spawn_worker(&self, workers: &mut Workers) -> Result<(), PoolError> {
+        let state = Arc::new(WorkerState::new());
+        let shared = self.shared.clone();
+        let mine = state.clone();
+        let thread = thread::Builder::new()
+            .name(format!("{}-{}", self.shared.name, workers.spawned))
+            .spawn(move || shared.run_worker(&mine))
+            .map_err(PoolError::Spawn)?;
+        workers.spawned += 1;
+        workers.active.push(Worker { state, thread });
+        Ok(())
+    }
+
+    /// Sets the number of workers, **clamped** into `[min_workers, max_workers]`, and
+    /// returns the number now in force. Returns at once.
+    ///
+    /// Growing starts threads. Shrinking tells the newest workers to stop: each one
+    /// finishes the event it holds and takes no other, so no event is lost; events
+    /// still buffered stay for the remaining workers. A stopped worker that was waiting
+    /// for an event notices within the pool's `idle_poll`; if an event arrives first,
+    /// it handles that one, then stops.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::Spawn`] if a thread could not be started; the workers started
+    /// before it keep running.
+    pub fn resize(&self, workers: usize) -> Result<usize, PoolError> {
+        let target = workers.clamp(self.min, self.max);
+        let mut w = lock(&self.workers);
+        reap(&mut w.retiring);
+        let before = w.active.len();
+        while w.active.len() < target {
+            self.spawn_worker(&mut w)?;
+        }
+        while w.active.len() > target {
+            if let Some(worker) = w.active.pop() {
+                worker.state.stop.store(true, Ordering::Release);
+                w.retiring.push(worker);
+            }
+        }
+        self.shared.metrics.workers.set(target as f64);
+        if before != target {
+            tracing::info!(
+                pool = %self.shared.name,
+                from = before,
+                to = target,
+                requested = workers,
+                "pool: resized"
+            );
+        }
+        Ok(target)
+    }
+
+    /// The pool's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The workers' gauges and counters (see [`PoolStats`]). Merges the workers'
+    /// latency histograms, so call it for periodic sampling, not per event. Also sets
+    /// the `pipeline_pool_utilisation_ratio` gauge.
+    pub fn stats(&self) -> PoolStats {
+        let shared = &self.shared;
+        let w = lock(&self.workers);
+        let now = shared.nanos_since_epoch(Instant::now());
+        let from = window_start(now);
+        let mut record = WorkerRecord::new();
+        let mut in_progress = 0;
+        let mut retiring = 0;
+        {
+            // Holding `retired` keeps workers from merging into it meanwhile, so each
+            // record is counted exactly once.
+            let retired = lock(&shared.retired);
+            record.merge(&retired);
+            for worker in w.active.iter().chain(&w.retiring) {
+                let state = &worker.state;
+                if state.exited.load(Ordering::Acquire) {
+                    continue;
+                }
+                record.merge(&lock(&state.record));
+                let since = state.busy_since.load(Ordering::Relaxed);
+                if since != 0 {
+                    in_progress += now.saturating_sub((since - 1).max(from));
+                }
+            }
+            retiring += w
+                .retiring
+                .iter()
+                .filter(|x| !x.state.exited.load(Ordering::Acquire))
+                .count();
+        }
+        // Workers that exited on their own (the subscription was closed) no longer count.
+        let workers = w
+            .active
+            .iter()
+            .filter(|x| !x.state.exited.load(Ordering::Acquire))
+            .count();
+        let capacity = (now - from) as f64 * workers as f64;
+        let busy = (record.busy_in_window(now) + in_progress) as f64;
+        let utilisation = if capacity > 0.0 {
+            (busy / capacity).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        shared.metrics.utilisation.set(utilisation);
+        let c = &shared.counters;
+        PoolStats {
+            name: shared.name.clone(),
+            workers,
+            retiring,
+            min_workers: self.min,
+            max_workers: self.max,
+            utilisation,
+            processed: c.processed.load(Ordering::Acquire),
+            failed: c.failed.load(Ordering::Acquire),
+            panics: c.panics.load(Ordering::Acquire),
+            dead_letters: c.dead_letters.load(Ordering::Relaxed),
+            dead_letter_panics: c.dead_letter_panics.load(Ordering::Relaxed),
+            queued: shared.subscription.len(),
+            latency: record.latency(),
+        }
+    }
+
+    /// Stops accepting, drains the subscription and stops every worker, waiting at most
+    /// `timeout`.
+    ///
+    /// The subscription is taken off the bus first, so events published from now on
+    /// are not for this pool (stop the sources before, if none may be lost). The
+    /// workers take what is buffered until it is gone or the deadline passes, then
+    /// exit. A worker still in its handler at the deadline is not waited for: it is
+    /// detached, finishes that event and exits, and the event counts in
+    /// [`DrainReport::left`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use pipeline_core::pool::WorkerPool;
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe(SubscriptionConfig::new("jobs")).unwrap();
+    /// let pool = WorkerPool::builder("jobs")
+    ///     .workers(2)
+    ///     .handler(|_job: i32| Ok(()))
+    ///     .spawn(sub)
+    ///     .unwrap();
+    /// let publisher = bus.publisher();
+    /// (0..100).for_each(|i| publisher.publish(i).unwrap());
+    /// drop(publisher); // stop the sources first
+    ///
+    /// let report = pool.shutdown(Duration::from_secs(30));
+    /// assert_eq!((report.processed, report.left, report.deadline_passed), (100, 0, false));
+    /// ```
+    pub fn shutdown(self, timeout: Duration) -> DrainReport {
+        let shared = &self.shared;
+        let deadline = Instant::now() + timeout;
+        shared.start_draining(deadline);
+        let spawned = lock(&self.workers).spawned;
+        let mut exits = lock(&shared.exits);
+        while *exits < spawned {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            exits = shared
+                .exited
+                .wait_timeout(exits, deadline - now)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        let unfinished_workers = spawned - *exits;
+        drop(exits);
+
+        let all: Vec<Worker> = {
+            let mut w = lock(&self.workers);
+            let mut all = std::mem::take(&mut w.active);
+            all.append(&mut w.retiring);
+            all
+        };
+        for worker in all {
+            if worker.state.exited.load(Ordering::Acquire) {
+                let _ = worker.thread.join();
+            } else {
+                // Detached: it finishes its event and stops (see the module docs).
+                worker.state.stop.store(true, Ordering::Release);
+            }
+        }
+        let finished = shared.counters.finished();
+        let sub = shared.subscription.stats();
+        let received = sub.received.saturating_sub(self.received_at_start);
+        let in_flight = received.saturating_sub(finished);
+        let report = DrainReport {
+            processed: finished,
+            left: sub.len as u64 + in_flight,
+            deadline_passed: unfinished_workers > 0 || shared.deadline_hit.load(Ordering::Acquire),
+            unfinished_workers,
+        };
+        shared.metrics.workers.set(0.0);
+        tracing::info!(
+            pool = %shared.name,
+            processed = report.processed,
+            left = report.left,
+            deadline_passed = report.deadline_passed,
+            unfinished_workers,
+            "pool: shut down"
+        );
+        report
+    }
+}
+
+/// Joins the retiring workers that have exited.
+fn reap(retiring: &mut Vec<Worker>) {
+    let (exited, running): (Vec<Worker>, Vec<Worker>) = retiring
+        .drain(..)
+        .partition(|w| w.state.exited.load(Ordering::Acquire));
+    *retiring = running;
+    for worker in exited {
+        // It has merged its record and counted its exit; only the return is left.
+        let _ = worker.thread.join();
+    }
+}
+
+impl<E> Drop for WorkerPool<E> {
+    /// Tells every worker to stop after its current event; does not wait. What is
+    /// buffered stays in the subscription, which goes away with the last worker.
+    fn drop(&mut self) {
+        let w = lock(&self.workers);
+        for worker in w.active.iter().chain(&w.retiring) {
+            worker.state.stop.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl<E> fmt::Debug for WorkerPool<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("name", &self.shared.name)
+            .field("min", &self.min)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}

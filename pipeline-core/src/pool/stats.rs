@@ -1,0 +1,221 @@
+//! What a pool measures: busy time over a sliding window, processing latency, counts.
+
+use hdrhistogram::Histogram;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The utilisation window: 10 buckets of 500 ms, so "the last 5 seconds".
+const BUCKETS: usize = 10;
+const BUCKET_NANOS: u64 = 500_000_000;
+/// Latencies are recorded in microseconds, up to an hour, to 2 significant digits.
+const LATENCY_MAX_MICROS: u64 = 3_600_000_000;
+
+/// A snapshot of a [`WorkerPool`](super::WorkerPool)'s gauges and counters.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PoolStats {
+    /// The pool's name.
+    pub name: Arc<str>,
+    /// Workers taking events: the target of the latest resize, less any that exited
+    /// because the subscription was closed.
+    pub workers: usize,
+    /// Workers told to stop that are still finishing an event.
+    pub retiring: usize,
+    /// The lowest worker count a resize may set.
+    pub min_workers: usize,
+    /// The highest worker count a resize may set.
+    pub max_workers: usize,
+    /// Share of the workers' time spent in the handler over the last 5 seconds (or
+    /// since the pool started, if later), between 0 and 1.
+    pub utilisation: f64,
+    /// Events the handler processed successfully.
+    pub processed: u64,
+    /// Events for which the handler returned an error.
+    pub failed: u64,
+    /// Events during which the handler panicked. The worker that caught the panic keeps
+    /// going (a caught panic leaves its thread healthy), so no worker is replaced.
+    pub panics: u64,
+    /// Events handed to the dead-letter hook (failed and panicked ones, when a hook is
+    /// set).
+    pub dead_letters: u64,
+    /// Times the dead-letter hook itself panicked (caught and logged).
+    pub dead_letter_panics: u64,
+    /// Events waiting in the pool's subscription.
+    pub queued: usize,
+    /// Handler time per event, over every event since the pool started.
+    pub latency: Latency,
+}
+
+/// Percentiles of handler time per event (to 2 significant digits, microsecond
+/// resolution); all zero before the first event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Latency {
+    /// Events measured.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Slowest.
+    pub max: Duration,
+}
+
+/// What one worker records per event; merged into the pool's record when it exits.
+pub(crate) struct WorkerRecord {
+    window: BusyWindow,
+    latency: Histogram<u64>,
+}
+
+impl WorkerRecord {
+    pub(crate) fn new() -> Self {
+        WorkerRecord {
+            window: BusyWindow::default(),
+            latency: Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 2)
+                .expect("valid histogram bounds"),
+        }
+    }
+
+    /// One event handled from `start` for `elapsed` (nanoseconds since the pool's epoch).
+    pub(crate) fn record(&mut self, start: u64, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.window.add(start, start.saturating_add(nanos));
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(micros.max(1));
+    }
+
+    pub(crate) fn merge(&mut self, other: &WorkerRecord) {
+        self.window.merge(&other.window);
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency.add(&other.latency);
+    }
+
+    /// Busy nanoseconds inside the window ending at `now`.
+    pub(crate) fn busy_in_window(&self, now: u64) -> u64 {
+        self.window.sum(now)
+    }
+
+    pub(crate) fn latency(&self) -> Latency {
+        let h = &self.latency;
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let at = |q| Duration::from_micros(h.value_at_quantile(q));
+        Latency {
+            count: h.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: Duration::from_micros(h.max()),
+        }
+    }
+}
+
+/// The start of the utilisation window that ends at `now` (nanoseconds since epoch):
+/// the current, partial bucket and the `BUCKETS - 1` before it.
+pub(crate) fn window_start(now: u64) -> u64 {
+    (now / BUCKET_NANOS).saturating_sub(BUCKETS as u64 - 1) * BUCKET_NANOS
+}
+
+/// Busy nanoseconds per 500 ms bucket, for the last `BUCKETS` buckets.
+#[derive(Default, Clone)]
+struct BusyWindow {
+    /// Which bucket (time / BUCKET_NANOS) each slot holds.
+    bucket: [u64; BUCKETS],
+    busy: [u64; BUCKETS],
+}
+
+impl BusyWindow {
+    /// Adds the busy interval `[start, end)`, split over the buckets it spans.
+    fn add(&mut self, start: u64, end: u64) {
+        // Only the last BUCKETS buckets of a long interval can still be in a window.
+        let first =
+            (start / BUCKET_NANOS).max((end / BUCKET_NANOS).saturating_sub(BUCKETS as u64 - 1));
+        for b in first..=end / BUCKET_NANOS {
+            let from = start.max(b * BUCKET_NANOS);
+            let to = end.min((b + 1) * BUCKET_NANOS);
+            if to > from {
+                self.add_to(b, to - from);
+            }
+        }
+    }
+
+    fn add_to(&mut self, bucket: u64, nanos: u64) {
+        let slot = (bucket % BUCKETS as u64) as usize;
+        if self.bucket[slot] != bucket {
+            if self.bucket[slot] > bucket {
+                return; // older than what the slot holds: outside any future window
+            }
+            self.bucket[slot] = bucket;
+            self.busy[slot] = 0;
+        }
+        self.busy[slot] += nanos;
+    }
+
+    fn merge(&mut self, other: &BusyWindow) {
+        for slot in 0..BUCKETS {
+            if other.busy[slot] > 0 {
+                self.add_to(other.bucket[slot], other.busy[slot]);
+            }
+        }
+    }
+
+    fn sum(&self, now: u64) -> u64 {
+        let newest = now / BUCKET_NANOS;
+        let oldest = window_start(now) / BUCKET_NANOS;
+        (0..BUCKETS)
+            .filter(|&slot| (oldest..=newest).contains(&self.bucket[slot]))
+            .map(|slot| self.busy[slot])
+            .sum()
+    }
+}
+
+#[cfg(all(test, not(pipeline_loom)))]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn interval_split_over_buckets() {
+        let mut w = BusyWindow::default();
+        w.add(400 * MS, 1_100 * MS); // 100 ms in bucket 0, 500 in 1, 100 in 2
+        assert_eq!(w.sum(1_200 * MS), 700 * MS);
+        // At 5.2 s the window is buckets 1..=10: bucket 0 has left it.
+        assert_eq!(w.sum(5_200 * MS), 600 * MS);
+        assert_eq!(w.sum(60_000 * MS), 0);
+    }
+
+    #[test]
+    fn long_interval_keeps_only_the_window() {
+        let mut w = BusyWindow::default();
+        w.add(0, 20_000 * MS);
+        // Buckets 31..=39 (15.5 s to 20 s) are all that is kept.
+        assert_eq!(w.sum(19_999 * MS), 4_500 * MS);
+    }
+
+    #[test]
+    fn merge_adds_matching_buckets() {
+        let mut a = BusyWindow::default();
+        let mut b = BusyWindow::default();
+        a.add(0, 100 * MS);
+        b.add(50 * MS, 150 * MS);
+        a.merge(&b);
+        assert_eq!(a.sum(200 * MS), 200 * MS);
+    }
+
+    #[test]
+    fn latency_percentiles() {
+        let mut r = WorkerRecord::new();
+        for ms in 1..=100 {
+            r.record(0, Duration::from_millis(ms));
+        }
+        let l = r.latency();
+        assert_eq!(l.count, 100);
+        assert!((49..=51).contains(&l.p50.as_millis()), "{l:?}");
+        assert!((98..=100).contains(&l.p99.as_millis()), "{l:?}");
+        assert_eq!(l.max.as_millis(), 100);
+    }
+}
