@@ -33,5 +33,9 @@
 
 #![warn(missing_docs)]
 
+pub mod actuator;
+pub mod control;
 pub mod limits;
+pub mod pipeline;
+pub mod policy;
 pub mod sensor;

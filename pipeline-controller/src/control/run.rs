@@ -1,0 +1,232 @@
+//! The control loop: sense, decide, act, record.
+
+use super::log::{DecisionLog, DecisionRecord, Entry};
+use super::observe::{MemoryProbe, Previous, observe};
+use crate::actuator::{BusActuator, PoolActuator, apply};
+use crate::policy::{Decision, HysteresisPolicy, Mode};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use pipeline_core::clock::Clock;
+use pipeline_core::signal::{Signal, SignalKind};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// One controller: the policy, the knobs it turns, the probes it reads, and its log.
+///
+/// [`tick`](ControlLoop::tick) runs one sense-decide-act round at the clock's current
+/// time; [`spawn`](ControlLoop::spawn) runs ticks on a thread. Tests drive `tick` with a
+/// manual clock, so the loop runs in simulated time.
+pub struct ControlLoop {
+    policy: HysteresisPolicy,
+    bus: Arc<dyn BusActuator>,
+    pools: Vec<Arc<dyn PoolActuator>>,
+    memory: Box<dyn MemoryProbe>,
+    cpu_limit_cores: Option<f64>,
+    clock: Arc<dyn Clock>,
+    log: Arc<DecisionLog>,
+    previous: Previous,
+    started: Instant,
+    mode: Mode,
+}
+
+impl std::fmt::Debug for ControlLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlLoop")
+            .field("mode", &self.mode)
+            .field("pools", &self.pools.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlLoop {
+    /// A loop over `bus` and `pools`, reading memory from `memory`, bounded by
+    /// `cpu_limit_cores`, deciding with `policy`, on `clock`, recording into `log`.
+    pub fn new(
+        policy: HysteresisPolicy,
+        bus: Arc<dyn BusActuator>,
+        pools: Vec<Arc<dyn PoolActuator>>,
+        memory: Box<dyn MemoryProbe>,
+        cpu_limit_cores: Option<f64>,
+        clock: Arc<dyn Clock>,
+        log: Arc<DecisionLog>,
+    ) -> Self {
+        let started = clock.now();
+        ControlLoop {
+            policy,
+            bus,
+            pools,
+            memory,
+            cpu_limit_cores,
+            clock,
+            log,
+            previous: Previous::default(),
+            started,
+            mode: Mode::Normal,
+        }
+    }
+
+    /// The mode after the latest tick.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Replaces the policy's configuration, keeping its state (cooldowns, windows).
+    pub fn policy_mut(&mut self) -> &mut HysteresisPolicy {
+        &mut self.policy
+    }
+
+    /// One round: read the bus, the pools and memory, decide, apply every action,
+    /// and record each in the log, in `tracing` and in `metrics`. Returns the
+    /// decision as the policy made it.
+    pub fn tick(&mut self) -> Decision {
+        let now = self.clock.now();
+        let snapshot = self.bus.snapshot();
+        let memory = self.memory.read(now);
+        let obs = observe(
+            now,
+            &snapshot,
+            &self.pools,
+            memory,
+            self.cpu_limit_cores,
+            &mut self.previous,
+        );
+        let decision = self.policy.decide(&obs, now);
+        self.mode = decision.mode;
+        let since_start = now.saturating_duration_since(self.started);
+        if let Some(transition) = &decision.transition {
+            tracing::warn!(target: "pipeline::controller", from = transition.from.as_str(), to = transition.to.as_str(), "{transition}");
+            metrics::counter!("pipeline_controller_mode_changes_total", "to" => transition.to.as_str()).increment(1);
+            self.log.push(DecisionRecord {
+                at: now,
+                since_start,
+                mode: decision.mode,
+                entry: Entry::Mode(transition.clone()),
+            });
+        }
+        metrics::gauge!("pipeline_controller_mode").set(match decision.mode {
+            Mode::Normal => 0.0,
+            Mode::Throttled => 1.0,
+            Mode::Defensive => 2.0,
+        });
+        for action in &decision.actions {
+            let outcome = apply(self.bus.as_ref(), &self.pools, &action.change).map_err(|e| {
+                let mut why = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(cause) = source {
+                    why.push_str(": ");
+                    why.push_str(&cause.to_string());
+                    source = cause.source();
+                }
+                why
+            });
+            match &outcome {
+                Ok(_) => {
+                    tracing::info!(target: "pipeline::controller", rule = ?action.reason.rule, "{action}")
+                }
+                Err(why) => {
+                    tracing::warn!(target: "pipeline::controller", rule = ?action.reason.rule, %why, "{action} not applied")
+                }
+            }
+            let result = if outcome.is_ok() {
+                "applied"
+            } else {
+                "refused"
+            };
+            metrics::counter!("pipeline_controller_actions_total", "rule" => format!("{:?}", action.reason.rule), "outcome" => result).increment(1);
+            self.log.push(DecisionRecord {
+                at: now,
+                since_start,
+                mode: decision.mode,
+                entry: Entry::Action {
+                    action: action.clone(),
+                    outcome,
+                },
+            });
+        }
+        decision
+    }
+
+    /// Runs ticks every `interval` on a new thread, and early (at most every
+    /// `interval / 10`) when `signals` reports back pressure starting or a buffer
+    /// saturating. Stop it with the returned handle.
+    ///
+    /// # Panics
+    ///
+    /// If the thread cannot be spawned.
+    pub fn spawn(
+        mut self,
+        interval: Duration,
+        signals: Option<Receiver<Signal>>,
+    ) -> ControllerHandle {
+        let (stop_tx, stop_rx) = bounded::<()>(0);
+        let never = crossbeam_channel::never();
+        let thread = std::thread::Builder::new()
+            .name("pipeline-controller".into())
+            .spawn(move || {
+                let signals = signals.unwrap_or(never);
+                let min_gap = interval / 10;
+                let mut last = Instant::now();
+                let _applied = self.tick();
+                loop {
+                    let wait = interval.saturating_sub(last.elapsed());
+                    select! {
+                        recv(stop_rx) -> _ => break,
+                        recv(signals) -> signal => match signal {
+                            Ok(signal) if urgent(&signal) && last.elapsed() >= min_gap => {}
+                            Ok(_) => continue,
+                            Err(_) => break,
+                        },
+                        default(wait) => {}
+                    }
+                    last = Instant::now();
+                    let _applied = self.tick();
+                }
+                self
+            })
+            .expect("spawn the controller thread");
+        ControllerHandle {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+fn urgent(signal: &Signal) -> bool {
+    matches!(
+        signal.kind,
+        SignalKind::BackPressureStarted | SignalKind::SaturationHigh { .. }
+    )
+}
+
+/// Stops a spawned [`ControlLoop`].
+#[derive(Debug)]
+pub struct ControllerHandle {
+    /// Dropped to stop the loop: its receiver then reports the disconnect at once.
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<ControlLoop>>,
+}
+
+impl ControllerHandle {
+    /// Stops the loop after its current tick and hands it back.
+    ///
+    /// # Panics
+    ///
+    /// If the loop's thread panicked.
+    pub fn stop(mut self) -> ControlLoop {
+        drop(self.stop.take());
+        self.thread
+            .take()
+            .expect("not yet stopped")
+            .join()
+            .expect("the controller thread panicked")
+    }
+}
+
+impl Drop for ControllerHandle {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

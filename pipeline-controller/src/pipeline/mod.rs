@@ -1,0 +1,502 @@
+//! The `Pipeline` builder: stages, a bus, worker pools and the controller, wired.
+//!
+//! A stage is a subscription on the bus plus a worker pool running a handler on it.
+//! The controller watches every stage and the container's memory and CPU, and turns
+//! the knobs: buffer capacities (within each subscription's range), worker counts
+//! (within each stage's range and the CPU limit), the publish rate, and the overflow
+//! mode of droppable stages.
+//!
+//! ```
+//! use pipeline_controller::pipeline::{Pipeline, Stage};
+//! use pipeline_core::bus::SubscriptionConfig;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! let done = Arc::new(AtomicU64::new(0));
+//! let counter = done.clone();
+//! let pipeline = Pipeline::<u64>::builder()
+//!     .stage(
+//!         Stage::new(SubscriptionConfig::new("sum").capacity(64).min_capacity(8).max_capacity(4096))
+//!             .workers(1, 1, 4)
+//!             .handler(move |n| {
+//!                 counter.fetch_add(n, Ordering::Relaxed);
+//!                 Ok(())
+//!             }),
+//!     )
+//!     .interval(Duration::from_millis(200))
+//!     .build()?;
+//! pipeline.start()?;
+//! let publisher = pipeline.publisher();
+//! for n in 1..=100 {
+//!     publisher.publish(n)?;
+//! }
+//! let report = pipeline.shutdown(Duration::from_secs(10));
+//! assert_eq!(report.left(), 0);
+//! assert_eq!(done.load(Ordering::Relaxed), 5050);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use crate::actuator::{BusActuator, PoolActuator};
+use crate::control::{ControlLoop, ControllerHandle, DecisionLog, DecisionRecord, MemoryProbe};
+use crate::limits::{Limits, LimitsError, LimitsReader};
+use crate::policy::{HysteresisPolicy, MemoryObservation, PolicyConfig, PolicyConfigError};
+use crate::sensor::MemorySensor;
+use pipeline_core::bus::{Bus, BusError, Publisher, Subscription, SubscriptionConfig};
+use pipeline_core::clock::{Clock, SystemClock};
+use pipeline_core::pool::{DeadLetter, DrainReport, HandlerError, PoolError, WorkerPool};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Handler<E> = Arc<dyn Fn(E) -> Result<(), HandlerError> + Send + Sync>;
+type DeadLetterHook<E> = Arc<dyn Fn(DeadLetter<E>) + Send + Sync>;
+
+/// One stage: a subscription and the pool of workers that handles its events.
+pub struct Stage<E> {
+    subscription: SubscriptionConfig<E>,
+    workers: (usize, usize, usize),
+    handler: Option<Handler<E>>,
+    dead_letter: Option<DeadLetterHook<E>>,
+}
+
+impl<E: Clone + Send + 'static> Stage<E> {
+    /// A stage on a subscription configured as `subscription` (name, filter, capacity
+    /// range, overflow, droppable, event size), with one worker until set otherwise.
+    pub fn new(subscription: SubscriptionConfig<E>) -> Self {
+        Stage {
+            subscription,
+            workers: (1, 1, 1),
+            handler: None,
+            dead_letter: None,
+        }
+    }
+
+    /// Initial, minimum and maximum worker count; the controller moves it within
+    /// `[min, max]` and the CPU limit.
+    #[must_use]
+    pub fn workers(mut self, initial: usize, min: usize, max: usize) -> Self {
+        self.workers = (initial, min, max);
+        self
+    }
+
+    /// The function each worker calls per event.
+    #[must_use]
+    pub fn handler(
+        mut self,
+        handler: impl Fn(E) -> Result<(), HandlerError> + Send + Sync + 'static,
+    ) -> Self {
+        self.handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Where failed and panicked events go.
+    #[must_use]
+    pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
+        self.dead_letter = Some(Arc::new(hook));
+        self
+    }
+}
+
+/// Why a pipeline could not be built, started or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// A pipeline needs at least one stage.
+    #[error("stages: a pipeline needs at least one stage")]
+    NoStages,
+    /// Two stages share a name.
+    #[error("stages.{0}: stage names must be unique")]
+    DuplicateStage(String),
+    /// A stage has no handler.
+    #[error("stages.{0}.handler: every stage needs a handler")]
+    MissingHandler(String),
+    /// The controller's tick interval is zero.
+    #[error("interval: must be greater than zero")]
+    ZeroInterval,
+    /// The policy configuration breaks a rule.
+    #[error("controller configuration is invalid")]
+    Policy(#[source] PolicyConfigError),
+    /// The container limits could not be read.
+    #[error("cannot read the container limits")]
+    Limits(#[source] LimitsError),
+    /// The bus refused a subscription.
+    #[error("stages.{stage}: the bus refused the subscription")]
+    Bus {
+        /// The stage.
+        stage: String,
+        /// What the bus said.
+        #[source]
+        source: BusError,
+    },
+    /// A worker pool could not start.
+    #[error("stages.{stage}: the worker pool could not start")]
+    Pool {
+        /// The stage.
+        stage: String,
+        /// What the pool said.
+        #[source]
+        source: PoolError,
+    },
+    /// `start` was called twice.
+    #[error("the pipeline is already started")]
+    AlreadyStarted,
+}
+
+/// Builds a [`Pipeline`]; see the [module docs](self).
+pub struct PipelineBuilder<E> {
+    stages: Vec<Stage<E>>,
+    policy: PolicyConfig,
+    interval: Duration,
+    limits: Option<Limits>,
+    memory: Option<Box<dyn MemoryProbe>>,
+    clock: Arc<dyn Clock>,
+    log_capacity: usize,
+    controller: bool,
+}
+
+impl<E: Clone + Send + 'static> PipelineBuilder<E> {
+    /// Adds a stage.
+    #[must_use]
+    pub fn stage(mut self, stage: Stage<E>) -> Self {
+        self.stages.push(stage);
+        self
+    }
+
+    /// The controller's policy configuration (default: [`PolicyConfig::default`]).
+    #[must_use]
+    pub fn policy(mut self, config: PolicyConfig) -> Self {
+        self.policy = config;
+        self
+    }
+
+    /// How often the controller ticks (default 1 s); it also wakes early on urgent
+    /// bus signals.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// Use these limits instead of detecting them ([`Limits::detect`] by default).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Read memory from this probe instead of the cgroup/process sensor (tests, or a
+    /// service that accounts memory its own way).
+    #[must_use]
+    pub fn memory_probe(mut self, probe: impl MemoryProbe + 'static) -> Self {
+        self.memory = Some(Box::new(probe));
+        self
+    }
+
+    /// The clock the controller decides by (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// How many decision records to keep (default 1024).
+    #[must_use]
+    pub fn decision_log_capacity(mut self, capacity: usize) -> Self {
+        self.log_capacity = capacity;
+        self
+    }
+
+    /// Whether to run the controller at all (default true). Off, buffers and pools
+    /// keep their initial sizes: the baseline the stress harness compares against.
+    #[must_use]
+    pub fn controller(mut self, enabled: bool) -> Self {
+        self.controller = enabled;
+        self
+    }
+
+    /// Validates everything and wires the bus, subscriptions and the controller; the
+    /// workers and the control loop start with [`Pipeline::start`].
+    ///
+    /// # Errors
+    ///
+    /// A [`PipelineError`] naming the field and the rule it breaks.
+    pub fn build(self) -> Result<Pipeline<E>, PipelineError> {
+        if self.stages.is_empty() {
+            return Err(PipelineError::NoStages);
+        }
+        if self.interval.is_zero() {
+            return Err(PipelineError::ZeroInterval);
+        }
+        let mut names = HashSet::new();
+        for stage in &self.stages {
+            let name = stage.subscription.name().to_owned();
+            if stage.handler.is_none() {
+                return Err(PipelineError::MissingHandler(name));
+            }
+            if !names.insert(name.clone()) {
+                return Err(PipelineError::DuplicateStage(name));
+            }
+        }
+        let policy = HysteresisPolicy::new(self.policy).map_err(PipelineError::Policy)?;
+        let limits = match self.limits {
+            Some(limits) => limits,
+            None => Limits::detect().map_err(PipelineError::Limits)?,
+        };
+        let memory: Box<dyn MemoryProbe> = match self.memory {
+            Some(probe) => probe,
+            None => {
+                let mut sensor =
+                    MemorySensor::new(LimitsReader::new().map_err(PipelineError::Limits)?);
+                let limit = limits.memory.bytes;
+                // Usage from the sensor, limit from what the pipeline was given.
+                Box::new(move |now: Instant| MemoryObservation {
+                    limit_bytes: limit,
+                    ..MemoryProbe::read(&mut sensor, now)
+                })
+            }
+        };
+        let bus = Bus::new();
+        let mut pending = Vec::new();
+        for stage in self.stages {
+            let name = stage.subscription.name().to_owned();
+            let subscription =
+                bus.subscribe(stage.subscription)
+                    .map_err(|source| PipelineError::Bus {
+                        stage: name.clone(),
+                        source,
+                    })?;
+            pending.push(PendingStage {
+                name,
+                subscription,
+                workers: stage.workers,
+                handler: stage.handler.expect("checked above"),
+                dead_letter: stage.dead_letter,
+            });
+        }
+        Ok(Pipeline {
+            bus,
+            pending: Mutex::new(Some(Pending {
+                stages: pending,
+                policy,
+                memory,
+            })),
+            running: Mutex::new(None),
+            log: Arc::new(DecisionLog::new(self.log_capacity)),
+            interval: self.interval,
+            limits,
+            clock: self.clock,
+            controller: self.controller,
+        })
+    }
+}
+
+struct PendingStage<E> {
+    name: String,
+    subscription: Subscription<E>,
+    workers: (usize, usize, usize),
+    handler: Handler<E>,
+    dead_letter: Option<DeadLetterHook<E>>,
+}
+
+struct Pending<E> {
+    stages: Vec<PendingStage<E>>,
+    policy: HysteresisPolicy,
+    memory: Box<dyn MemoryProbe>,
+}
+
+struct Running<E> {
+    pools: Vec<Arc<WorkerPool<E>>>,
+    controller: Option<ControllerHandle>,
+}
+
+/// A built pipeline: publish into it, read its decisions, shut it down.
+pub struct Pipeline<E> {
+    bus: Bus<E>,
+    pending: Mutex<Option<Pending<E>>>,
+    running: Mutex<Option<Running<E>>>,
+    log: Arc<DecisionLog>,
+    interval: Duration,
+    limits: Limits,
+    clock: Arc<dyn Clock>,
+    controller: bool,
+}
+
+impl<E: Clone + Send + 'static> Pipeline<E> {
+    /// A builder with no stages, the default policy, a 1 s interval and detected limits.
+    pub fn builder() -> PipelineBuilder<E> {
+        PipelineBuilder {
+            stages: Vec::new(),
+            policy: PolicyConfig::default(),
+            interval: Duration::from_secs(1),
+            limits: None,
+            memory: None,
+            clock: Arc::new(SystemClock),
+            log_capacity: 1024,
+            controller: true,
+        }
+    }
+
+    /// Starts every stage's workers and the control loop.
+    ///
+    /// # Errors
+    ///
+    /// [`PipelineError::AlreadyStarted`] on a second call; [`PipelineError::Pool`] if a
+    /// pool's configuration is invalid or a thread cannot start.
+    pub fn start(&self) -> Result<(), PipelineError> {
+        let Pending {
+            stages,
+            policy,
+            memory,
+        } = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or(PipelineError::AlreadyStarted)?;
+        let mut pools = Vec::new();
+        for stage in stages {
+            let handler = stage.handler;
+            let mut builder = WorkerPool::builder(stage.name.as_str())
+                .workers(stage.workers.0)
+                .min_workers(stage.workers.1)
+                .max_workers(stage.workers.2)
+                .handler(move |event| handler(event));
+            if let Some(hook) = stage.dead_letter {
+                builder = builder.dead_letter(move |letter| hook(letter));
+            }
+            let pool = builder
+                .spawn(stage.subscription)
+                .map_err(|source| PipelineError::Pool {
+                    stage: stage.name.clone(),
+                    source,
+                })?;
+            pools.push(Arc::new(pool));
+        }
+        let controller = self.controller.then(|| {
+            let actuators: Vec<Arc<dyn PoolActuator>> = pools
+                .iter()
+                .map(|p| p.clone() as Arc<dyn PoolActuator>)
+                .collect();
+            let bus: Arc<dyn BusActuator> = Arc::new(self.bus.clone());
+            ControlLoop::new(
+                policy,
+                bus,
+                actuators,
+                memory,
+                self.limits.cpu.cores,
+                self.clock.clone(),
+                self.log.clone(),
+            )
+            .spawn(self.interval, Some(self.bus.signals()))
+        });
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Running { pools, controller });
+        Ok(())
+    }
+
+    /// A handle to publish events; clone it freely.
+    pub fn publisher(&self) -> Publisher<E> {
+        self.bus.publisher()
+    }
+
+    /// The bus, for snapshots, signals and extra subscriptions.
+    pub fn bus(&self) -> &Bus<E> {
+        &self.bus
+    }
+
+    /// The limits the controller works within.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The decision log, oldest first (bounded; see
+    /// [`PipelineBuilder::decision_log_capacity`]).
+    pub fn decisions(&self) -> Vec<DecisionRecord> {
+        self.log.records()
+    }
+
+    /// The shared decision log, to read while the pipeline runs.
+    pub fn decision_log(&self) -> Arc<DecisionLog> {
+        self.log.clone()
+    }
+
+    /// Stops the controller, closes the bus to publishers, drains every stage within
+    /// `deadline` (shared by all stages), joins the workers, and reports what each
+    /// stage processed and what was left.
+    pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
+        let until = Instant::now() + deadline;
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(Running { pools, controller }) = running else {
+            // Never started: what was published is still buffered.
+            let snapshot = self.bus.snapshot();
+            self.bus.close();
+            return ShutdownReport {
+                stages: snapshot
+                    .subscriptions
+                    .iter()
+                    .map(|s| StageReport {
+                        name: s.name.to_string(),
+                        processed: 0,
+                        left: s.len as u64,
+                    })
+                    .collect(),
+                deadline_passed: false,
+            };
+        };
+        // The loop holds the pools as actuators; stopping it hands them back.
+        drop(controller.map(ControllerHandle::stop));
+        self.bus.close();
+        let mut stages = Vec::new();
+        let mut deadline_passed = false;
+        for pool in pools {
+            let name = pool.name().to_owned();
+            let remaining = until.saturating_duration_since(Instant::now());
+            let report: DrainReport = match Arc::try_unwrap(pool) {
+                Ok(pool) => pool.shutdown(remaining),
+                Err(_) => unreachable!("the controller released its pool handles when it stopped"),
+            };
+            deadline_passed |= report.deadline_passed;
+            stages.push(StageReport {
+                name,
+                processed: report.processed,
+                left: report.left,
+            });
+        }
+        ShutdownReport {
+            stages,
+            deadline_passed,
+        }
+    }
+}
+
+/// What [`Pipeline::shutdown`] achieved, per stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// One entry per stage, in the order they were added.
+    pub stages: Vec<StageReport>,
+    /// Whether the deadline stopped some stage's drain before it was empty.
+    pub deadline_passed: bool,
+}
+
+impl ShutdownReport {
+    /// Events left unprocessed over all stages.
+    pub fn left(&self) -> u64 {
+        self.stages.iter().map(|s| s.left).sum()
+    }
+}
+
+/// One stage's part of a [`ShutdownReport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageReport {
+    /// The stage.
+    pub name: String,
+    /// Events its workers finished (successfully or to the dead-letter hook).
+    pub processed: u64,
+    /// Events still buffered or in a handler at the deadline.
+    pub left: u64,
+}

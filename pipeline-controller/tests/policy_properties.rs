@@ -1,0 +1,329 @@
+//! Properties of the policy over generated systems and inputs: it never sets a knob
+//! outside its range or the CPU cap, never makes a lossless buffer drop, never turns a
+//! knob inside its cooldown (defensive and limit rules excepted), and under constant
+//! input its decisions converge and then stop, with no direction reversal.
+//!
+//! Each case applies the decisions to the knobs it observes next, so the policy sees the
+//! consequences of its own actions (the load itself is generated, not simulated).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use pipeline_controller::policy::{
+    BufferObservation, Change, Direction, HysteresisPolicy, Knob, Observation, Overflow,
+    PolicyConfig, PoolObservation,
+};
+use proptest::prelude::*;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The fixed part of a buffer.
+#[derive(Debug, Clone)]
+struct BufferSpec {
+    min: usize,
+    max: usize,
+    capacity: usize,
+    bytes_per_event: f64,
+    droppable: bool,
+    overflow: Overflow,
+}
+
+/// The fixed part of a pool.
+#[derive(Debug, Clone)]
+struct PoolSpec {
+    min: usize,
+    max: usize,
+    workers: usize,
+}
+
+#[derive(Debug, Clone)]
+struct System {
+    buffers: Vec<BufferSpec>,
+    pools: Vec<PoolSpec>,
+    memory_limit_mib: Option<f64>,
+    cpu_limit: Option<f64>,
+    publish_rate: Option<f64>,
+    cooldown_secs: u64,
+}
+
+/// What changes from tick to tick: the load.
+#[derive(Debug, Clone)]
+struct Load {
+    /// Per buffer: events offered to be buffered (the observed `len` is at most the
+    /// capacity), and whether publishers waited.
+    lens: Vec<(usize, bool)>,
+    /// Per pool: utilisation, error rate, backlog.
+    pools: Vec<(f64, f64, usize)>,
+    memory_share: f64,
+    psi: Option<f64>,
+    demand: Option<f64>,
+}
+
+fn buffer_spec() -> impl Strategy<Value = BufferSpec> {
+    (
+        1usize..64,
+        0usize..2048,
+        0.0f64..1.0,
+        1.0f64..65536.0,
+        any::<bool>(),
+        0usize..3,
+    )
+        .prop_map(|(min, extra, at, bytes_per_event, droppable, overflow)| {
+            let max = min + extra;
+            let capacity = min + (extra as f64 * at) as usize;
+            let overflow = match (droppable, overflow) {
+                (true, 1) => Overflow::DropNewest,
+                (true, 2) => Overflow::DropOldest,
+                _ => Overflow::Block,
+            };
+            BufferSpec {
+                min,
+                max,
+                capacity,
+                bytes_per_event,
+                droppable,
+                overflow,
+            }
+        })
+}
+
+fn pool_spec() -> impl Strategy<Value = PoolSpec> {
+    (0usize..4, 0usize..13, 0.0f64..1.0).prop_map(|(min, extra, at)| PoolSpec {
+        min,
+        max: min + extra,
+        workers: min + (extra as f64 * at) as usize,
+    })
+}
+
+fn system() -> impl Strategy<Value = System> {
+    (
+        prop::collection::vec(buffer_spec(), 1..4),
+        prop::collection::vec(pool_spec(), 1..4),
+        prop::option::of(64.0f64..8192.0),
+        prop::option::of(0.5f64..16.0),
+        prop::option::of(1.0f64..10_000.0),
+        prop_oneof![Just(0u64), Just(5), Just(30), Just(60)],
+    )
+        .prop_map(
+            |(buffers, pools, memory_limit_mib, cpu_limit, publish_rate, cooldown_secs)| System {
+                buffers,
+                pools,
+                memory_limit_mib,
+                cpu_limit,
+                publish_rate,
+                cooldown_secs,
+            },
+        )
+}
+
+fn load(buffers: usize, pools: usize) -> impl Strategy<Value = Load> {
+    (
+        prop::collection::vec((0usize..4096, prop::bool::weighted(0.2)), buffers),
+        prop::collection::vec(
+            (
+                0.0f64..1.0,
+                prop_oneof![Just(0.0), 0.0f64..0.2],
+                0usize..2000,
+            ),
+            pools,
+        ),
+        0.0f64..1.1,
+        prop::option::of(0.0f64..40.0),
+        prop::option::of(0.0f64..10_000.0),
+    )
+        .prop_map(|(lens, pools, memory_share, psi, demand)| Load {
+            lens,
+            pools,
+            memory_share,
+            psi,
+            demand,
+        })
+}
+
+fn system_and_loads(ticks: usize) -> impl Strategy<Value = (System, Vec<(u64, Load)>)> {
+    system().prop_flat_map(move |system| {
+        let loads = prop::collection::vec(
+            (1u64..10, load(system.buffers.len(), system.pools.len())),
+            1..ticks,
+        );
+        (Just(system), loads)
+    })
+}
+
+fn system_and_load() -> impl Strategy<Value = (System, Load)> {
+    system().prop_flat_map(|system| {
+        let load = load(system.buffers.len(), system.pools.len());
+        (Just(system), load)
+    })
+}
+
+/// The knobs as the policy left them.
+struct Knobs {
+    capacities: Vec<usize>,
+    overflows: Vec<Overflow>,
+    workers: Vec<usize>,
+    rate: Option<f64>,
+}
+
+impl Knobs {
+    fn new(system: &System) -> Knobs {
+        Knobs {
+            capacities: system.buffers.iter().map(|b| b.capacity).collect(),
+            overflows: system.buffers.iter().map(|b| b.overflow).collect(),
+            workers: system.pools.iter().map(|p| p.workers).collect(),
+            rate: system.publish_rate,
+        }
+    }
+
+    fn observe(&self, system: &System, load: &Load) -> Observation {
+        let mut obs = Observation::new()
+            .cpu_limit(system.cpu_limit)
+            .publish_rate(self.rate)
+            .observed_publish_rate(load.demand)
+            .psi(load.psi);
+        if let Some(limit) = system.memory_limit_mib {
+            obs = obs.memory(
+                (limit * load.memory_share * MIB) as u64,
+                Some((limit * MIB) as u64),
+            );
+        }
+        for (i, (spec, &(len, waited))) in system.buffers.iter().zip(&load.lens).enumerate() {
+            let capacity = self.capacities[i];
+            obs.buffers.push(
+                BufferObservation::new(format!("b{i}"), capacity, spec.min, spec.max)
+                    .len(len.min(capacity))
+                    .bytes_per_event(spec.bytes_per_event)
+                    .droppable(spec.droppable)
+                    .overflow(self.overflows[i])
+                    .blocked(if waited {
+                        Duration::from_millis(10)
+                    } else {
+                        Duration::ZERO
+                    }),
+            );
+        }
+        for (i, (spec, &(utilisation, error_rate, backlog))) in
+            system.pools.iter().zip(&load.pools).enumerate()
+        {
+            obs.pools.push(
+                PoolObservation::new(format!("p{i}"), self.workers[i], spec.min, spec.max)
+                    .utilisation(utilisation)
+                    .error_rate(error_rate)
+                    .backlog(backlog),
+            );
+        }
+        obs
+    }
+
+    fn apply(&mut self, change: &Change) {
+        let index = |name: &str| name[1..].parse::<usize>().expect("generated names");
+        match change {
+            Change::ResizeBuffer { name, to, .. } => self.capacities[index(name)] = *to,
+            Change::SetOverflow { name, to, .. } => self.overflows[index(name)] = *to,
+            Change::ResizePool { name, to, .. } => self.workers[index(name)] = *to,
+            Change::SetPublishRate { to, .. } => self.rate = *to,
+        }
+    }
+}
+
+fn config(system: &System) -> PolicyConfig {
+    PolicyConfig::default().cooldown(Duration::from_secs(system.cooldown_secs))
+}
+
+fn cpu_cap(system: &System, config: &PolicyConfig) -> Option<usize> {
+    system
+        .cpu_limit
+        .map(|cores| (cores * config.workers_per_core).floor() as usize)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Limits, lossless buffers and cooldowns hold on every decision of a run whose
+    /// load changes arbitrarily from tick to tick.
+    #[test]
+    fn every_decision_keeps_limits_lossless_buffers_and_cooldowns(
+        (system, loads) in system_and_loads(60)
+    ) {
+        let config = config(&system);
+        let cap = cpu_cap(&system, &config);
+        let min_workers: usize = system.pools.iter().map(|p| p.min).sum();
+        let mut policy = HysteresisPolicy::new(config.clone()).unwrap();
+        let mut knobs = Knobs::new(&system);
+        let start = Instant::now();
+        let mut now = start;
+        let mut last_change: BTreeMap<(Knob, bool), Instant> = BTreeMap::new();
+
+        for (gap, load) in &loads {
+            now += Duration::from_secs(*gap);
+            let obs = knobs.observe(&system, load);
+            let decision = policy.decide(&obs, now);
+            for action in &decision.actions {
+                let change = &action.change;
+                match change {
+                    Change::ResizeBuffer { name, to, .. } => {
+                        let b = obs.buffers.iter().find(|b| &b.name == name).unwrap();
+                        prop_assert!(*to >= b.min && *to <= b.max, "{action}: outside [{}, {}]", b.min, b.max);
+                    }
+                    Change::ResizePool { name, from, to } => {
+                        let p = obs.pools.iter().find(|p| &p.name == name).unwrap();
+                        prop_assert!(*to >= p.min && *to <= p.max, "{action}: outside [{}, {}]", p.min, p.max);
+                        if let (Some(cap), true) = (cap, to > from) {
+                            let total = obs.total_workers() - from + to;
+                            prop_assert!(total <= cap, "{action}: {total} workers over the cpu cap {cap}");
+                        }
+                    }
+                    Change::SetOverflow { name, to, .. } => {
+                        let b = obs.buffers.iter().find(|b| &b.name == name).unwrap();
+                        prop_assert!(b.droppable || !to.drops(), "{action}: a lossless buffer made to drop");
+                    }
+                    Change::SetPublishRate { to, .. } => {
+                        prop_assert!(to.is_none_or(|to| to >= config.min_publish_rate), "{action}: below the floor");
+                    }
+                }
+                let key = (change.knob(), change.direction() == Direction::Up);
+                if !action.reason.rule.bypasses_cooldown() {
+                    if let Some(&last) = last_change.get(&key) {
+                        prop_assert!(
+                            now - last >= config.cooldown,
+                            "{action}: {:?} after the previous change that way", now - last
+                        );
+                    }
+                }
+                last_change.insert(key, now);
+                knobs.apply(change);
+            }
+            // The CPU cap holds after every decision (never below the minimums).
+            if let Some(cap) = cap {
+                let total: usize = knobs.workers.iter().sum();
+                prop_assert!(total <= cap.max(min_workers), "{total} workers over the cpu cap {cap}");
+            }
+        }
+    }
+
+    /// Under constant input the decisions converge and then stop: after a warm-up there
+    /// is no action at all, and no knob ever turned back.
+    #[test]
+    fn constant_input_converges_without_reversals((system, load) in system_and_load()) {
+        let config = config(&system);
+        let mut policy = HysteresisPolicy::new(config).unwrap();
+        let mut knobs = Knobs::new(&system);
+        let start = Instant::now();
+        let mut directions: BTreeMap<Knob, Direction> = BTreeMap::new();
+        let tick = Duration::from_secs(5);
+        const TICKS: u32 = 1000;
+        const SETTLED: u32 = 800;
+        for t in 1..=TICKS {
+            let obs = knobs.observe(&system, &load);
+            let decision = policy.decide(&obs, start + tick * t);
+            prop_assert!(t < SETTLED || decision.is_empty(), "t={}s still deciding: {decision}", t * 5);
+            for action in &decision.actions {
+                let (knob, direction) = (action.change.knob(), action.change.direction());
+                if let Some(previous) = directions.insert(knob, direction) {
+                    prop_assert_eq!(previous, direction, "t={}s reversal: {}", t * 5, action);
+                }
+                knobs.apply(&action.change);
+            }
+        }
+    }
+}

@@ -1,0 +1,1030 @@
+//! One or more tests per rule of the policy, on hand-written observations and instants.
+
+use std::time::{Duration, Instant};
+
+use pipeline_controller::policy::{
+    Action, BufferObservation, Change, Comparison, Decision, Direction, HysteresisPolicy, Knob,
+    Mode, Observation, Overflow, PolicyConfig, PoolObservation, Reading, Rule, Threshold,
+};
+
+const MIB: u64 = 1 << 20;
+
+/// A policy with default config and a clock origin; `at(s)` is `s` seconds later.
+struct Fixture {
+    policy: HysteresisPolicy,
+    start: Instant,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture::with(PolicyConfig::default())
+    }
+
+    fn with(config: PolicyConfig) -> Fixture {
+        Fixture {
+            policy: HysteresisPolicy::new(config).expect("valid config"),
+            start: Instant::now(),
+        }
+    }
+
+    fn decide(&mut self, obs: &Observation, secs: u64) -> Decision {
+        self.policy
+            .decide(obs, self.start + Duration::from_secs(secs))
+    }
+}
+
+/// Memory at `percent` of a 1000 MiB limit.
+fn memory(obs: Observation, percent: u64) -> Observation {
+    obs.memory(percent * 10 * MIB, Some(1000 * MIB))
+}
+
+fn changes(decision: &Decision) -> Vec<Change> {
+    decision.actions.iter().map(|a| a.change.clone()).collect()
+}
+
+fn rules(decision: &Decision) -> Vec<Rule> {
+    decision.actions.iter().map(|a| a.reason.rule).collect()
+}
+
+fn only(decision: &Decision) -> &Action {
+    assert_eq!(decision.actions.len(), 1, "expected one action: {decision}");
+    &decision.actions[0]
+}
+
+fn resize_buffer(name: &str, from: usize, to: usize) -> Change {
+    Change::ResizeBuffer {
+        name: name.into(),
+        from,
+        to,
+    }
+}
+
+fn resize_pool(name: &str, from: usize, to: usize) -> Change {
+    Change::ResizePool {
+        name: name.into(),
+        from,
+        to,
+    }
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<HysteresisPolicy>();
+    assert_send_sync::<Observation>();
+    assert_send_sync::<Decision>();
+    assert_send_sync::<PolicyConfig>();
+}
+
+// ---- mode: enter and leave Defensive ----
+
+#[test]
+fn memory_at_critical_enters_defensive() {
+    let mut f = Fixture::new();
+    let d = f.decide(&memory(Observation::new(), 89), 0);
+    assert_eq!(d.mode, Mode::Normal);
+    assert!(d.is_empty());
+
+    let d = f.decide(&memory(Observation::new(), 90), 1);
+    assert_eq!(d.mode, Mode::Defensive);
+    let transition = d.transition.expect("a transition");
+    assert_eq!(
+        (transition.from, transition.to),
+        (Mode::Normal, Mode::Defensive)
+    );
+    assert_eq!(transition.reason.rule, Rule::EnterDefensive);
+    let condition = &transition.reason.conditions[0];
+    assert_eq!(condition.reading, Reading::Memory);
+    assert_eq!(condition.threshold, Threshold::MemoryCritical);
+    assert_eq!(condition.comparison, Comparison::AtOrAbove);
+    assert_eq!(f.policy.mode(), Mode::Defensive);
+}
+
+#[test]
+fn pressure_at_critical_enters_defensive_without_a_limit() {
+    let mut f = Fixture::new();
+    let d = f.decide(&Observation::new().psi(Some(19.9)), 0);
+    assert_eq!(d.mode, Mode::Normal);
+    let d = f.decide(&Observation::new().psi(Some(20.0)), 1);
+    assert_eq!(d.mode, Mode::Defensive);
+    assert_eq!(
+        d.transition.unwrap().reason.conditions[0].reading,
+        Reading::Pressure
+    );
+}
+
+#[test]
+fn no_limit_and_no_pressure_is_never_defensive() {
+    let mut f = Fixture::new();
+    let obs = Observation::new().memory(u64::MAX / 2, None);
+    assert_eq!(f.decide(&obs, 0).mode, Mode::Normal);
+}
+
+#[test]
+fn defensive_ends_only_after_memory_held_below_exit() {
+    let mut f = Fixture::new();
+    let obs = |percent| memory(Observation::new(), percent).publish_rate(Some(10.0));
+    let _ = f.decide(&obs(95), 0);
+    // Between exit (0.78) and critical (0.90): stays, the hold has not started.
+    assert_eq!(f.decide(&obs(85), 1).mode, Mode::Defensive);
+    // Below exit from t=2; a bounce above it at t=8 restarts the hold.
+    for t in 2..8 {
+        assert_eq!(f.decide(&obs(70), t).mode, Mode::Defensive);
+    }
+    assert_eq!(f.decide(&obs(80), 8).mode, Mode::Defensive);
+    for t in 9..19 {
+        assert_eq!(f.decide(&obs(70), t).mode, Mode::Defensive, "t={t}");
+    }
+    let d = f.decide(&obs(70), 19);
+    // A limit is in force, so the policy goes on Throttled.
+    let transition = d.transition.expect("leaves defensive after 10 s");
+    assert_eq!(
+        (transition.from, transition.to),
+        (Mode::Defensive, Mode::Throttled)
+    );
+    assert_eq!(transition.reason.rule, Rule::LeaveDefensive);
+    assert_eq!(
+        transition.reason.conditions[0].held_for,
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(
+        transition.to_string(),
+        "mode defensive -> throttled: memory 0.70 < exit 0.78 for 10s"
+    );
+}
+
+#[test]
+fn leaving_defensive_without_a_limit_goes_back_to_normal() {
+    let mut f = Fixture::new();
+    let critical = memory(Observation::new(), 95).publish_rate(Some(5.0));
+    let d = f.decide(&critical, 0);
+    // The limit in force (5/s) is below the floor: nothing to cut.
+    assert!(d.actions.is_empty());
+    let calm = memory(Observation::new(), 50);
+    let _ = f.decide(&calm, 1);
+    let d = f.decide(&calm, 11);
+    assert_eq!(d.mode, Mode::Normal);
+}
+
+// ---- defensive actions ----
+
+#[test]
+fn defensive_halves_buffers_toward_min_every_critical_tick() {
+    let mut f = Fixture::new();
+    let obs = |capacity| {
+        memory(Observation::new(), 95)
+            .publish_rate(Some(10.0))
+            .buffer(BufferObservation::new("b", capacity, 8, 64))
+    };
+    let d = f.decide(&obs(40), 0);
+    assert_eq!(changes(&d), [resize_buffer("b", 40, 20)]);
+    assert_eq!(rules(&d), [Rule::DefensiveShrink]);
+    // The next tick, a second later: no cooldown applies.
+    assert_eq!(
+        changes(&f.decide(&obs(20), 1)),
+        [resize_buffer("b", 20, 10)]
+    );
+    assert_eq!(changes(&f.decide(&obs(10), 2)), [resize_buffer("b", 10, 8)]);
+    assert!(f.decide(&obs(8), 3).actions.is_empty());
+}
+
+#[test]
+fn defensive_holds_while_memory_is_between_exit_and_critical() {
+    let mut f = Fixture::new();
+    let obs = |percent, capacity| {
+        memory(Observation::new(), percent)
+            .buffer(BufferObservation::new("b", capacity, 8, 64).len(capacity))
+    };
+    let _ = f.decide(&obs(95, 64), 0);
+    // Still defensive, saturated, but neither shrunk further nor grown.
+    let d = f.decide(&obs(85, 32), 1);
+    assert_eq!(d.mode, Mode::Defensive);
+    assert!(d.is_empty(), "{d}");
+}
+
+#[test]
+fn defensive_throttle_starts_from_the_lower_of_limit_and_demand() {
+    let mut f = Fixture::new();
+    let obs = memory(Observation::new(), 92).observed_publish_rate(Some(400.0));
+    let d = f.decide(&obs, 0);
+    assert_eq!(
+        changes(&d),
+        [Change::SetPublishRate {
+            from: None,
+            to: Some(200.0)
+        }]
+    );
+    assert_eq!(rules(&d), [Rule::DefensiveThrottle]);
+    let obs = obs
+        .publish_rate(Some(200.0))
+        .observed_publish_rate(Some(150.0));
+    assert_eq!(
+        changes(&f.decide(&obs, 1)),
+        [Change::SetPublishRate {
+            from: Some(200.0),
+            to: Some(75.0)
+        }]
+    );
+    // Never below the floor.
+    let obs = obs.publish_rate(Some(12.0));
+    assert_eq!(
+        changes(&f.decide(&obs, 2)),
+        [Change::SetPublishRate {
+            from: Some(12.0),
+            to: Some(10.0)
+        }]
+    );
+    let obs = obs.publish_rate(Some(10.0));
+    assert!(f.decide(&obs, 3).actions.is_empty());
+}
+
+#[test]
+fn defensive_switches_only_droppable_blocking_buffers_to_drop_oldest() {
+    let mut f = Fixture::new();
+    let obs = memory(Observation::new(), 95)
+        .publish_rate(Some(10.0))
+        .buffer(BufferObservation::new("lossless", 8, 8, 64))
+        .buffer(BufferObservation::new("metrics", 8, 8, 64).droppable(true))
+        .buffer(
+            BufferObservation::new("logs", 8, 8, 64)
+                .droppable(true)
+                .overflow(Overflow::DropNewest),
+        );
+    let d = f.decide(&obs, 0);
+    assert_eq!(
+        changes(&d),
+        [Change::SetOverflow {
+            name: "metrics".into(),
+            from: Overflow::Block,
+            to: Overflow::DropOldest
+        }]
+    );
+    assert_eq!(rules(&d), [Rule::DefensiveDrop]);
+    assert_eq!(d.actions[0].change.direction(), Direction::Down);
+}
+
+#[test]
+fn leaving_defensive_restores_the_buffers_it_made_drop() {
+    let mut f = Fixture::new();
+    let obs = |percent, overflow| {
+        memory(Observation::new(), percent)
+            .publish_rate(Some(10.0))
+            .buffer(
+                BufferObservation::new("metrics", 8, 8, 64)
+                    .droppable(true)
+                    .overflow(overflow),
+            )
+            .buffer(
+                BufferObservation::new("logs", 8, 8, 64)
+                    .droppable(true)
+                    .overflow(Overflow::DropNewest),
+            )
+    };
+    let _ = f.decide(&obs(95, Overflow::Block), 0);
+    let _ = f.decide(&obs(60, Overflow::DropOldest), 1);
+    let d = f.decide(&obs(60, Overflow::DropOldest), 11);
+    assert_eq!(
+        d.transition.as_ref().unwrap().reason.rule,
+        Rule::LeaveDefensive
+    );
+    // "logs" was configured DropNewest by its owner: left alone.
+    assert_eq!(
+        changes(&d),
+        [Change::SetOverflow {
+            name: "metrics".into(),
+            from: Overflow::DropOldest,
+            to: Overflow::Block
+        }]
+    );
+    assert_eq!(rules(&d), [Rule::RestoreOverflow]);
+    assert_eq!(
+        d.actions[0].to_string(),
+        "buffer metrics: memory 0.60 < exit 0.78 for 10s, overflow drop_oldest -> block"
+    );
+}
+
+#[test]
+fn defensive_removes_one_worker_per_critical_tick_down_to_min() {
+    let mut f = Fixture::new();
+    let obs = |workers| {
+        memory(Observation::new(), 95)
+            .publish_rate(Some(10.0))
+            .pool(PoolObservation::new("p", workers, 2, 8).utilisation(1.0))
+    };
+    assert_eq!(changes(&f.decide(&obs(4), 0)), [resize_pool("p", 4, 3)]);
+    assert_eq!(changes(&f.decide(&obs(3), 1)), [resize_pool("p", 3, 2)]);
+    assert!(f.decide(&obs(2), 2).actions.is_empty());
+}
+
+// ---- limits ----
+
+#[test]
+fn buffers_over_the_budget_shrink_to_fit_at_once() {
+    let mut f = Fixture::new();
+    // Budget: half of 1000 MiB = 500 MiB; the buffers hold 2 x 400 slots x 1 MiB.
+    let obs = memory(Observation::new(), 50)
+        .buffer(
+            BufferObservation::new("a", 400, 8, 1024)
+                .len(100)
+                .bytes_per_event(MIB as f64),
+        )
+        .buffer(
+            BufferObservation::new("b", 400, 300, 1024)
+                .len(100)
+                .bytes_per_event(MIB as f64),
+        );
+    let d = f.decide(&obs, 0);
+    assert_eq!(
+        changes(&d),
+        [resize_buffer("a", 400, 250), resize_buffer("b", 400, 300)]
+    );
+    assert_eq!(rules(&d), [Rule::OverBudget, Rule::OverBudget]);
+    assert_eq!(
+        d.actions[0].to_string(),
+        "buffer a: buffer bytes 0.80 > budget 0.50, shrink 400 -> 250"
+    );
+}
+
+#[test]
+fn workers_over_the_cpu_cap_are_cut_from_the_least_busy_pools_first() {
+    let mut f = Fixture::new();
+    let obs = Observation::new()
+        .cpu_limit(Some(4.0))
+        .pool(PoolObservation::new("busy", 4, 1, 8).utilisation(0.9))
+        .pool(PoolObservation::new("a", 2, 1, 8).utilisation(0.5))
+        .pool(PoolObservation::new("b", 6, 3, 8).utilisation(0.5));
+    let d = f.decide(&obs, 0);
+    // 12 workers, cap 4: the least busy give first (b before a: as idle, more above its
+    // min), then busy, each down to its min at most; the minimums (5) stay.
+    assert_eq!(
+        changes(&d),
+        [
+            resize_pool("b", 6, 3),
+            resize_pool("a", 2, 1),
+            resize_pool("busy", 4, 1)
+        ]
+    );
+    assert_eq!(rules(&d), [Rule::CpuCap, Rule::CpuCap, Rule::CpuCap]);
+    assert_eq!(
+        d.actions[0].to_string(),
+        "pool b: workers 12 > cpu cap 4, scale down 6 -> 3"
+    );
+}
+
+#[test]
+fn cpu_cap_never_goes_below_the_minimums() {
+    let mut f = Fixture::new();
+    let obs = Observation::new()
+        .cpu_limit(Some(1.0))
+        .pool(PoolObservation::new("a", 2, 2, 8))
+        .pool(PoolObservation::new("b", 3, 2, 8));
+    assert_eq!(changes(&f.decide(&obs, 0)), [resize_pool("b", 3, 2)]);
+}
+
+// ---- buffers: grow, throttle instead, shrink ----
+
+#[test]
+fn a_saturated_buffer_grows_by_the_growth_factor_within_max() {
+    let mut f = Fixture::new();
+    let d = f.decide(
+        &Observation::new().buffer(BufferObservation::new("b", 8, 8, 64).len(6)),
+        0,
+    );
+    let action = only(&d);
+    assert_eq!(action.change, resize_buffer("b", 8, 12));
+    assert_eq!(action.reason.rule, Rule::GrowBuffer);
+    assert_eq!(
+        action.to_string(),
+        "buffer b: saturation 0.75 > target 0.70, grow 8 -> 12"
+    );
+
+    let d = f.decide(
+        &Observation::new().buffer(BufferObservation::new("c", 50, 8, 64).len(50)),
+        0,
+    );
+    assert_eq!(changes(&d), [resize_buffer("c", 50, 64)]);
+}
+
+#[test]
+fn saturation_at_target_is_not_above_it() {
+    let mut f = Fixture::new();
+    let d = f.decide(
+        &Observation::new().buffer(BufferObservation::new("b", 10, 8, 64).len(7)),
+        0,
+    );
+    assert!(d.is_empty());
+}
+
+#[test]
+fn publishers_that_waited_make_a_buffer_saturated_whatever_its_len() {
+    let mut f = Fixture::new();
+    let obs = Observation::new()
+        .buffer(BufferObservation::new("b", 8, 8, 64).blocked(Duration::from_millis(5)));
+    assert_eq!(changes(&f.decide(&obs, 0)), [resize_buffer("b", 8, 12)]);
+}
+
+#[test]
+fn growth_waits_for_the_cooldown_in_its_direction() {
+    let mut f = Fixture::new();
+    let obs = |capacity| {
+        Observation::new().buffer(BufferObservation::new("b", capacity, 8, 1024).len(capacity))
+    };
+    assert_eq!(changes(&f.decide(&obs(8), 0)), [resize_buffer("b", 8, 12)]);
+    assert!(f.decide(&obs(12), 29).is_empty());
+    assert_eq!(
+        changes(&f.decide(&obs(12), 30)),
+        [resize_buffer("b", 12, 18)]
+    );
+}
+
+#[test]
+fn growth_is_limited_to_the_memory_budget() {
+    let mut f = Fixture::new();
+    // Budget 500 MiB; the other buffer holds 300; 1 MiB events: this one may reach 200.
+    let obs = memory(Observation::new(), 50)
+        .buffer(
+            BufferObservation::new("other", 300, 8, 1024)
+                .bytes_per_event(MIB as f64)
+                .len(100),
+        )
+        .buffer(
+            BufferObservation::new("b", 160, 8, 1024)
+                .bytes_per_event(MIB as f64)
+                .len(160),
+        );
+    assert_eq!(changes(&f.decide(&obs, 0)), [resize_buffer("b", 160, 200)]);
+}
+
+#[test]
+fn growth_smaller_than_the_tolerance_is_not_made_and_throttles_instead() {
+    let mut f = Fixture::new();
+    // Room for 5 more slots of 100: below the 10% tolerance.
+    let obs = memory(Observation::new(), 50)
+        .observed_publish_rate(Some(1000.0))
+        .buffer(BufferObservation::new("other", 395, 8, 1024).bytes_per_event(MIB as f64))
+        .buffer(
+            BufferObservation::new("b", 100, 8, 1024)
+                .bytes_per_event(MIB as f64)
+                .len(100),
+        );
+    let d = f.decide(&obs, 0);
+    let action = only(&d);
+    assert_eq!(
+        action.change,
+        Change::SetPublishRate {
+            from: None,
+            to: Some(800.0)
+        }
+    );
+    assert_eq!(action.reason.rule, Rule::Throttle);
+    assert_eq!(
+        action.reason.conditions[1].threshold,
+        Threshold::BufferBudget
+    );
+    assert_eq!(
+        action.to_string(),
+        "publish rate: buffer b saturation 1.00 > target 0.70 and buffer bytes 0.51 > budget 0.50, \
+         throttle unlimited -> 800.0/s"
+    );
+    assert_eq!(d.mode, Mode::Throttled);
+    assert_eq!(d.transition.unwrap().to, Mode::Throttled);
+}
+
+#[test]
+fn a_buffer_at_max_throttles_multiplicatively_each_cooldown() {
+    let mut f = Fixture::new();
+    let obs = |rate| {
+        Observation::new()
+            .publish_rate(rate)
+            .observed_publish_rate(Some(1000.0))
+            .buffer(BufferObservation::new("b", 64, 8, 64).len(64))
+    };
+    let d = f.decide(&obs(None), 0);
+    assert_eq!(
+        changes(&d),
+        [Change::SetPublishRate {
+            from: None,
+            to: Some(800.0)
+        }]
+    );
+    assert_eq!(
+        d.actions[0].reason.conditions[1].threshold,
+        Threshold::MaxCapacity
+    );
+    assert!(f.decide(&obs(Some(800.0)), 29).is_empty());
+    assert_eq!(
+        changes(&f.decide(&obs(Some(800.0)), 30)),
+        [Change::SetPublishRate {
+            from: Some(800.0),
+            to: Some(640.0)
+        }]
+    );
+}
+
+#[test]
+fn memory_at_caution_stops_growth_and_throttles() {
+    let mut f = Fixture::new();
+    let obs = memory(Observation::new(), 75)
+        .observed_publish_rate(Some(100.0))
+        .buffer(BufferObservation::new("b", 8, 8, 64).len(8));
+    let d = f.decide(&obs, 0);
+    assert_eq!(
+        changes(&d),
+        [Change::SetPublishRate {
+            from: None,
+            to: Some(80.0)
+        }]
+    );
+    assert_eq!(
+        d.actions[0].reason.conditions[1].threshold,
+        Threshold::MemoryCaution
+    );
+}
+
+#[test]
+fn a_buffer_waiting_for_its_cooldown_does_not_throttle() {
+    let mut f = Fixture::new();
+    let obs = |capacity| {
+        Observation::new()
+            .observed_publish_rate(Some(100.0))
+            .buffer(BufferObservation::new("b", capacity, 8, 64).len(capacity))
+    };
+    let _ = f.decide(&obs(8), 0);
+    assert!(f.decide(&obs(12), 1).is_empty());
+}
+
+#[test]
+fn an_under_used_buffer_shrinks_after_the_window() {
+    let mut f = Fixture::new();
+    let obs = |capacity, len| {
+        Observation::new().buffer(BufferObservation::new("b", capacity, 8, 64).len(len))
+    };
+    for t in 0..30 {
+        assert!(f.decide(&obs(64, 10), t).is_empty(), "t={t}");
+    }
+    let d = f.decide(&obs(64, 10), 30);
+    let action = only(&d);
+    assert_eq!(action.change, resize_buffer("b", 64, 48));
+    assert_eq!(action.reason.rule, Rule::ShrinkBuffer);
+    assert_eq!(
+        action.to_string(),
+        "buffer b: saturation 0.16 < low 0.30 for 30s, shrink 64 -> 48"
+    );
+}
+
+#[test]
+fn a_saturation_spike_restarts_the_shrink_window() {
+    let mut f = Fixture::new();
+    let obs = |len| Observation::new().buffer(BufferObservation::new("b", 64, 8, 64).len(len));
+    for t in 0..20 {
+        let _ = f.decide(&obs(0), t);
+    }
+    let _ = f.decide(&obs(30), 20);
+    for t in 21..51 {
+        assert!(f.decide(&obs(0), t).is_empty(), "t={t}");
+    }
+    assert_eq!(
+        changes(&f.decide(&obs(0), 51)),
+        [resize_buffer("b", 64, 48)]
+    );
+}
+
+#[test]
+fn shrinking_stops_at_min() {
+    let mut f = Fixture::new();
+    let obs = |capacity| Observation::new().buffer(BufferObservation::new("b", capacity, 8, 64));
+    for t in 0..30 {
+        let _ = f.decide(&obs(9), t);
+    }
+    // 9 x 0.75 rounds to 7: clamped to 8, a one-slot change allowed because it reaches min.
+    assert_eq!(changes(&f.decide(&obs(9), 30)), [resize_buffer("b", 9, 8)]);
+    for t in 31..100 {
+        assert!(f.decide(&obs(8), t).is_empty());
+    }
+}
+
+// ---- workers ----
+
+fn busy_pool(workers: usize, utilisation: f64, backlog: usize) -> Observation {
+    Observation::new().pool(
+        PoolObservation::new("p", workers, 1, 16)
+            .utilisation(utilisation)
+            .backlog(backlog),
+    )
+}
+
+#[test]
+fn a_busy_pool_with_a_growing_backlog_scales_up_toward_target() {
+    let mut f = Fixture::new();
+    // The first sight only records the backlog.
+    assert!(f.decide(&busy_pool(2, 0.9, 10), 0).is_empty());
+    let d = f.decide(&busy_pool(2, 0.9, 20), 1);
+    let action = only(&d);
+    // ceil(2 * 0.9 / 0.7) = 3.
+    assert_eq!(action.change, resize_pool("p", 2, 3));
+    assert_eq!(action.reason.rule, Rule::ScaleUp);
+    assert_eq!(
+        action.to_string(),
+        "pool p: utilisation 0.90 > target 0.70 and backlog 20 >= previous 10, scale up 2 -> 3"
+    );
+}
+
+#[test]
+fn scale_up_steps_are_capped() {
+    let mut f = Fixture::new();
+    let _ = f.decide(&busy_pool(4, 1.0, 100), 0);
+    // ceil(4 / 0.7) = 6 would be +2; 10 workers at 1.0 want 15: +4 at most.
+    assert_eq!(
+        changes(&f.decide(&busy_pool(4, 1.0, 100), 1)),
+        [resize_pool("p", 4, 6)]
+    );
+    let mut f = Fixture::new();
+    let _ = f.decide(&busy_pool(10, 1.0, 100), 0);
+    assert_eq!(
+        changes(&f.decide(&busy_pool(10, 1.0, 100), 1)),
+        [resize_pool("p", 10, 14)]
+    );
+}
+
+#[test]
+fn no_scale_up_while_the_backlog_shrinks() {
+    let mut f = Fixture::new();
+    let _ = f.decide(&busy_pool(2, 0.9, 50), 0);
+    assert!(f.decide(&busy_pool(2, 0.9, 40), 1).is_empty());
+}
+
+#[test]
+fn no_scale_up_when_errors_are_high() {
+    let mut f = Fixture::new();
+    let failing = |backlog| {
+        Observation::new().pool(
+            PoolObservation::new("p", 2, 1, 16)
+                .utilisation(0.9)
+                .backlog(backlog)
+                .error_rate(0.05),
+        )
+    };
+    let _ = f.decide(&failing(10), 0);
+    assert!(f.decide(&failing(20), 1).is_empty());
+}
+
+#[test]
+fn no_scale_up_when_memory_is_at_caution() {
+    let mut f = Fixture::new();
+    let _ = f.decide(&memory(busy_pool(2, 0.9, 10), 75), 0);
+    assert!(f.decide(&memory(busy_pool(2, 0.9, 20), 75), 1).is_empty());
+}
+
+#[test]
+fn scale_up_stays_within_the_cpu_cap_across_pools() {
+    let mut f = Fixture::with(PolicyConfig::default().workers_per_core(2.0));
+    let obs = |workers, backlog| {
+        Observation::new()
+            .cpu_limit(Some(3.0))
+            .pool(
+                PoolObservation::new("a", workers, 1, 16)
+                    .utilisation(1.0)
+                    .backlog(backlog),
+            )
+            .pool(
+                PoolObservation::new("b", workers, 1, 16)
+                    .utilisation(1.0)
+                    .backlog(backlog),
+            )
+    };
+    let _ = f.decide(&obs(2, 10), 0);
+    // Each wants ceil(2 x 1.0 / 0.7) = 3; the cap (3 cores x 2 = 6) has room for both.
+    assert_eq!(
+        changes(&f.decide(&obs(2, 20), 1)),
+        [resize_pool("a", 2, 3), resize_pool("b", 2, 3)]
+    );
+    // Still busy after the cooldown, but the cap is reached.
+    assert!(f.decide(&obs(3, 30), 40).is_empty());
+    let one_core_more = obs(3, 40).cpu_limit(Some(3.5));
+    assert_eq!(
+        changes(&f.decide(&one_core_more, 41)),
+        [resize_pool("a", 3, 4)]
+    );
+}
+
+#[test]
+fn an_idle_pool_loses_one_worker_after_the_window() {
+    let mut f = Fixture::new();
+    let idle = |workers| busy_pool(workers, 0.1, 0);
+    for t in 0..30 {
+        assert!(f.decide(&idle(4), t).is_empty(), "t={t}");
+    }
+    let d = f.decide(&idle(4), 30);
+    let action = only(&d);
+    assert_eq!(action.change, resize_pool("p", 4, 3));
+    assert_eq!(action.reason.rule, Rule::ScaleDown);
+    assert_eq!(
+        action.to_string(),
+        "pool p: utilisation 0.10 < low 0.30 for 30s, scale down 4 -> 3"
+    );
+    // The window restarts at the new size.
+    for t in 31..61 {
+        assert!(f.decide(&idle(3), t).is_empty(), "t={t}");
+    }
+    assert_eq!(changes(&f.decide(&idle(3), 61)), [resize_pool("p", 3, 2)]);
+}
+
+#[test]
+fn one_busy_tick_in_the_window_holds_the_workers() {
+    let mut f = Fixture::new();
+    for t in 0..40 {
+        let utilisation = if t == 25 { 0.5 } else { 0.1 };
+        assert!(
+            f.decide(&busy_pool(4, utilisation, 0), t).is_empty(),
+            "t={t}"
+        );
+    }
+    assert_eq!(
+        changes(&f.decide(&busy_pool(4, 0.1, 0), 56)),
+        [resize_pool("p", 4, 3)]
+    );
+}
+
+#[test]
+fn no_scale_down_that_would_push_utilisation_over_target() {
+    let mut f = Fixture::new();
+    // 2 workers at 0.29: one worker would be at 0.58, fine; at 0.36 with a low mark of 0.4
+    // and a target of 0.5, one worker would be at 0.72: not done.
+    let config = PolicyConfig::default()
+        .low_utilisation(0.4)
+        .target_utilisation(0.5)
+        .target_saturation(0.8)
+        .growth_factor(1.5);
+    let mut g = Fixture::with(config);
+    for t in 0..=30 {
+        assert!(g.decide(&busy_pool(2, 0.36, 0), t).is_empty(), "t={t}");
+    }
+    for t in 0..30 {
+        let _ = f.decide(&busy_pool(2, 0.29, 0), t);
+    }
+    assert_eq!(
+        changes(&f.decide(&busy_pool(2, 0.29, 0), 30)),
+        [resize_pool("p", 2, 1)]
+    );
+}
+
+// ---- the publish rate: raise and lift ----
+
+#[test]
+fn the_rate_rises_by_steps_of_the_origin_and_lifts_at_demand() {
+    let mut f = Fixture::new();
+    let obs = |rate, demand, len| {
+        Observation::new()
+            .publish_rate(rate)
+            .observed_publish_rate(Some(demand))
+            .buffer(BufferObservation::new("b", 64, 64, 64).len(len))
+    };
+    let set = |from, to| Change::SetPublishRate { from, to };
+    // Throttled from 100/s to 80/s.
+    let d = f.decide(&obs(None, 100.0, 64), 0);
+    assert_eq!(changes(&d), [set(None, Some(80.0))]);
+    // Relief must hold for the window (30 s) at the new rate.
+    for t in 1..31 {
+        assert!(f.decide(&obs(Some(80.0), 100.0, 10), t).is_empty(), "t={t}");
+    }
+    let d = f.decide(&obs(Some(80.0), 100.0, 10), 31);
+    let action = only(&d);
+    // Steps are 10% of the demand when throttling began: +10/s.
+    assert_eq!(action.change, set(Some(80.0), Some(90.0)));
+    assert_eq!(action.reason.rule, Rule::RaiseRate);
+    assert_eq!(action.change.direction(), Direction::Up);
+    for t in 32..62 {
+        assert!(f.decide(&obs(Some(90.0), 100.0, 10), t).is_empty(), "t={t}");
+    }
+    // Publishers still offer more than the limit: another step, not a lift.
+    let d = f.decide(&obs(Some(90.0), 100.0, 10), 62);
+    assert_eq!(changes(&d), [set(Some(90.0), Some(100.0))]);
+    for t in 63..93 {
+        assert!(f.decide(&obs(Some(100.0), 70.0, 10), t).is_empty(), "t={t}");
+    }
+    // Demand fell clearly below the limit (by more than the 10% tolerance): lifted.
+    let d = f.decide(&obs(Some(100.0), 70.0, 10), 93);
+    assert_eq!(changes(&d), [set(Some(100.0), None)]);
+    assert_eq!(
+        d.actions[0].to_string(),
+        "publish rate: buffer b saturation 0.16 < relief 0.50 for 30s and demand 70.0/s < limit 100.0/s, \
+         lift 100.0/s -> unlimited"
+    );
+    let transition = d.transition.expect("back to normal");
+    assert_eq!(
+        (transition.from, transition.to),
+        (Mode::Throttled, Mode::Normal)
+    );
+}
+
+#[test]
+fn the_rate_is_not_raised_while_a_buffer_is_above_relief() {
+    let mut f = Fixture::new();
+    let obs = Observation::new()
+        .publish_rate(Some(50.0))
+        .observed_publish_rate(Some(100.0))
+        .buffer(BufferObservation::new("b", 64, 8, 64).len(32));
+    for t in 0..100 {
+        assert!(f.decide(&obs, t).is_empty(), "t={t}");
+    }
+}
+
+#[test]
+fn the_rate_is_not_raised_while_memory_is_at_caution() {
+    let mut f = Fixture::new();
+    let obs = memory(Observation::new(), 76).publish_rate(Some(50.0));
+    for t in 0..100 {
+        assert!(f.decide(&obs, t).is_empty(), "t={t}");
+    }
+}
+
+// ---- decisions as values ----
+
+#[test]
+fn the_same_inputs_give_the_same_decisions() {
+    let start = Instant::now();
+    let inputs: Vec<Observation> = (0..60)
+        .map(|t| {
+            memory(Observation::new(), 60 + t % 40)
+                .observed_publish_rate(Some(100.0))
+                .buffer(BufferObservation::new("b", 16, 8, 64).len(t as usize % 17))
+                .pool(
+                    PoolObservation::new("p", 2, 1, 8)
+                        .utilisation((t % 10) as f64 / 10.0)
+                        .backlog(t as usize),
+                )
+        })
+        .collect();
+    let run = || {
+        let mut policy = HysteresisPolicy::default();
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(t, obs)| policy.decide(obs, start + Duration::from_secs(t as u64)))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn knobs_and_directions_of_changes() {
+    let up = Change::SetPublishRate {
+        from: Some(10.0),
+        to: None,
+    };
+    assert_eq!(
+        (up.knob(), up.direction()),
+        (Knob::PublishRate, Direction::Up)
+    );
+    let down = Change::SetPublishRate {
+        from: None,
+        to: Some(10.0),
+    };
+    assert_eq!(down.direction(), Direction::Down);
+    let restore = Change::SetOverflow {
+        name: "b".into(),
+        from: Overflow::DropOldest,
+        to: Overflow::Block,
+    };
+    assert_eq!(
+        (restore.knob(), restore.direction()),
+        (Knob::Overflow("b".into()), Direction::Up)
+    );
+    assert_eq!(restore.knob().to_string(), "buffer b");
+    assert_eq!(resize_pool("p", 1, 2).knob().to_string(), "pool p");
+}
+
+#[test]
+fn an_empty_decision_displays_as_no_change() {
+    let mut f = Fixture::new();
+    assert_eq!(f.decide(&Observation::new(), 0).to_string(), "no change");
+}
+
+#[test]
+fn a_config_change_keeps_the_history() {
+    let mut f = Fixture::new();
+    let obs = |capacity| {
+        Observation::new().buffer(BufferObservation::new("b", capacity, 8, 1024).len(capacity))
+    };
+    let _ = f.decide(&obs(8), 0);
+    f.policy
+        .set_config(PolicyConfig::default().cooldown(Duration::from_secs(5)))
+        .unwrap();
+    assert!(f.decide(&obs(12), 4).is_empty());
+    assert_eq!(
+        changes(&f.decide(&obs(12), 5)),
+        [resize_buffer("b", 12, 18)]
+    );
+}
+
+// ---- configuration ----
+
+#[test]
+fn config_errors_name_the_field_and_the_rule() {
+    let cases: Vec<(PolicyConfig, &str, &str)> = vec![
+        (
+            PolicyConfig::default().memory_critical(1.5),
+            "memory_critical",
+            "must be in (0, 1]",
+        ),
+        (
+            PolicyConfig::default().defensive_exit(0.9),
+            "defensive_exit",
+            "must be below memory_critical (0.9)",
+        ),
+        (
+            PolicyConfig::default().psi_exit(30.0),
+            "psi_exit",
+            "must be below psi_critical (20)",
+        ),
+        (
+            PolicyConfig::default().memory_caution(0.9),
+            "memory_caution",
+            "must be below memory_critical (0.9)",
+        ),
+        (
+            PolicyConfig::default().low_saturation(0.6),
+            "low_saturation",
+            "must be below relief_saturation (0.5)",
+        ),
+        (
+            PolicyConfig::default().relief_saturation(0.8),
+            "relief_saturation",
+            "must be at most target_saturation (0.7)",
+        ),
+        (
+            PolicyConfig::default().growth_factor(1.0),
+            "growth_factor",
+            "must be above 1",
+        ),
+        (
+            PolicyConfig::default().shrink_factor(0.4),
+            "shrink_factor",
+            "must be at least low_saturation / target_saturation (0.43)",
+        ),
+        (
+            PolicyConfig::default().defensive_shrink_factor(1.0),
+            "defensive_shrink_factor",
+            "must be in (0, 1)",
+        ),
+        (
+            PolicyConfig::default().buffer_budget(0.0),
+            "buffer_budget",
+            "must be in (0, 1]",
+        ),
+        (
+            PolicyConfig::default().resize_tolerance(1.0),
+            "resize_tolerance",
+            "must be in [0, 1)",
+        ),
+        (
+            PolicyConfig::default().rate_decrease_factor(1.0),
+            "rate_decrease_factor",
+            "must be in (0, 1)",
+        ),
+        (
+            PolicyConfig::default().min_publish_rate(0.0),
+            "min_publish_rate",
+            "must be a finite number above 0",
+        ),
+        (
+            PolicyConfig::default().rate_increase_step(0.0),
+            "rate_increase_step",
+            "must be in (0, 1]",
+        ),
+        (
+            PolicyConfig::default().low_utilisation(0.7),
+            "low_utilisation",
+            "must be below target_utilisation (0.7)",
+        ),
+        (
+            PolicyConfig::default().max_error_rate(-0.1),
+            "max_error_rate",
+            "must be in [0, 1]",
+        ),
+        (
+            PolicyConfig::default().workers_per_core(f64::NAN),
+            "workers_per_core",
+            "must be a finite number above 0",
+        ),
+        (
+            PolicyConfig::default().max_scale_up_step(0),
+            "max_scale_up_step",
+            "must be at least 1",
+        ),
+        (
+            PolicyConfig::default().scale_down_step(0),
+            "scale_down_step",
+            "must be at least 1",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (config, field, rule) in cases {
+        match config.validate() {
+            Err(err) if err.field() == field && err.rule() == rule => {}
+            other => failures.push(format!("{field}: expected {rule:?}, got {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(HysteresisPolicy::new(PolicyConfig::default().growth_factor(0.5)).is_err());
+}
