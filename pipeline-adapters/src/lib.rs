@@ -1,5 +1,104 @@
 //! Sources and sinks that connect a `pipeline-core` bus to the world: HTTP ingest and
-//! an HTTP emitter pool, TCP NDJSON, files and stdin/stdout, NATS JetStream, and a
+//! an HTTP emitter, TCP NDJSON, files and stdin/stdout, NATS JetStream, and a
 //! Prometheus exporter, each behind its own cargo feature.
 //!
-//! This crate depends on `pipeline-core` only, never on the controller.
+//! ```text
+//!  HttpSource ─┐                                                 ┌─ HttpSink
+//!  TcpSource  ─┤ Publisher ──> Bus ──> Subscription ──> SinkPool ├─ TcpSink
+//!  FileSource ─┤  (try_publish / publish_timeout)     (WorkerPool) ├─ FileSink
+//!  NatsSource ─┘                                                 └─ NatsSink
+//! ```
+//!
+//! This crate depends on `pipeline-core` only, never on the controller: a source is a
+//! [`Source`](source::Source) handle (stats, stop, join), a sink is a
+//! [`Sink`](sink::Sink) run by a [`SinkPool`](sink::SinkPool), whose worker count is
+//! the knob a controller turns.
+//!
+//! # Features
+//!
+//! | feature | what |
+//! | --- | --- |
+//! | (none) | the [`source`] and [`sink`] traits, [`SinkPool`](sink::SinkPool), [`RetryPolicy`](sink::RetryPolicy) |
+//! | `json` | the JSON event shape and NDJSON (module `json`) |
+//! | `http` | `http::HttpSource` (axum) and `http::HttpSink` (ureq) |
+//! | `http-tls` | HTTPS endpoints for `http::HttpSink` |
+//! | `tcp` | `tcp::TcpSource` and `tcp::TcpSink` |
+//! | `file` | `file::FileSource` (`tail -F`), `file::ReaderSource` (stdin) and `file::FileSink` (file, stdout) |
+//! | `nats` | `nats::NatsSource` (durable pull consumer) and `nats::NatsSink` |
+//! | `prometheus` | `prometheus::PrometheusExporter` and `prometheus::MetricsEndpoint` |
+//! | `full` | all of the above |
+//!
+//! # Hello, pipeline
+//!
+//! A sink that needs no feature, fed by hand (see each module for its adapters):
+//!
+//! ```
+//! use pipeline_adapters::sink::{Sink, SinkPool, SinkStats, Undelivered};
+//! use pipeline_core::bus::{Bus, SubscriptionConfig};
+//! use pipeline_core::envelope::Envelope;
+//! use pipeline_core::pool::HandlerError;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::time::Duration;
+//!
+//! #[derive(Default)]
+//! struct CountBytes(AtomicU64);
+//!
+//! impl Sink for CountBytes {
+//!     fn name(&self) -> &str { "bytes" }
+//!     fn handle(&self, event: Envelope) -> Result<(), HandlerError> {
+//!         self.0.fetch_add(event.payload().len() as u64, Ordering::Relaxed);
+//!         Ok(())
+//!     }
+//!     fn stats(&self) -> SinkStats { SinkStats::default() }
+//!     fn dead_letter(&self, _: Undelivered) {}
+//! }
+//!
+//! let bus = Bus::new();
+//! let pool = SinkPool::builder(CountBytes::default())
+//!     .spawn(bus.subscribe(SubscriptionConfig::new("bytes")).unwrap())
+//!     .unwrap();
+//! bus.publisher().publish(Envelope::new("t", "12345")).unwrap();
+//! let report = pool.shutdown(Duration::from_secs(5));
+//! assert_eq!(report.sink.0.load(Ordering::Relaxed), 5);
+//! ```
+//!
+//! # Back pressure
+//!
+//! No adapter buffers without bound: sources publish with `try_publish` (HTTP: the
+//! client is told 429/503) or wait for room (TCP, files: the peer is slowed; NATS: the
+//! messages stay in the stream), and sinks hold at most one open batch plus one batch
+//! per worker. See [`source`] and [`sink`].
+//!
+//! # Shutdown
+//!
+//! Stop and join the sources first ([`Source::shutdown`](source::Source::shutdown)),
+//! then shut the sink pools down ([`SinkPool::shutdown`](sink::SinkPool::shutdown)), so
+//! they drain what the sources published last.
+#![warn(missing_docs)]
+// The shared machinery (counters, batching, retries, threads) serves the adapters; a
+// build without any adapter feature has the traits and the sink pool only.
+#![cfg_attr(
+    not(any(feature = "http", feature = "tcp", feature = "file", feature = "nats")),
+    allow(dead_code, unused_imports)
+)]
+
+pub mod sink;
+pub mod source;
+pub(crate) mod util;
+
+#[cfg(feature = "json")]
+pub mod json;
+
+#[cfg(any(feature = "http", feature = "nats"))]
+pub(crate) mod runtime;
+
+#[cfg(feature = "file")]
+pub mod file;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "nats")]
+pub mod nats;
+#[cfg(feature = "prometheus")]
+pub mod prometheus;
+#[cfg(feature = "tcp")]
+pub mod tcp;

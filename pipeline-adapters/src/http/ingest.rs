@@ -1,0 +1,413 @@
+//! The routes of the HTTP source: `POST /events`, `GET /healthz`, `GET /metrics`.
+
+use super::source::{HttpSourceConfig, HttpSourceStats};
+use crate::json::{DecodeError, decode_body, decode_ndjson};
+use crate::source::SourceCounters;
+use crate::source::counters::Counted;
+use axum::Router;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use pipeline_core::bus::{PublishError, Publisher};
+use pipeline_core::envelope::Envelope;
+use serde_json::json;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Responses by status, beside the common source counters.
+pub(crate) struct HttpCounters {
+    pub(crate) source: SourceCounters,
+    requests: Counted,
+    accepted: Counted,
+    bad_request: Counted,
+    unauthorized: Counted,
+    timed_out: Counted,
+    too_large: Counted,
+    unsupported: Counted,
+    rate_limited: Counted,
+    unavailable: Counted,
+}
+
+impl HttpCounters {
+    pub(crate) fn new(source: &str) -> Self {
+        let status = |code: &'static str| {
+            Counted::labelled(
+                "pipeline_http_source_responses_total",
+                source,
+                "status",
+                code,
+            )
+        };
+        HttpCounters {
+            source: SourceCounters::new(source),
+            requests: Counted::labelled(
+                "pipeline_http_source_requests_total",
+                source,
+                "path",
+                "/events",
+            ),
+            accepted: status("202"),
+            bad_request: status("400"),
+            unauthorized: status("401"),
+            timed_out: status("408"),
+            too_large: status("413"),
+            unsupported: status("415"),
+            rate_limited: status("429"),
+            unavailable: status("503"),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> HttpSourceStats {
+        HttpSourceStats {
+            source: self.source.stats(),
+            requests: self.requests.get(),
+            accepted: self.accepted.get(),
+            bad_request: self.bad_request.get(),
+            unauthorized: self.unauthorized.get(),
+            timed_out: self.timed_out.get(),
+            too_large: self.too_large.get(),
+            unsupported: self.unsupported.get(),
+            rate_limited: self.rate_limited.get(),
+            unavailable: self.unavailable.get(),
+        }
+    }
+}
+
+/// What the routes share.
+pub(crate) struct Ingest {
+    publisher: Publisher<Envelope>,
+    token: Option<Vec<u8>>,
+    max_body: usize,
+    body_timeout: Duration,
+    full_retry_after: Duration,
+    pub(crate) stopping: AtomicBool,
+    counters: Arc<HttpCounters>,
+    #[cfg(feature = "prometheus")]
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl Ingest {
+    pub(crate) fn new(
+        config: &HttpSourceConfig,
+        publisher: Publisher<Envelope>,
+        counters: Arc<HttpCounters>,
+    ) -> Self {
+        Ingest {
+            publisher,
+            token: config.bearer_token.as_ref().map(|t| t.as_bytes().to_vec()),
+            max_body: config.max_body_bytes,
+            body_timeout: config.body_read_timeout,
+            full_retry_after: config.full_retry_after,
+            stopping: AtomicBool::new(false),
+            counters,
+            #[cfg(feature = "prometheus")]
+            metrics: config.metrics.clone(),
+        }
+    }
+}
+
+impl Ingest {
+    pub(crate) fn counters(&self) -> &HttpCounters {
+        &self.counters
+    }
+}
+
+pub(crate) fn router(ingest: Arc<Ingest>) -> Router {
+    Router::new()
+        .route("/events", post(events))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(ingest)
+}
+
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn with_retry_after(mut response: Response, after: Duration) -> Response {
+    // Whole seconds, rounded up, at least 1: "retry now" would only bounce again.
+    let seconds = after.as_nanos().div_ceil(1_000_000_000).max(1);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+    response
+}
+
+/// Compares without an early exit, so the time taken says nothing about the token.
+fn same_token(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+enum Format {
+    Json,
+    Ndjson,
+}
+
+fn format_of(headers: &HeaderMap) -> Option<Format> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Some(Format::Json);
+    };
+    let value = value.to_str().ok()?;
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" | "" => Some(Format::Json),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/x-jsonlines" => Some(Format::Ndjson),
+        _ => None,
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Read,
+}
+
+/// Reads at most `max` bytes of `body`.
+async fn read_body(mut body: Body, max: usize) -> Result<Bytes, BodyError> {
+    let mut data: Vec<u8> = Vec::new();
+    let mut first: Option<Bytes> = None;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(chunk) = frame.map_err(|_| BodyError::Read)?.into_data() else {
+            continue; // trailers
+        };
+        let held = first.as_ref().map_or(0, Bytes::len) + data.len();
+        if held + chunk.len() > max {
+            return Err(BodyError::TooLarge);
+        }
+        match &first {
+            // Most bodies arrive as one chunk: keep it without copying.
+            None if data.is_empty() => first = Some(chunk),
+            _ => {
+                if let Some(first) = first.take() {
+                    data.extend_from_slice(&first);
+                }
+                data.extend_from_slice(&chunk);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(data)))
+}
+
+/// Reads and discards up to `max` more bytes, so a client that is still sending gets
+/// to read the answer instead of a reset; gives up after a second.
+async fn discard_body(mut body: Body, max: usize) {
+    let drain = async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) =
+            std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+        {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > max {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+fn too_large(ingest: &Ingest) -> Response {
+    ingest.counters.too_large.add(1);
+    ingest.counters.source.malformed.add(1);
+    let mut response = json_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        json!({ "error": format!("the body is larger than {} bytes", ingest.max_body) }),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+fn bad_request(ingest: &Ingest, error: &DecodeError) -> Response {
+    ingest.counters.bad_request.add(1);
+    ingest.counters.source.malformed.add(1);
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({
+            "error": error.message(),
+            "line": error.line(),
+            "column": error.column(),
+        }),
+    )
+}
+
+async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+    let counters = &ingest.counters;
+    counters.requests.add(1);
+    if let Some(expected) = &ingest.token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        if !given.is_some_and(|given| same_token(given, expected)) {
+            counters.unauthorized.add(1);
+            counters.source.malformed.add(1);
+            let mut response = json_response(
+                StatusCode::UNAUTHORIZED,
+                json!({ "error": "missing or wrong bearer token" }),
+            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
+        }
+    }
+    let Some(format) = format_of(&headers) else {
+        counters.unsupported.add(1);
+        counters.source.malformed.add(1);
+        return json_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            json!({ "error": "send application/json or application/x-ndjson" }),
+        );
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > ingest.max_body as u64) {
+        discard_body(body, ingest.max_body).await;
+        return too_large(&ingest);
+    }
+    let bytes =
+        match tokio::time::timeout(ingest.body_timeout, read_body(body, ingest.max_body)).await {
+            Err(_elapsed) => {
+                counters.timed_out.add(1);
+                counters.source.malformed.add(1);
+                return json_response(
+                    StatusCode::REQUEST_TIMEOUT,
+                    json!({ "error": "the body took too long to arrive" }),
+                );
+            }
+            Ok(Err(BodyError::TooLarge)) => return too_large(&ingest),
+            Ok(Err(BodyError::Read)) => {
+                counters.bad_request.add(1);
+                counters.source.malformed.add(1);
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    json!({ "error": "the body could not be read" }),
+                );
+            }
+            Ok(Ok(bytes)) => bytes,
+        };
+    let decoded = match format {
+        Format::Json => decode_body(&bytes),
+        Format::Ndjson => decode_ndjson(&bytes),
+    };
+    drop(bytes);
+    let events = match decoded {
+        Ok(events) => events,
+        Err(error) => return bad_request(&ingest, &error),
+    };
+    publish_all(&ingest, events)
+}
+
+/// Publishes in order with `try_publish`, stopping at the first refusal, and says
+/// exactly how far it got.
+fn publish_all(ingest: &Ingest, events: Vec<Envelope>) -> Response {
+    let counters = &ingest.counters;
+    let total = events.len();
+    counters.source.received.add(total as u64);
+    for (accepted, event) in events.into_iter().enumerate() {
+        let Err(error) = ingest.publisher.try_publish(event) else {
+            continue;
+        };
+        counters.source.published.add(accepted as u64);
+        counters.source.not_published.add((total - accepted) as u64);
+        let body = |what: &str| {
+            json!({
+                "accepted": accepted,
+                "rejected_from": accepted,
+                "total": total,
+                "error": what,
+            })
+        };
+        return match error {
+            PublishError::Backoff { retry_after, .. } => {
+                counters.source.backoff.add(1);
+                counters.rate_limited.add(1);
+                let response = json_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    body("the publish rate limit is reached"),
+                );
+                with_retry_after(response, retry_after)
+            }
+            PublishError::Full(_) => {
+                counters.source.full.add(1);
+                counters.unavailable.add(1);
+                let response = json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    body("a subscription is full"),
+                );
+                with_retry_after(response, ingest.full_retry_after)
+            }
+            _ => {
+                counters.unavailable.add(1);
+                json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    body("the pipeline is shutting down"),
+                )
+            }
+        };
+    }
+    counters.source.published.add(total as u64);
+    counters.accepted.add(1);
+    json_response(StatusCode::ACCEPTED, json!({ "accepted": total }))
+}
+
+async fn healthz(State(ingest): State<Arc<Ingest>>) -> Response {
+    if ingest.stopping.load(Ordering::Acquire) {
+        json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "status": "stopping" }),
+        )
+    } else {
+        json_response(StatusCode::OK, json!({ "status": "ok" }))
+    }
+}
+
+#[cfg(feature = "prometheus")]
+async fn metrics(State(ingest): State<Arc<Ingest>>) -> Response {
+    match &ingest.metrics {
+        Some(handle) => {
+            let mut response = (StatusCode::OK, handle.render()).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            response
+        }
+        None => no_metrics(),
+    }
+}
+
+#[cfg(not(feature = "prometheus"))]
+async fn metrics(State(_ingest): State<Arc<Ingest>>) -> Response {
+    no_metrics()
+}
+
+fn no_metrics() -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        json!({ "error": "no metrics: build with the prometheus feature and set HttpSourceConfig::metrics" }),
+    )
+}

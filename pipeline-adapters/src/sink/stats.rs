@@ -1,0 +1,219 @@
+//! [`SinkStats`] and [`Latency`], and the counters behind them.
+
+use hdrhistogram::Histogram;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Counters a sink keeps; from [`Sink::stats`](super::Sink::stats).
+///
+/// An *attempt* is one request (HTTP), one publish round (NATS) or one write (TCP,
+/// file). See the [module docs](super#telling-slow-from-erroring) for how a controller
+/// reads them.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct SinkStats {
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events handed to the dead-letter hook.
+    pub undelivered: u64,
+    /// Batches delivered (a sink that does not batch counts each event as a batch).
+    pub batches_ok: u64,
+    /// Batches given up on.
+    pub batches_failed: u64,
+    /// Delivery attempts.
+    pub attempts: u64,
+    /// Attempts that failed (retried or not).
+    pub attempt_errors: u64,
+    /// Attempts that were retries.
+    pub retries: u64,
+    /// Batches being delivered now.
+    pub in_flight: u64,
+    /// Events waiting in an open batch now.
+    pub buffered: u64,
+    /// Time per attempt, over every attempt since the sink started.
+    pub latency: Latency,
+}
+
+impl SinkStats {
+    /// `attempt_errors / attempts`, 0 before the first attempt.
+    pub fn error_ratio(&self) -> f64 {
+        if self.attempts == 0 {
+            0.0
+        } else {
+            self.attempt_errors as f64 / self.attempts as f64
+        }
+    }
+}
+
+/// Percentiles of a duration (microsecond resolution, 2 significant digits); all zero
+/// before the first sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Latency {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Slowest.
+    pub max: Duration,
+}
+
+/// The atomics behind [`SinkStats`], and the `metrics` handles beside them.
+pub(crate) struct SinkCounters {
+    delivered: AtomicU64,
+    undelivered: AtomicU64,
+    batches_ok: AtomicU64,
+    batches_failed: AtomicU64,
+    attempts: AtomicU64,
+    attempt_errors: AtomicU64,
+    retries: AtomicU64,
+    in_flight: AtomicU64,
+    pub(crate) buffered: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+    metrics: SinkMetrics,
+}
+
+#[cfg_attr(
+    not(any(feature = "http", feature = "tcp", feature = "nats")),
+    allow(dead_code)
+)]
+struct SinkMetrics {
+    delivered: metrics::Counter,
+    undelivered: metrics::Counter,
+    batches_ok: metrics::Counter,
+    batches_failed: metrics::Counter,
+    attempts: metrics::Counter,
+    attempt_errors: metrics::Counter,
+    retries: metrics::Counter,
+    in_flight: metrics::Gauge,
+    attempt_seconds: metrics::Histogram,
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attempt {
+    Ok,
+    Failed,
+}
+
+impl SinkCounters {
+    pub(crate) fn new(sink: &str) -> Self {
+        let label = || sink.to_owned();
+        SinkCounters {
+            delivered: AtomicU64::new(0),
+            undelivered: AtomicU64::new(0),
+            batches_ok: AtomicU64::new(0),
+            batches_failed: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            attempt_errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            buffered: AtomicU64::new(0),
+            latency: Mutex::new(
+                Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            ),
+            metrics: SinkMetrics {
+                delivered: metrics::counter!("pipeline_sink_delivered_events_total", "sink" => label()),
+                undelivered: metrics::counter!("pipeline_sink_undelivered_events_total", "sink" => label()),
+                batches_ok: metrics::counter!("pipeline_sink_batches_total", "sink" => label(), "outcome" => "ok"),
+                batches_failed: metrics::counter!("pipeline_sink_batches_total", "sink" => label(), "outcome" => "failed"),
+                attempts: metrics::counter!("pipeline_sink_attempts_total", "sink" => label()),
+                attempt_errors: metrics::counter!("pipeline_sink_attempt_errors_total", "sink" => label()),
+                retries: metrics::counter!("pipeline_sink_retries_total", "sink" => label()),
+                in_flight: metrics::gauge!("pipeline_sink_in_flight_batches", "sink" => label()),
+                attempt_seconds: metrics::histogram!("pipeline_sink_attempt_seconds", "sink" => label()),
+            },
+        }
+    }
+
+    /// A batch starts being delivered.
+    #[cfg_attr(
+        not(any(feature = "http", feature = "tcp", feature = "nats")),
+        allow(dead_code)
+    )]
+    pub(crate) fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.metrics.in_flight.increment(1.0);
+    }
+
+    /// A batch is done (delivered or given up).
+    #[cfg_attr(
+        not(any(feature = "http", feature = "tcp", feature = "nats")),
+        allow(dead_code)
+    )]
+    pub(crate) fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.in_flight.decrement(1.0);
+    }
+
+    /// One attempt took `elapsed`; `retry` when it was not the first.
+    pub(crate) fn attempt(&self, elapsed: Duration, outcome: Attempt, retry: bool) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        self.metrics.attempts.increment(1);
+        if retry {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+            self.metrics.retries.increment(1);
+        }
+        if outcome == Attempt::Failed {
+            self.attempt_errors.fetch_add(1, Ordering::Relaxed);
+            self.metrics.attempt_errors.increment(1);
+        }
+        self.metrics.attempt_seconds.record(elapsed.as_secs_f64());
+        let micros = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .saturating_record(micros);
+    }
+
+    pub(crate) fn delivered(&self, events: u64) {
+        self.delivered.fetch_add(events, Ordering::Relaxed);
+        self.metrics.delivered.increment(events);
+        self.batches_ok.fetch_add(1, Ordering::Relaxed);
+        self.metrics.batches_ok.increment(1);
+    }
+
+    pub(crate) fn failed(&self, events: u64) {
+        self.undelivered.fetch_add(events, Ordering::Relaxed);
+        self.metrics.undelivered.increment(events);
+        self.batches_failed.fetch_add(1, Ordering::Relaxed);
+        self.metrics.batches_failed.increment(1);
+    }
+
+    pub(crate) fn stats(&self) -> SinkStats {
+        let latency = {
+            let h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
+            if h.is_empty() {
+                Latency::default()
+            } else {
+                let at = |q| Duration::from_micros(h.value_at_quantile(q));
+                Latency {
+                    count: h.len(),
+                    p50: at(0.5),
+                    p90: at(0.9),
+                    p99: at(0.99),
+                    max: Duration::from_micros(h.max()),
+                }
+            }
+        };
+        SinkStats {
+            delivered: self.delivered.load(Ordering::Relaxed),
+            undelivered: self.undelivered.load(Ordering::Relaxed),
+            batches_ok: self.batches_ok.load(Ordering::Relaxed),
+            batches_failed: self.batches_failed.load(Ordering::Relaxed),
+            attempts: self.attempts.load(Ordering::Relaxed),
+            attempt_errors: self.attempt_errors.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            buffered: self.buffered.load(Ordering::Relaxed),
+            latency,
+        }
+    }
+}

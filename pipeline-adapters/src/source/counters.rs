@@ -1,0 +1,193 @@
+//! [`SourceCounters`]: the atomics behind [`SourceStats`] and the metrics beside them.
+
+use super::SourceStats;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One counter both as an atomic (for `stats()`) and as a `metrics` handle.
+pub(crate) struct Counted {
+    value: AtomicU64,
+    metric: metrics::Counter,
+}
+
+impl Counted {
+    fn new(name: &'static str, source: &str) -> Self {
+        Counted {
+            value: AtomicU64::new(0),
+            metric: metrics::counter!(name, "source" => source.to_owned()),
+        }
+    }
+
+    /// A counter with one more label beside `source`.
+    pub(crate) fn labelled(
+        name: &'static str,
+        source: &str,
+        key: &'static str,
+        value: &'static str,
+    ) -> Self {
+        Counted {
+            value: AtomicU64::new(0),
+            metric: metrics::counter!(name, "source" => source.to_owned(), key => value),
+        }
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+        self.metric.increment(n);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge both as an atomic and as a `metrics` handle.
+pub(crate) struct Gauged {
+    value: AtomicU64,
+    metric: metrics::Gauge,
+}
+
+impl Gauged {
+    fn new(name: &'static str, source: &str) -> Self {
+        Gauged {
+            value: AtomicU64::new(0),
+            metric: metrics::gauge!(name, "source" => source.to_owned()),
+        }
+    }
+
+    #[cfg_attr(
+        not(any(feature = "http", feature = "tcp", feature = "file")),
+        allow(dead_code)
+    )]
+    pub(crate) fn inc(&self) {
+        self.value.fetch_add(1, Ordering::Relaxed);
+        self.metric.increment(1.0);
+    }
+
+    #[cfg_attr(
+        not(any(feature = "http", feature = "tcp", feature = "file")),
+        allow(dead_code)
+    )]
+    pub(crate) fn dec(&self) {
+        self.value.fetch_sub(1, Ordering::Relaxed);
+        self.metric.decrement(1.0);
+    }
+
+    #[cfg_attr(not(feature = "nats"), allow(dead_code))]
+    pub(crate) fn set(&self, value: u64) {
+        self.value.store(value, Ordering::Relaxed);
+        self.metric.set(value as f64);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// A gauge with the `source` label.
+#[cfg_attr(not(feature = "nats"), allow(dead_code))]
+pub(crate) fn gauge(name: &'static str, source: &str) -> Gauged {
+    Gauged::new(name, source)
+}
+
+/// The counters every source keeps.
+pub(crate) struct SourceCounters {
+    pub(crate) received: Counted,
+    pub(crate) published: Counted,
+    pub(crate) malformed: Counted,
+    pub(crate) backoff: Counted,
+    pub(crate) full: Counted,
+    pub(crate) not_published: Counted,
+    pub(crate) in_flight: Gauged,
+    pub(crate) connections: Gauged,
+}
+
+impl SourceCounters {
+    pub(crate) fn new(source: &str) -> Self {
+        SourceCounters {
+            received: Counted::new("pipeline_source_received_events_total", source),
+            published: Counted::new("pipeline_source_published_events_total", source),
+            malformed: Counted::new("pipeline_source_malformed_total", source),
+            backoff: Counted::new("pipeline_source_backoff_total", source),
+            full: Counted::new("pipeline_source_full_total", source),
+            not_published: Counted::new("pipeline_source_not_published_events_total", source),
+            in_flight: Gauged::new("pipeline_source_in_flight_events", source),
+            connections: Gauged::new("pipeline_source_connections", source),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> SourceStats {
+        SourceStats {
+            received: self.received.get(),
+            published: self.published.get(),
+            malformed: self.malformed.get(),
+            backoff: self.backoff.get(),
+            full: self.full.get(),
+            not_published: self.not_published.get(),
+            in_flight: self.in_flight.get(),
+            connections: self.connections.get(),
+        }
+    }
+}
+
+#[cfg(any(feature = "tcp", feature = "file"))]
+mod blocking {
+    use super::SourceCounters;
+    use crate::util::StopSignal;
+    use pipeline_core::bus::{PublishError, Publisher};
+    use pipeline_core::envelope::Envelope;
+    use std::time::Duration;
+
+    /// How long one wait for the bus lasts before the stop flag is looked at again.
+    const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+    impl SourceCounters {
+        /// Publishes from a thread that may wait (TCP, files): tries without waiting
+        /// first, to count the pressure, then waits in slices so a stop request is
+        /// seen. Returns `false` when the event was not published (stopped, or the bus
+        /// closed); it is counted in `not_published`.
+        pub(crate) fn publish_blocking(
+            &self,
+            publisher: &Publisher<Envelope>,
+            event: Envelope,
+            stop: &StopSignal,
+        ) -> bool {
+            let mut event = match publisher.try_publish(event) {
+                Ok(()) => {
+                    self.published.add(1);
+                    return true;
+                }
+                Err(PublishError::Full(e)) => {
+                    self.full.add(1);
+                    e
+                }
+                Err(PublishError::Backoff { event, .. }) => {
+                    self.backoff.add(1);
+                    event
+                }
+                Err(PublishError::Closed(_)) => {
+                    self.not_published.add(1);
+                    return false;
+                }
+                Err(other) => other.into_inner(),
+            };
+            self.in_flight.inc();
+            let published = loop {
+                if stop.is_stopped() {
+                    break false;
+                }
+                match publisher.publish_timeout(event, WAIT_SLICE) {
+                    Ok(()) => break true,
+                    Err(PublishError::Closed(_)) => break false,
+                    Err(other) => event = other.into_inner(),
+                }
+            };
+            self.in_flight.dec();
+            if published {
+                self.published.add(1);
+            } else {
+                self.not_published.add(1);
+            }
+            published
+        }
+    }
+}

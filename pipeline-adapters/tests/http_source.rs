@@ -1,0 +1,373 @@
+//! The HTTP source against a real client (ureq) over 127.0.0.1: every documented status.
+
+mod common;
+
+use common::{any_port, wait_until};
+use pipeline_adapters::http::{HttpSource, HttpSourceConfig};
+use pipeline_adapters::source::Source;
+use pipeline_core::bus::{Bus, SubscriptionConfig};
+use pipeline_core::envelope::Envelope;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+struct Served {
+    bus: Bus<Envelope>,
+    source: HttpSource,
+    url: String,
+}
+
+fn serve(config: HttpSourceConfig) -> Served {
+    let bus = Bus::new();
+    let source = HttpSource::spawn(config.addr(any_port()), bus.publisher()).unwrap();
+    let url = format!("http://{}", source.local_addr());
+    Served { bus, source, url }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
+}
+
+/// POSTs and returns (status, Retry-After, JSON body).
+fn post(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+    token: Option<&str>,
+) -> (u16, Option<String>, Value) {
+    let mut request = agent()
+        .post(format!("{url}/events"))
+        .header("Content-Type", content_type);
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    let mut response = request.send(body).unwrap();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let text = response.body_mut().read_to_string().unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    (response.status().as_u16(), retry_after, json)
+}
+
+#[test]
+fn accepts_a_single_object_an_array_and_ndjson() {
+    let s = serve(HttpSourceConfig::new());
+    let sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let (status, _, body) = post(
+        &s.url,
+        "application/json",
+        br#"{"topic":"one","key":"k","headers":{"h":"v"},"payload":{"n":1}}"#,
+        None,
+    );
+    assert_eq!((status, &body), (202, &serde_json::json!({"accepted": 1})));
+    let (status, _, body) = post(
+        &s.url,
+        "application/json",
+        br#"[{"topic":"a"},{"topic":"b","payload_text":"x"}]"#,
+        None,
+    );
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)));
+    let (status, _, body) = post(
+        &s.url,
+        "application/x-ndjson",
+        b"{\"topic\":\"c\",\"payload\":[1]}\n\n{\"topic\":\"d\"}\n",
+        None,
+    );
+    assert_eq!((status, body["accepted"].as_u64()), (202, Some(2)));
+
+    let got: Vec<Envelope> = sub.try_iter().collect();
+    let topics: Vec<&str> = got.iter().map(Envelope::topic).collect();
+    assert_eq!(topics, ["one", "a", "b", "c", "d"]);
+    assert_eq!((got[0].key(), got[0].header("h")), (Some("k"), Some("v")));
+    assert_eq!(got[0].payload().as_ref(), br#"{"n":1}"#);
+    assert_eq!(got[2].payload().as_ref(), b"x");
+    let stats = s.source.http_stats();
+    assert_eq!(
+        (
+            stats.accepted,
+            stats.source.published,
+            stats.source.received
+        ),
+        (3, 5, 5)
+    );
+}
+
+#[test]
+fn malformed_input_is_400_naming_the_line_and_publishes_nothing() {
+    let s = serve(HttpSourceConfig::new());
+    let sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let ndjson = b"{\"topic\":\"a\"}\n{\"topic\":\"b\"}\n{\"topic\": nope}\n{\"topic\":\"d\"}\n";
+    let (status, _, body) = post(&s.url, "application/x-ndjson", ndjson, None);
+    assert_eq!(status, 400);
+    assert_eq!(body["line"], 3, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("expected"),
+        "{body}"
+    );
+
+    let json = b"[\n  {\"topic\": \"a\"},\n  {\"topic\": \"b\",,}\n]";
+    let (status, _, body) = post(&s.url, "application/json", json, None);
+    assert_eq!((status, body["line"].as_u64()), (400, Some(3)), "{body}");
+
+    let (status, _, body) = post(&s.url, "application/json", br#"{"payload":1}"#, None);
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().contains("topic"), "{body}");
+    let (status, _, _) = post(&s.url, "application/json", b"", None);
+    assert_eq!(status, 400);
+    let (status, _, _) = post(&s.url, "text/plain", b"{}", None);
+    assert_eq!(status, 415);
+
+    assert_eq!(sub.len(), 0, "a 400 publishes nothing");
+    let stats = s.source.http_stats();
+    assert_eq!(
+        (stats.bad_request, stats.unsupported, stats.source.malformed),
+        (4, 1, 5)
+    );
+    // Still serving.
+    assert_eq!(
+        post(&s.url, "application/json", br#"{"topic":"ok"}"#, None).0,
+        202
+    );
+}
+
+#[test]
+fn bodies_over_the_limit_are_413_and_the_limit_itself_passes() {
+    let s = serve(HttpSourceConfig::new().max_body_bytes(1024));
+    let _sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let fits = format!(
+        "{{\"topic\":\"t\",\"payload_text\":\"{}\"}}",
+        "x".repeat(1024 - 31)
+    );
+    assert_eq!(fits.len(), 1024);
+    assert_eq!(
+        post(&s.url, "application/json", fits.as_bytes(), None).0,
+        202
+    );
+    let over = format!(
+        "{{\"topic\":\"t\",\"payload_text\":\"{}\"}}",
+        "x".repeat(1024 - 30)
+    );
+    let (status, _, body) = post(&s.url, "application/json", over.as_bytes(), None);
+    assert_eq!(status, 413, "{body}");
+
+    // The default limit is 1 MiB.
+    let big = serve(HttpSourceConfig::new());
+    let _sub = big.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let body = vec![b' '; 1024 * 1024 + 1];
+    assert_eq!(post(&big.url, "application/json", &body, None).0, 413);
+
+    // A chunked body (no Content-Length) is cut off as it streams.
+    let mut stream = TcpStream::connect(s.source.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    for _ in 0..3 {
+        stream.write_all(b"200\r\n").unwrap();
+        stream.write_all(&[b' '; 0x200]).unwrap();
+        stream.write_all(b"\r\n").unwrap();
+    }
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(s.source.http_stats().too_large, 2);
+}
+
+#[test]
+fn a_wrong_or_missing_token_is_401() {
+    let s = serve(HttpSourceConfig::new().bearer_token("s3cret"));
+    let sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let event = br#"{"topic":"t"}"#;
+    assert_eq!(post(&s.url, "application/json", event, None).0, 401);
+    assert_eq!(
+        post(&s.url, "application/json", event, Some("s3cre")).0,
+        401
+    );
+    assert_eq!(
+        post(&s.url, "application/json", event, Some("s3cretX")).0,
+        401
+    );
+    assert_eq!(
+        post(&s.url, "application/json", event, Some("s3cret")).0,
+        202
+    );
+    assert_eq!(sub.len(), 1);
+    assert_eq!(s.source.http_stats().unauthorized, 3);
+    // Health stays open.
+    assert_eq!(
+        agent()
+            .get(format!("{}/healthz", s.url))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn the_rate_limit_is_429_with_retry_after_and_an_exact_partial_count() {
+    let s = serve(HttpSourceConfig::new());
+    let sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    s.bus.set_publish_rate(Some(0.5)).unwrap(); // one token per 2 s, burst 8
+    let batch: String = (0..10)
+        .map(|i| format!("{{\"topic\":\"t\",\"payload\":{i}}}\n"))
+        .collect();
+    let (status, retry_after, body) = post(&s.url, "application/x-ndjson", batch.as_bytes(), None);
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["accepted"], 8);
+    assert_eq!(body["rejected_from"], 8);
+    assert_eq!(body["total"], 10);
+    let seconds: u64 = retry_after.expect("a Retry-After").parse().unwrap();
+    assert!((1..=2).contains(&seconds), "{seconds}");
+    // Exactly the first 8 are in, in order.
+    let payloads: Vec<String> = sub
+        .try_iter()
+        .map(|e| String::from_utf8(e.payload().to_vec()).unwrap())
+        .collect();
+    assert_eq!(payloads, (0..8).map(|i| i.to_string()).collect::<Vec<_>>());
+    let stats = s.source.http_stats();
+    assert_eq!(
+        (
+            stats.rate_limited,
+            stats.source.backoff,
+            stats.source.not_published
+        ),
+        (1, 1, 2)
+    );
+}
+
+#[test]
+fn a_full_block_subscription_is_503_with_retry_after() {
+    let s = serve(HttpSourceConfig::new().full_retry_after(Duration::from_millis(1500)));
+    let sub = s
+        .bus
+        .subscribe(SubscriptionConfig::new("small").capacity(2))
+        .unwrap();
+    let batch = b"{\"topic\":\"a\"}\n{\"topic\":\"b\"}\n{\"topic\":\"c\"}\n";
+    let (status, retry_after, body) = post(&s.url, "application/x-ndjson", batch, None);
+    assert_eq!(status, 503);
+    assert_eq!(retry_after.as_deref(), Some("2")); // 1.5 s rounded up
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected_from"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(sub.len(), 2);
+    // Once there is room, the client's retry from `rejected_from` completes the batch.
+    sub.recv().unwrap();
+    sub.recv().unwrap();
+    let (status, _, _) = post(&s.url, "application/x-ndjson", b"{\"topic\":\"c\"}\n", None);
+    assert_eq!(status, 202);
+    assert_eq!(s.source.http_stats().source.full, 1);
+}
+
+#[test]
+fn healthz_and_stop() {
+    let mut s = serve(HttpSourceConfig::new());
+    let mut response = agent().get(format!("{}/healthz", s.url)).call().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.body_mut().read_to_string().unwrap(),
+        r#"{"status":"ok"}"#
+    );
+    assert_eq!(
+        agent()
+            .get(format!("{}/nowhere", s.url))
+            .call()
+            .unwrap()
+            .status(),
+        404
+    );
+    // Without the prometheus feature (or a handle) /metrics is 404.
+    assert_eq!(
+        agent()
+            .get(format!("{}/metrics", s.url))
+            .call()
+            .unwrap()
+            .status(),
+        404
+    );
+    let addr = s.source.local_addr();
+    s.source.shutdown(Duration::from_secs(10)).unwrap();
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "the listener is closed after join"
+    );
+}
+
+#[test]
+fn a_slow_body_is_408_and_a_silent_client_is_disconnected() {
+    let s = serve(
+        HttpSourceConfig::new()
+            .body_read_timeout(Duration::from_millis(300))
+            .header_read_timeout(Duration::from_millis(300)),
+    );
+    let _sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    // Headers promise 100 bytes; 10 arrive, then nothing.
+    let mut slow = TcpStream::connect(s.source.local_addr()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    slow.write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"topic\":")
+        .unwrap();
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // Half a request line, then silence: the header timeout closes the connection.
+    let mut silent = TcpStream::connect(s.source.local_addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    silent.write_all(b"POST /eve").unwrap();
+    let mut rest = Vec::new();
+    let read = silent.read_to_end(&mut rest);
+    assert!(
+        read.is_ok() || read.is_err(),
+        "closed or reset, within the test's bound"
+    );
+    assert!(!String::from_utf8_lossy(&rest).contains("202"));
+    wait_until("both connections to close", Duration::from_secs(5), || {
+        s.source.stats().connections == 0
+    });
+    assert_eq!(s.source.http_stats().timed_out, 1);
+    // And the server still serves.
+    assert_eq!(
+        post(&s.url, "application/json", br#"{"topic":"t"}"#, None).0,
+        202
+    );
+}
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
+    let s = serve(HttpSourceConfig::new().header_read_timeout(Duration::from_millis(300)));
+    let mut stream = TcpStream::connect(s.source.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Then nothing: the server closes the connection (read returns 0 or a reset).
+    let started = std::time::Instant::now();
+    let closed = matches!(stream.read(&mut buf), Ok(0) | Err(_));
+    assert!(
+        closed && started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    wait_until("the connection to be gone", Duration::from_secs(5), || {
+        s.source.stats().connections == 0
+    });
+}

@@ -1,0 +1,421 @@
+//! NATS JetStream against a real `nats-server -js` on a free loopback port with a
+//! temporary store. Without `nats-server` on PATH each test prints a loud SKIP (a
+//! failure when `PIPELINE_REQUIRE_NATS=1`).
+
+mod common;
+
+use common::{NatsServer, nats_available, wait_until};
+use pipeline_adapters::nats::{
+    DELIVERED_HEADER, FailurePolicy, NatsAcker, NatsSink, NatsSinkConfig, NatsSource,
+    NatsSourceConfig, SEQUENCE_HEADER,
+};
+use pipeline_adapters::sink::{RetryPolicy, Sink, SinkPool};
+use pipeline_adapters::source::Source;
+use pipeline_core::bus::{Bus, SubscriptionConfig};
+use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::{HandlerError, WorkerPool};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const STREAM: &str = "EVENTS";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// (num_ack_pending, num_pending) of the durable consumer, from the server.
+fn consumer_state(url: &str, durable: &str) -> (usize, u64) {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut consumer: async_nats::jetstream::consumer::PullConsumer = js
+            .get_stream(STREAM)
+            .await
+            .unwrap()
+            .get_consumer(durable)
+            .await
+            .unwrap();
+        let info = consumer.info().await.unwrap();
+        (info.num_ack_pending, info.num_pending)
+    })
+}
+
+fn stream_messages(url: &str) -> u64 {
+    runtime().block_on(async {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        js.get_stream(STREAM)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages
+    })
+}
+
+/// Publishes `n` events (payload = their number) through a NatsSink, creating the
+/// stream; returns when all are acked by the server.
+fn fill_stream(url: &str, n: u64) {
+    let sink = NatsSink::connect(
+        NatsSinkConfig::new(url)
+            .create_stream(STREAM, vec!["events.>".into()])
+            .subject_prefix("events."),
+    )
+    .unwrap();
+    let bus = Bus::new();
+    let pool = SinkPool::builder(sink)
+        .workers(2)
+        .spawn(bus.subscribe(SubscriptionConfig::new("fill")).unwrap())
+        .unwrap();
+    for i in 0..n {
+        bus.publisher()
+            .publish(Envelope::new("orders", i.to_string()))
+            .unwrap();
+    }
+    let report = pool.shutdown(Duration::from_secs(30));
+    assert_eq!(report.sink.stats().delivered, n);
+}
+
+fn seq_of(event: &Envelope) -> u64 {
+    event.header(SEQUENCE_HEADER).unwrap().parse().unwrap()
+}
+
+fn source_config(url: &str, durable: &str) -> NatsSourceConfig {
+    NatsSourceConfig::new(url, STREAM, durable).topic_prefix("events.")
+}
+
+/// A bus, a source on it, and a pool whose handler goes through the acker.
+struct Consumer {
+    source: NatsSource,
+    pool: WorkerPool<Envelope>,
+    acker: NatsAcker,
+}
+
+fn consumer<H>(
+    config: NatsSourceConfig,
+    capacity: usize,
+    workers: usize,
+    make_handler: impl FnOnce(NatsAcker) -> H,
+) -> Consumer
+where
+    H: Fn(Envelope) -> Result<(), HandlerError> + Send + Sync + 'static,
+{
+    let bus = Bus::new();
+    let sub = bus
+        .subscribe(SubscriptionConfig::new("stage").capacity(capacity))
+        .unwrap();
+    let source = NatsSource::spawn(config, bus.publisher()).unwrap();
+    let acker = source.acker();
+    let pool = WorkerPool::builder("stage")
+        .workers(workers)
+        .handler(make_handler(acker.clone()))
+        .spawn(sub)
+        .unwrap();
+    Consumer {
+        source,
+        pool,
+        acker,
+    }
+}
+
+#[test]
+fn at_least_once_across_a_crash_mid_batch() {
+    if !nats_available("at_least_once_across_a_crash_mid_batch") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let url = server.url();
+    const N: u64 = 100;
+    const ACKED_BEFORE_CRASH: u64 = 30;
+    fill_stream(&url, N);
+
+    // Acks per stream sequence, across both consumers; what each one saw.
+    let acks: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let seen_first: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let config = source_config(&url, "workers")
+        .ack_wait(Duration::from_secs(1))
+        .max_batch(10)
+        .max_in_flight(20);
+
+    // The first instance acks 30 events, then "crashes" before acking the rest of
+    // what it holds: it stops acking, and is dropped without any nak.
+    let (acks1, seen1) = (acks.clone(), seen_first.clone());
+    let first = consumer(config.clone(), 64, 1, |acker| {
+        move |event: Envelope| {
+            let seq = seq_of(&event);
+            let mut seen = seen1.lock().unwrap();
+            seen.push(seq);
+            if seen.len() as u64 <= ACKED_BEFORE_CRASH {
+                acker.ack(&event).map_err(HandlerError::new)?;
+                *acks1.lock().unwrap().entry(seq).or_default() += 1;
+            }
+            Ok(())
+        }
+    });
+    wait_until(
+        "the first instance to hold unacked events",
+        Duration::from_secs(10),
+        || seen_first.lock().unwrap().len() as u64 > ACKED_BEFORE_CRASH + 5,
+    );
+    let Consumer {
+        source,
+        pool,
+        acker,
+    } = first;
+    drop(source); // like a crash: no nak; the server redelivers after ack_wait
+    drop(pool);
+    drop(acker);
+    let (ack_pending, _) = consumer_state(&url, "workers");
+    assert!(
+        ack_pending > 0,
+        "the crashed instance left messages unacked"
+    );
+
+    // A second instance with the same durable name finishes the work.
+    let redelivered = Arc::new(AtomicU64::new(0));
+    let (acks2, again) = (acks.clone(), redelivered.clone());
+    let mut second = consumer(config, 64, 2, |acker| {
+        move |event: Envelope| {
+            if event.header(DELIVERED_HEADER) != Some("1") {
+                again.fetch_add(1, Ordering::Relaxed);
+            }
+            let seq = seq_of(&event);
+            acker.ack(&event).map_err(HandlerError::new)?;
+            *acks2.lock().unwrap().entry(seq).or_default() += 1;
+            Ok(())
+        }
+    });
+    wait_until("every message to be acked", Duration::from_secs(30), || {
+        acks.lock().unwrap().len() as u64 == N
+    });
+    wait_until(
+        "the server to count no pending acks",
+        Duration::from_secs(10),
+        || consumer_state(&url, "workers") == (0, 0),
+    );
+    let acks = acks.lock().unwrap();
+    assert!(
+        acks.values().all(|&n| n == 1),
+        "every message acked exactly once: {acks:?}"
+    );
+    assert_eq!(acks.keys().copied().min(), Some(1));
+    assert_eq!(acks.keys().copied().max(), Some(N));
+    assert!(
+        redelivered.load(Ordering::Relaxed) > 0,
+        "what the first held came back"
+    );
+    second.source.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(second.pool.shutdown(Duration::from_secs(10)).left, 0);
+    assert_eq!(second.acker.pending(), 0);
+}
+
+#[test]
+fn two_instances_share_one_durable_consumer() {
+    if !nats_available("two_instances_share_one_durable_consumer") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let url = server.url();
+    const N: u64 = 300;
+    fill_stream(&url, N);
+    let handled: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
+    let config = source_config(&url, "group").max_batch(10).max_in_flight(20);
+    let instance = |handled: Arc<Mutex<HashMap<u64, u32>>>| {
+        let count = Arc::new(AtomicU64::new(0));
+        let mine = count.clone();
+        let work = move |event: Envelope| {
+            std::thread::sleep(Duration::from_millis(1));
+            *handled.lock().unwrap().entry(seq_of(&event)).or_default() += 1;
+            mine.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        };
+        let c = consumer(config.clone(), 32, 1, |acker| {
+            acker.handler(work, FailurePolicy::Nak)
+        });
+        (c, count)
+    };
+    let (mut a, count_a) = instance(handled.clone());
+    let (mut b, count_b) = instance(handled.clone());
+    wait_until(
+        "all messages handled and acked",
+        Duration::from_secs(30),
+        || a.source.nats_stats().acked + b.source.nats_stats().acked == N,
+    );
+    wait_until(
+        "the server to count no pending",
+        Duration::from_secs(10),
+        || consumer_state(&url, "group") == (0, 0),
+    );
+    let handled = handled.lock().unwrap();
+    assert_eq!(handled.len() as u64, N);
+    assert!(
+        handled.values().all(|&n| n == 1),
+        "each message handled once across both"
+    );
+    let (na, nb) = (
+        count_a.load(Ordering::Relaxed),
+        count_b.load(Ordering::Relaxed),
+    );
+    eprintln!("two instances: {na} + {nb} = {}", na + nb);
+    assert_eq!(na + nb, N);
+    assert!(na > 0 && nb > 0, "both instances took part ({na}, {nb})");
+    for c in [&mut a, &mut b] {
+        c.source.shutdown(Duration::from_secs(10)).unwrap();
+    }
+}
+
+#[test]
+fn back_pressure_shrinks_the_fetch_and_messages_wait_in_the_stream() {
+    if !nats_available("back_pressure_shrinks_the_fetch_and_messages_wait_in_the_stream") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let url = server.url();
+    const N: u64 = 200;
+    fill_stream(&url, N);
+    // A slow stage behind a buffer of 4: the bus says Full most of the time.
+    let config = source_config(&url, "slow").max_batch(32).max_in_flight(64);
+    let slow = |_e: Envelope| {
+        std::thread::sleep(Duration::from_millis(3));
+        Ok(())
+    };
+    let mut c = consumer(config, 4, 1, |acker| {
+        acker.handler(slow, FailurePolicy::Nak)
+    });
+    wait_until(
+        "the source to meet back pressure",
+        Duration::from_secs(10),
+        || c.source.nats_stats().pressured_fetches >= 2,
+    );
+    let during = c.source.nats_stats();
+    let (_, waiting_in_stream) = consumer_state(&url, "slow");
+    assert!(
+        waiting_in_stream > 0,
+        "messages wait in the stream, not in memory"
+    );
+    assert!(during.source.in_flight <= 64);
+    wait_until("everything acked", Duration::from_secs(30), || {
+        c.source.nats_stats().acked == N
+    });
+    let stats = c.source.nats_stats();
+    eprintln!(
+        "back pressure: {} fetches, min fetch {} (max 32), {} pressured, {} Full",
+        stats.fetches, stats.min_fetch_size, stats.pressured_fetches, stats.source.full
+    );
+    assert!(stats.min_fetch_size < 32, "the fetch shrank: {stats:?}");
+    assert!(stats.source.full > 0);
+    assert_eq!((stats.nacked, stats.expired, stats.ack_errors), (0, 0, 0));
+    c.source.shutdown(Duration::from_secs(10)).unwrap();
+    assert_eq!(consumer_state(&url, "slow"), (0, 0));
+}
+
+#[test]
+fn the_sink_retries_through_a_server_restart_and_loses_nothing() {
+    if !nats_available("the_sink_retries_through_a_server_restart_and_loses_nothing") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::start(dir.path());
+    let url = server.url();
+    let dead = Arc::new(AtomicU64::new(0));
+    let counted = dead.clone();
+    let sink = NatsSink::connect(
+        NatsSinkConfig::new(&url)
+            .create_stream(STREAM, vec!["events.>".into()])
+            .subject_prefix("events.")
+            .max_batch(16)
+            .ack_timeout(Duration::from_millis(500))
+            .retry(
+                RetryPolicy::new()
+                    .max_attempts(30)
+                    .initial_backoff(Duration::from_millis(50))
+                    .max_backoff(Duration::from_millis(500)),
+            )
+            .dead_letter(move |u| {
+                counted.fetch_add(u.events.len() as u64, Ordering::Relaxed);
+            }),
+    )
+    .unwrap();
+    let bus = Bus::new();
+    let pool = SinkPool::builder(sink)
+        .workers(2)
+        .spawn(
+            bus.subscribe(SubscriptionConfig::new("out").capacity(100_000))
+                .unwrap(),
+        )
+        .unwrap();
+    let publisher = bus.publisher();
+    let publish = |range: std::ops::Range<u64>| {
+        for i in range {
+            publisher
+                .publish(Envelope::new("orders", i.to_string()))
+                .unwrap();
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    };
+    publish(0..200);
+    wait_until(
+        "the first 200 to be stored",
+        Duration::from_secs(10),
+        || pool.stats().delivered == 200,
+    );
+    server.stop();
+    publish(200..400); // the server is down: these are retried
+    wait_until(
+        "publishes to fail while the server is down",
+        Duration::from_secs(10),
+        || pool.stats().attempt_errors > 0,
+    );
+    server.start_again(); // same port, same store
+    publish(400..600);
+    let report = pool.shutdown(Duration::from_secs(60));
+    let stats = report.sink.stats();
+    eprintln!(
+        "server restart: delivered {}, attempts {}, errors {}, retries {}, undelivered {}",
+        stats.delivered, stats.attempts, stats.attempt_errors, stats.retries, stats.undelivered
+    );
+    assert_eq!(report.drain.left, 0);
+    assert_eq!(dead.load(Ordering::Relaxed), 0, "nothing dead-lettered");
+    assert!(stats.retries > 0, "the outage was retried through");
+    assert_eq!(stats.delivered, 600);
+    assert_eq!(
+        stream_messages(&url),
+        600,
+        "nothing lost, nothing duplicated"
+    );
+}
+
+#[test]
+fn connecting_to_nothing_fails_clearly() {
+    let port = common::free_port();
+    let error = NatsSink::connect(
+        NatsSinkConfig::new(format!("nats://127.0.0.1:{port}"))
+            .connect_timeout(Duration::from_secs(2)),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("could not connect"), "{error}");
+    let bus = Bus::new();
+    let error = NatsSource::spawn(
+        NatsSourceConfig::new(format!("nats://127.0.0.1:{port}"), STREAM, "x")
+            .connect_timeout(Duration::from_secs(2)),
+        bus.publisher(),
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("could not connect"), "{error}");
+    let invalid = NatsSource::spawn(
+        NatsSourceConfig::new("nats://x", STREAM, "x").max_batch(0),
+        bus.publisher(),
+    )
+    .unwrap_err();
+    assert!(invalid.to_string().contains("max_batch"), "{invalid}");
+}
