@@ -1,8 +1,40 @@
 //! The self-tuning side of the pipeline: container limits detection (cgroup v1/v2, env
 //! override, host fallback), memory and CPU sensors, the pure hysteresis policy, the
-//! actuators over `pipeline-core`'s knobs, the control loop and runtime configuration.
+//! actuators over `pipeline-core`'s knobs, the control loop, and the [`Pipeline`]
+//! builder that wires them. It re-exports `pipeline-core` as [`core`], so one
+//! dependency serves.
 //!
-//! See `docs/architecture.md` for how the parts fit together.
+//! See `docs/architecture.md` for how the parts fit together and `docs/controller.md`
+//! for every rule of the controller.
+//!
+//! # A self-tuning pipeline
+//!
+//! ```
+//! use pipeline_controller::core::bus::SubscriptionConfig;
+//! use pipeline_controller::{Pipeline, Stage};
+//! use std::time::Duration;
+//!
+//! let pipeline = Pipeline::<Vec<u8>>::builder()
+//!     .stage(
+//!         Stage::new(SubscriptionConfig::new("ingest").capacity(64).min_capacity(8).max_capacity(8192))
+//!             .workers(1, 1, 8) // initial, min, max: the controller moves it
+//!             .handler(|event: Vec<u8>| {
+//!                 std::hint::black_box(event.len()); // the work
+//!                 Ok(())
+//!             }),
+//!     )
+//!     .build()?; // limits detected from the container (cgroup v1/v2) or the host
+//! pipeline.start()?;
+//! let publisher = pipeline.publisher();
+//! for _ in 0..1_000 {
+//!     publisher.publish(vec![0u8; 512])?; // back pressure and backoff happen here
+//! }
+//! for decision in pipeline.decisions() {
+//!     println!("{decision}"); // what the controller did, and why
+//! }
+//! assert_eq!(pipeline.shutdown(Duration::from_secs(10)).left(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Limits and sensors
 //!
@@ -32,6 +64,9 @@
 //! ```
 
 #![warn(missing_docs)]
+
+pub use pipeline::{Pipeline, PipelineBuilder, PipelineError, Stage};
+pub use pipeline_core as core;
 
 pub mod actuator;
 pub mod control;
