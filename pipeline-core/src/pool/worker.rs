@@ -19,6 +19,7 @@ use super::error::{DeadLetter, DeadLetterReason, HandlerError};
 use super::stats::WorkerRecord;
 use crate::bus::Subscription;
 use crate::channel::RecvTimeoutError;
+pub(crate) use crate::sync::{Condvar, thread};
 use crate::sync::{
     Mutex,
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -26,12 +27,6 @@ use crate::sync::{
 };
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
-
-// `crate::sync` has no thread or std Condvar yet; the same std/loom switch, here.
-#[cfg(pipeline_loom)]
-pub(crate) use loom::{sync::Condvar, thread};
-#[cfg(not(pipeline_loom))]
-pub(crate) use std::{sync::Condvar, thread};
 
 pub(crate) type Handler<E> = Box<dyn Fn(E) -> Result<(), HandlerError> + Send + Sync>;
 pub(crate) type DeadLetterHook<E> = Box<dyn Fn(DeadLetter<E>) + Send + Sync>;
