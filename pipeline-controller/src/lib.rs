@@ -69,6 +69,7 @@ pub use pipeline::{Pipeline, PipelineBuilder, PipelineError, Stage};
 pub use pipeline_core as core;
 
 pub mod actuator;
+pub mod config;
 pub mod control;
 pub mod limits;
 pub mod pipeline;

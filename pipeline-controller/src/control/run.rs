@@ -3,6 +3,7 @@
 use super::log::{DecisionLog, DecisionRecord, Entry};
 use super::observe::{MemoryProbe, Previous, observe};
 use crate::actuator::{BusActuator, PoolActuator, apply};
+use crate::config::{ConfigHandle, PipelineConfig};
 use crate::policy::{Decision, HysteresisPolicy, Mode};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use pipeline_core::clock::Clock;
@@ -27,6 +28,8 @@ pub struct ControlLoop {
     previous: Previous,
     started: Instant,
     mode: Mode,
+    /// The live configuration, the version last applied and its snapshot.
+    config: Option<(ConfigHandle, Option<u64>, Arc<PipelineConfig>)>,
 }
 
 impl std::fmt::Debug for ControlLoop {
@@ -62,7 +65,70 @@ impl ControlLoop {
             previous: Previous::default(),
             started,
             mode: Mode::Normal,
+            config: None,
         }
+    }
+
+    /// Follows a live configuration: at every tick, when it changed, the policy takes
+    /// its `policy` section, each stage's overflow is set and its buffer and worker
+    /// ranges bound the policy (a knob outside its new range is moved into it), and
+    /// [`spawn`](Self::spawn) ticks at its `controller.interval`.
+    #[must_use]
+    pub fn with_config(mut self, handle: ConfigHandle) -> Self {
+        let snapshot = handle.current();
+        self.config = Some((handle, None, snapshot));
+        self
+    }
+
+    /// Applies a configuration change, if any, to the policy and the knobs.
+    fn refresh_config(&mut self) {
+        let Some((handle, seen, snapshot)) = &mut self.config else {
+            return;
+        };
+        let version = handle.version();
+        if *seen == Some(version) {
+            return;
+        }
+        let config = handle.current();
+        *seen = Some(version);
+        *snapshot = config.clone();
+        if let Err(error) = self.policy.set_config(config.policy.clone()) {
+            // The handle validated it; a policy that disagrees keeps its configuration.
+            tracing::warn!(target: "pipeline::controller", %error, "policy configuration refused");
+        }
+        let bus = self.bus.snapshot();
+        for (name, stage) in &config.stages {
+            if let Some(sub) = bus.subscription(name) {
+                let range = stage.buffer;
+                if sub.capacity < range.min || sub.capacity > range.max {
+                    let to = sub.capacity.clamp(range.min, range.max);
+                    if let Err(error) = self.bus.resize_buffer(name, to) {
+                        tracing::warn!(target: "pipeline::controller", stage = %name, %error, "buffer not moved into its configured range");
+                    }
+                }
+                if sub.droppable && sub.overflow != stage.overflow.to_core() {
+                    if let Err(error) = self.bus.set_overflow(name, stage.overflow.to_core()) {
+                        tracing::warn!(target: "pipeline::controller", stage = %name, %error, "overflow not set");
+                    }
+                }
+            }
+            if let Some(pool) = self.pools.iter().find(|p| p.name() == name) {
+                let range = stage.workers;
+                let workers = pool.stats().workers;
+                if workers < range.min || workers > range.max {
+                    if let Err(error) = pool.resize(workers.clamp(range.min, range.max)) {
+                        tracing::warn!(target: "pipeline::controller", stage = %name, %error, "workers not moved into their configured range");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The tick interval: the live configuration's, else `fallback`.
+    fn interval(&self, fallback: Duration) -> Duration {
+        self.config
+            .as_ref()
+            .map_or(fallback, |(_, _, c)| c.controller.interval)
     }
 
     /// The mode after the latest tick.
@@ -79,10 +145,11 @@ impl ControlLoop {
     /// and record each in the log, in `tracing` and in `metrics`. Returns the
     /// decision as the policy made it.
     pub fn tick(&mut self) -> Decision {
+        self.refresh_config();
         let now = self.clock.now();
         let snapshot = self.bus.snapshot();
         let memory = self.memory.read(now);
-        let obs = observe(
+        let mut obs = observe(
             now,
             &snapshot,
             &self.pools,
@@ -90,6 +157,21 @@ impl ControlLoop {
             self.cpu_limit_cores,
             &mut self.previous,
         );
+        if let Some((_, _, config)) = &self.config {
+            // The configured ranges narrow the hard ranges the bus and pools were built with.
+            for buffer in &mut obs.buffers {
+                if let Some(stage) = config.stages.get(&buffer.name) {
+                    buffer.min = buffer.min.max(stage.buffer.min);
+                    buffer.max = buffer.max.min(stage.buffer.max).max(buffer.min);
+                }
+            }
+            for pool in &mut obs.pools {
+                if let Some(stage) = config.stages.get(&pool.name) {
+                    pool.min = pool.min.max(stage.workers.min);
+                    pool.max = pool.max.min(stage.workers.max).max(pool.min);
+                }
+            }
+        }
         let decision = self.policy.decide(&obs, now);
         self.mode = decision.mode;
         let since_start = now.saturating_duration_since(self.started);
@@ -146,7 +228,8 @@ impl ControlLoop {
         decision
     }
 
-    /// Runs ticks every `interval` on a new thread, and early (at most every
+    /// Runs ticks every `interval` (or the live configuration's, see
+    /// [`with_config`](Self::with_config)) on a new thread, and early (at most every
     /// `interval / 10`) when `signals` reports back pressure starting or a buffer
     /// saturating. Stop it with the returned handle.
     ///
@@ -164,10 +247,12 @@ impl ControlLoop {
             .name("pipeline-controller".into())
             .spawn(move || {
                 let signals = signals.unwrap_or(never);
-                let min_gap = interval / 10;
                 let mut last = Instant::now();
                 let _applied = self.tick();
                 loop {
+                    // A live configuration may change the interval between ticks.
+                    let interval = self.interval(interval);
+                    let min_gap = interval / 10;
                     let wait = interval.saturating_sub(last.elapsed());
                     select! {
                         recv(stop_rx) -> _ => break,

@@ -38,6 +38,7 @@
 //! ```
 
 use crate::actuator::{BusActuator, PoolActuator};
+use crate::config::{ConfigErrors, ConfigHandle, MAX_BUFFER_CAPACITY, MAX_WORKERS, PipelineConfig};
 use crate::control::{ControlLoop, ControllerHandle, DecisionLog, DecisionRecord, MemoryProbe};
 use crate::limits::{Limits, LimitsError, LimitsReader};
 use crate::policy::{HysteresisPolicy, MemoryObservation, PolicyConfig, PolicyConfigError};
@@ -138,6 +139,10 @@ pub enum PipelineError {
         #[source]
         source: PoolError,
     },
+    /// The configuration given to [`PipelineBuilder::config`] is invalid, or its
+    /// stages are not the builder's stages.
+    #[error(transparent)]
+    Config(ConfigErrors),
     /// `start` was called twice.
     #[error("the pipeline is already started")]
     AlreadyStarted,
@@ -153,9 +158,24 @@ pub struct PipelineBuilder<E> {
     clock: Arc<dyn Clock>,
     log_capacity: usize,
     controller: bool,
+    config: Option<PipelineConfig>,
 }
 
 impl<E: Clone + Send + 'static> PipelineBuilder<E> {
+    /// Takes the policy, the interval, the decision log's size and every stage's
+    /// buffer range, worker range, overflow and droppable flag from `config`, and keeps
+    /// it live: [`Pipeline::config`] then returns its handle. `config.stages` must name
+    /// exactly the builder's stages (their handlers stay in code). The bus and pools
+    /// get the hard ranges `[1, MAX_BUFFER_CAPACITY]` and `[1, MAX_WORKERS]`, so the
+    /// configured ranges can move at runtime; the controller keeps within them.
+    /// Overrides [`policy`](Self::policy), [`interval`](Self::interval) and
+    /// [`decision_log_capacity`](Self::decision_log_capacity).
+    #[must_use]
+    pub fn config(mut self, config: PipelineConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+
     /// Adds a stage.
     #[must_use]
     pub fn stage(mut self, stage: Stage<E>) -> Self {
@@ -221,7 +241,11 @@ impl<E: Clone + Send + 'static> PipelineBuilder<E> {
     /// # Errors
     ///
     /// A [`PipelineError`] naming the field and the rule it breaks.
-    pub fn build(self) -> Result<Pipeline<E>, PipelineError> {
+    pub fn build(mut self) -> Result<Pipeline<E>, PipelineError> {
+        let live = match self.config.take() {
+            Some(config) => Some(self.use_config(config)?),
+            None => None,
+        };
         if self.stages.is_empty() {
             return Err(PipelineError::NoStages);
         }
@@ -287,7 +311,56 @@ impl<E: Clone + Send + 'static> PipelineBuilder<E> {
             limits,
             clock: self.clock,
             controller: self.controller,
+            live,
         })
+    }
+
+    /// Copies `config` into the builder and its stages, and makes the live handle.
+    fn use_config(&mut self, config: PipelineConfig) -> Result<ConfigHandle, PipelineError> {
+        config.validate().map_err(PipelineError::Config)?;
+        let mut problems = Vec::new();
+        let names: HashSet<String> = self
+            .stages
+            .iter()
+            .map(|s| s.subscription.name().to_owned())
+            .collect();
+        for name in &names {
+            if !config.stages.contains_key(name) {
+                problems.push(crate::config::ConfigError {
+                    path: format!("stages.{name}"),
+                    value: "(missing)".into(),
+                    rule: "every stage of the pipeline needs a configuration".into(),
+                });
+            }
+        }
+        for name in config.stages.keys() {
+            if !names.contains(name) {
+                problems.push(crate::config::ConfigError {
+                    path: format!("stages.{name}"),
+                    value: "(no such stage)".into(),
+                    rule: "must name a stage added to the builder".into(),
+                });
+            }
+        }
+        if !problems.is_empty() {
+            return Err(PipelineError::Config(ConfigErrors(problems)));
+        }
+        self.policy = config.policy.clone();
+        self.interval = config.controller.interval;
+        self.log_capacity = config.controller.decision_log_capacity;
+        for stage in &mut self.stages {
+            let c = &config.stages[stage.subscription.name()];
+            let subscription =
+                std::mem::replace(&mut stage.subscription, SubscriptionConfig::new(""));
+            stage.subscription = subscription
+                .capacity(c.buffer.initial)
+                .min_capacity(1)
+                .max_capacity(MAX_BUFFER_CAPACITY)
+                .droppable(c.droppable)
+                .overflow(c.overflow.to_core());
+            stage.workers = (c.workers.initial, 1, MAX_WORKERS);
+        }
+        ConfigHandle::new(config).map_err(PipelineError::Config)
     }
 }
 
@@ -320,9 +393,17 @@ pub struct Pipeline<E> {
     limits: Limits,
     clock: Arc<dyn Clock>,
     controller: bool,
+    live: Option<ConfigHandle>,
 }
 
 impl<E: Clone + Send + 'static> Pipeline<E> {
+    /// The live configuration, when the pipeline was built with
+    /// [`PipelineBuilder::config`]: read it, change it, watch its file. The controller
+    /// applies accepted changes at its next tick.
+    pub fn config(&self) -> Option<ConfigHandle> {
+        self.live.clone()
+    }
+
     /// A builder with no stages, the default policy, a 1 s interval and detected limits.
     pub fn builder() -> PipelineBuilder<E> {
         PipelineBuilder {
@@ -334,6 +415,7 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
             clock: Arc::new(SystemClock),
             log_capacity: 1024,
             controller: true,
+            config: None,
         }
     }
 
@@ -379,7 +461,7 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
                 .map(|p| p.clone() as Arc<dyn PoolActuator>)
                 .collect();
             let bus: Arc<dyn BusActuator> = Arc::new(self.bus.clone());
-            ControlLoop::new(
+            let mut control = ControlLoop::new(
                 policy,
                 bus,
                 actuators,
@@ -387,8 +469,11 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
                 self.limits.cpu.cores,
                 self.clock.clone(),
                 self.log.clone(),
-            )
-            .spawn(self.interval, Some(self.bus.signals()))
+            );
+            if let Some(handle) = &self.live {
+                control = control.with_config(handle.clone());
+            }
+            control.spawn(self.interval, Some(self.bus.signals()))
         });
         *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Running { pools, controller });

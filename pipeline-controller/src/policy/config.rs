@@ -28,7 +28,11 @@ use std::time::Duration;
 /// assert_eq!(err.to_string(), "defensive_exit = 0.95: must be below memory_critical (0.9)");
 /// # Ok::<(), pipeline_controller::policy::PolicyConfigError>(())
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+///
+/// In a configuration file it is the `policy` section (see [`crate::config`]); durations
+/// are written as human strings (`"500ms"`, `"30s"`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Memory share of the limit at or above which the policy turns `Defensive`.
     /// Default 0.90; range (0, 1].
@@ -45,6 +49,7 @@ pub struct PolicyConfig {
     pub psi_exit: f64,
     /// How long memory and PSI must stay below their exit levels before `Defensive`
     /// ends. Default 10 s.
+    #[serde(with = "humantime_serde")]
     pub defensive_exit_hold: Duration,
     /// Memory share at or above which buffers stop growing (a saturated buffer throttles
     /// publishers instead), workers are not added and the rate is not raised.
@@ -93,6 +98,7 @@ pub struct PolicyConfig {
     /// probe again, in case the consumers got faster. Default 300 s (slow-consumer
     /// scenario: without it the rate saws between the sustainable rate and a step
     /// above it).
+    #[serde(with = "humantime_serde")]
     pub rate_ceiling_hold: Duration,
     /// Utilisation above which a pool gains workers (and the one it is scaled toward).
     /// Default 0.7; range (`low_utilisation`, 1].
@@ -115,9 +121,11 @@ pub struct PolicyConfig {
     /// the buffer shrinks, the pool loses a worker or the rate is raised; the window
     /// restarts when the knob changes. For pools the highest recommendation over the
     /// window wins, as in the Kubernetes HPA. Default 30 s.
+    #[serde(with = "humantime_serde")]
     pub stabilisation_window: Duration,
     /// Least time between two changes of one knob in one direction (defensive and limit
     /// rules ignore it). Default 30 s.
+    #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
 }
 
@@ -246,16 +254,34 @@ impl PolicyConfig {
     /// assert_eq!(err.rule(), "must be at most target_saturation / low_saturation (2.33)");
     /// ```
     pub fn validate(&self) -> Result<(), PolicyConfigError> {
+        match self.problems().into_iter().next() {
+            Some(first) => Err(first),
+            None => Ok(()),
+        }
+    }
+
+    /// Every rule this configuration breaks, in the order [`validate`](Self::validate)
+    /// checks them (its error is the first of these); empty when it is valid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_controller::policy::PolicyConfig;
+    ///
+    /// let bad = PolicyConfig::default().growth_factor(0.5).max_error_rate(2.0);
+    /// let fields: Vec<_> = bad.problems().iter().map(|e| e.field()).collect();
+    /// assert_eq!(fields, ["growth_factor", "max_error_rate"]);
+    /// ```
+    pub fn problems(&self) -> Vec<PolicyConfigError> {
         let c = self;
+        let found = std::cell::RefCell::new(Vec::new());
         let check = |ok: bool, field: &'static str, value: f64, rule: String| {
-            if ok {
-                Ok(())
-            } else {
-                Err(PolicyConfigError {
+            if !ok {
+                found.borrow_mut().push(PolicyConfigError {
                     field,
                     value: value.to_string(),
                     rule,
-                })
+                });
             }
         };
         let share = |field: &'static str, value: f64| {
@@ -283,43 +309,43 @@ impl PolicyConfig {
             )
         };
 
-        share("memory_critical", c.memory_critical)?;
+        share("memory_critical", c.memory_critical);
         check(
             c.psi_critical > 0.0 && c.psi_critical <= 100.0,
             "psi_critical",
             c.psi_critical,
             "must be in (0, 100]".into(),
-        )?;
-        share("defensive_exit", c.defensive_exit)?;
+        );
+        share("defensive_exit", c.defensive_exit);
         below(
             "defensive_exit",
             c.defensive_exit,
             "memory_critical",
             c.memory_critical,
-        )?;
+        );
         check(
             c.psi_exit > 0.0,
             "psi_exit",
             c.psi_exit,
             "must be above 0".into(),
-        )?;
-        below("psi_exit", c.psi_exit, "psi_critical", c.psi_critical)?;
-        share("memory_caution", c.memory_caution)?;
+        );
+        below("psi_exit", c.psi_exit, "psi_critical", c.psi_critical);
+        share("memory_caution", c.memory_caution);
         below(
             "memory_caution",
             c.memory_caution,
             "memory_critical",
             c.memory_critical,
-        )?;
-        share("target_saturation", c.target_saturation)?;
-        share("low_saturation", c.low_saturation)?;
-        share("relief_saturation", c.relief_saturation)?;
+        );
+        share("target_saturation", c.target_saturation);
+        share("low_saturation", c.low_saturation);
+        share("relief_saturation", c.relief_saturation);
         below(
             "low_saturation",
             c.low_saturation,
             "relief_saturation",
             c.relief_saturation,
-        )?;
+        );
         check(
             c.relief_saturation <= c.target_saturation,
             "relief_saturation",
@@ -328,7 +354,7 @@ impl PolicyConfig {
                 "must be at most target_saturation ({})",
                 c.target_saturation
             ),
-        )?;
+        );
         // A grown buffer must not count as under-used, nor a shrunk one as saturated, or
         // the two rules would undo each other under constant load.
         let max_growth = c.target_saturation / c.low_saturation;
@@ -337,71 +363,71 @@ impl PolicyConfig {
             "growth_factor",
             c.growth_factor,
             "must be above 1".into(),
-        )?;
+        );
         check(
             c.growth_factor <= max_growth,
             "growth_factor",
             c.growth_factor,
             format!("must be at most target_saturation / low_saturation ({max_growth:.2})"),
-        )?;
-        factor_below_one("shrink_factor", c.shrink_factor)?;
+        );
+        factor_below_one("shrink_factor", c.shrink_factor);
         let min_shrink = c.low_saturation / c.target_saturation;
         check(
             c.shrink_factor >= min_shrink,
             "shrink_factor",
             c.shrink_factor,
             format!("must be at least low_saturation / target_saturation ({min_shrink:.2})"),
-        )?;
-        factor_below_one("defensive_shrink_factor", c.defensive_shrink_factor)?;
-        share("buffer_budget", c.buffer_budget)?;
+        );
+        factor_below_one("defensive_shrink_factor", c.defensive_shrink_factor);
+        share("buffer_budget", c.buffer_budget);
         check(
             (0.0..1.0).contains(&c.resize_tolerance),
             "resize_tolerance",
             c.resize_tolerance,
             "must be in [0, 1)".into(),
-        )?;
-        factor_below_one("rate_decrease_factor", c.rate_decrease_factor)?;
-        factor_below_one("defensive_rate_factor", c.defensive_rate_factor)?;
+        );
+        factor_below_one("rate_decrease_factor", c.rate_decrease_factor);
+        factor_below_one("defensive_rate_factor", c.defensive_rate_factor);
         check(
             c.min_publish_rate > 0.0 && c.min_publish_rate.is_finite(),
             "min_publish_rate",
             c.min_publish_rate,
             "must be a finite number above 0".into(),
-        )?;
-        share("rate_increase_step", c.rate_increase_step)?;
-        share("target_utilisation", c.target_utilisation)?;
-        share("low_utilisation", c.low_utilisation)?;
+        );
+        share("rate_increase_step", c.rate_increase_step);
+        share("target_utilisation", c.target_utilisation);
+        share("low_utilisation", c.low_utilisation);
         below(
             "low_utilisation",
             c.low_utilisation,
             "target_utilisation",
             c.target_utilisation,
-        )?;
+        );
         check(
             (0.0..=1.0).contains(&c.max_error_rate),
             "max_error_rate",
             c.max_error_rate,
             "must be in [0, 1]".into(),
-        )?;
+        );
         check(
             c.workers_per_core > 0.0 && c.workers_per_core.is_finite(),
             "workers_per_core",
             c.workers_per_core,
             "must be a finite number above 0".into(),
-        )?;
+        );
         check(
             c.max_scale_up_step >= 1,
             "max_scale_up_step",
             c.max_scale_up_step as f64,
             "must be at least 1".into(),
-        )?;
+        );
         check(
             c.scale_down_step >= 1,
             "scale_down_step",
             c.scale_down_step as f64,
             "must be at least 1".into(),
-        )?;
-        Ok(())
+        );
+        found.into_inner()
     }
 }
 

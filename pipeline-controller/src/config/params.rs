@@ -1,0 +1,143 @@
+//! The parameter table (docs, critical flags) and flattening a configuration into
+//! dotted paths.
+
+use super::model::PipelineConfig;
+use std::collections::BTreeMap;
+
+/// One configuration parameter as documented in `docs/configuration.md`.
+///
+/// Stage parameters are written with the placeholder `<name>` for the stage's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parameter {
+    /// The dotted path, e.g. `policy.cooldown` or `stages.<name>.buffer.max`.
+    pub path: &'static str,
+    /// The unit of the value.
+    pub unit: &'static str,
+    /// The default, as written in a file.
+    pub default: &'static str,
+    /// The valid range or values.
+    pub range: &'static str,
+    /// Whether changing it needs a restart (refused at runtime).
+    pub critical: bool,
+}
+
+macro_rules! params {
+    ($($path:literal, $unit:literal, $default:literal, $range:literal, $critical:literal;)*) => {
+        /// Every parameter of [`PipelineConfig`], in file order.
+        pub const PARAMETERS: &[Parameter] = &[
+            $(Parameter { path: $path, unit: $unit, default: $default, range: $range, critical: $critical },)*
+        ];
+    };
+}
+
+params! {
+    "controller.interval", "duration", "1s", "[1ms, 1h]", false;
+    "controller.decision_log_capacity", "records", "1024", "[1, 1000000]", true;
+    "policy.memory_critical", "share of memory limit", "0.9", "(0, 1]", false;
+    "policy.psi_critical", "percent (PSI some avg10)", "20.0", "(0, 100]", false;
+    "policy.defensive_exit", "share of memory limit", "0.78", "(0, memory_critical)", false;
+    "policy.psi_exit", "percent (PSI some avg10)", "10.0", "(0, psi_critical)", false;
+    "policy.defensive_exit_hold", "duration", "10s", ">= 0", false;
+    "policy.memory_caution", "share of memory limit", "0.75", "(0, memory_critical)", false;
+    "policy.target_saturation", "share of capacity", "0.7", "(low_saturation, 1]", false;
+    "policy.low_saturation", "share of capacity", "0.3", "(0, relief_saturation)", false;
+    "policy.relief_saturation", "share of capacity", "0.5", "(low_saturation, target_saturation]", false;
+    "policy.growth_factor", "multiplier", "1.5", "(1, target_saturation / low_saturation]", false;
+    "policy.shrink_factor", "multiplier", "0.75", "[low_saturation / target_saturation, 1)", false;
+    "policy.defensive_shrink_factor", "multiplier", "0.5", "(0, 1)", false;
+    "policy.buffer_budget", "share of memory limit", "0.5", "(0, 1]", false;
+    "policy.resize_tolerance", "share", "0.1", "[0, 1)", false;
+    "policy.rate_decrease_factor", "multiplier", "0.8", "(0, 1)", false;
+    "policy.defensive_rate_factor", "multiplier", "0.5", "(0, 1)", false;
+    "policy.min_publish_rate", "events/s", "10.0", "(0, inf)", false;
+    "policy.rate_increase_step", "share of demand", "0.1", "(0, 1]", false;
+    "policy.rate_ceiling_hold", "duration", "5m", ">= 0", false;
+    "policy.target_utilisation", "share of worker time", "0.7", "(low_utilisation, 1]", false;
+    "policy.low_utilisation", "share of worker time", "0.3", "(0, target_utilisation)", false;
+    "policy.max_error_rate", "share of events", "0.05", "[0, 1]", false;
+    "policy.workers_per_core", "workers per core", "1.0", "(0, inf)", false;
+    "policy.max_scale_up_step", "workers", "4", "[1, inf)", false;
+    "policy.scale_down_step", "workers", "1", "[1, inf)", false;
+    "policy.stabilisation_window", "duration", "30s", ">= 0", false;
+    "policy.cooldown", "duration", "30s", ">= 0", false;
+    "stages.<name>.buffer.initial", "events", "1024", "[buffer.min, buffer.max]", false;
+    "stages.<name>.buffer.min", "events", "64", "[1, buffer.max]", false;
+    "stages.<name>.buffer.max", "events", "16384", "[buffer.min, 1048576]", false;
+    "stages.<name>.workers.initial", "workers", "1", "[workers.min, workers.max]", false;
+    "stages.<name>.workers.min", "workers", "1", "[1, workers.max]", false;
+    "stages.<name>.workers.max", "workers", "1", "[workers.min, 1024]", false;
+    "stages.<name>.overflow", "mode", "block", "block, drop_newest, drop_oldest (dropping needs droppable)", false;
+    "stages.<name>.droppable", "flag", "false", "true, false", true;
+}
+
+/// Whether a concrete dotted path (with a real stage name) is critical.
+pub fn is_critical(path: &str) -> bool {
+    let pattern = generic_path(path);
+    PARAMETERS
+        .iter()
+        .find(|p| p.path == pattern)
+        .is_none_or(|p| p.critical)
+}
+
+/// `stages.enrich.buffer.max` -> `stages.<name>.buffer.max`.
+pub fn generic_path(path: &str) -> String {
+    match path.strip_prefix("stages.") {
+        Some(rest) => match rest.split_once('.') {
+            Some((_, tail)) => format!("stages.<name>.{tail}"),
+            None => "stages.<name>".to_owned(),
+        },
+        None => path.to_owned(),
+    }
+}
+
+/// The configuration as `dotted path -> value` for every leaf, values as written in a
+/// TOML file (strings without quotes).
+pub fn flatten(config: &PipelineConfig) -> BTreeMap<String, String> {
+    let value = toml::Value::try_from(config).expect("the configuration model is TOML");
+    let mut out = BTreeMap::new();
+    walk("", &value, &mut out);
+    out
+}
+
+fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, inner) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                walk(&path, inner, out);
+            }
+        }
+        toml::Value::String(s) => {
+            out.insert(prefix.to_owned(), s.clone());
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.to_string());
+        }
+    }
+}
+
+/// The Markdown table of [`PARAMETERS`], as embedded in `docs/configuration.md`.
+pub fn parameters_markdown() -> String {
+    let mut out = String::from(
+        "| parameter | unit | default | range | runtime |\n| --- | --- | --- | --- | --- |\n",
+    );
+    for p in PARAMETERS {
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} | {} |\n",
+            p.path,
+            p.unit,
+            p.default,
+            p.range.replace('|', "\\|"),
+            if p.critical {
+                "critical (restart)"
+            } else {
+                "live"
+            }
+        ));
+    }
+    out
+}
