@@ -192,3 +192,33 @@ fn memory_critical_goes_defensive_then_recovers_in_simulated_time() {
         "entered and left defensive: {transitions}"
     );
 }
+
+/// Critical memory wakes the spawned loop long before its next tick: with an interval
+/// of an hour, only the memory watch between ticks can bring defensive mode within the
+/// test's bound.
+#[test]
+fn critical_memory_wakes_the_spawned_loop_early() {
+    let rig = rig();
+    let memory = rig.memory.clone();
+    let log = rig.log.clone();
+    let handle = rig.control.spawn(Duration::from_secs(3600), None);
+    // The first tick runs at once, in normal mode; then memory turns critical.
+    std::thread::sleep(Duration::from_millis(100));
+    memory.store(GIB * 95 / 100, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let defensive = || {
+        log.records()
+            .iter()
+            .any(|r| matches!(&r.entry, Entry::Mode(t) if t.to == Mode::Defensive))
+    };
+    while !defensive() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "critical memory did not wake the loop: {:?}",
+            log.records()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let control = handle.stop();
+    assert_eq!(control.mode(), Mode::Defensive);
+}

@@ -131,6 +131,19 @@ impl ControlLoop {
             .map_or(fallback, |(_, _, c)| c.controller.interval)
     }
 
+    /// Whether memory is at or above the policy's critical level (share of the limit, or
+    /// PSI) right now: the loop's early wake between ticks.
+    fn memory_critical(&mut self) -> bool {
+        let reading = self.memory.read(self.clock.now());
+        let config = self.policy.config();
+        reading
+            .share()
+            .is_some_and(|share| share >= config.memory_critical)
+            || reading
+                .psi_some_avg10
+                .is_some_and(|psi| psi >= config.psi_critical)
+    }
+
     /// The mode after the latest tick.
     pub fn mode(&self) -> Mode {
         self.mode
@@ -231,7 +244,8 @@ impl ControlLoop {
     /// Runs ticks every `interval` (or the live configuration's, see
     /// [`with_config`](Self::with_config)) on a new thread, and early (at most every
     /// `interval / 10`) when `signals` reports back pressure starting or a buffer
-    /// saturating. Stop it with the returned handle.
+    /// saturating, or when memory, looked at every quarter interval (at most every
+    /// 250 ms), is critical. Stop it with the returned handle.
     ///
     /// # Panics
     ///
@@ -253,7 +267,9 @@ impl ControlLoop {
                     // A live configuration may change the interval between ticks.
                     let interval = self.interval(interval);
                     let min_gap = interval / 10;
-                    let wait = interval.saturating_sub(last.elapsed());
+                    let wait = interval
+                        .saturating_sub(last.elapsed())
+                        .min(memory_watch(interval));
                     select! {
                         recv(stop_rx) -> _ => break,
                         recv(signals) -> signal => match signal {
@@ -261,7 +277,14 @@ impl ControlLoop {
                             Ok(_) => continue,
                             Err(_) => break,
                         },
-                        default(wait) => {}
+                        default(wait) => {
+                            // Between ticks, a look at memory alone: critical memory
+                            // cannot wait for the next tick (it ticks at most once per
+                            // look, so at most every `memory_watch`).
+                            if last.elapsed() < interval && !self.memory_critical() {
+                                continue;
+                            }
+                        }
                     }
                     last = Instant::now();
                     let _applied = self.tick();
@@ -274,6 +297,12 @@ impl ControlLoop {
             thread: Some(thread),
         }
     }
+}
+
+/// How often memory is looked at between ticks: a quarter of the interval, at most
+/// 250 ms, at least 10 ms.
+fn memory_watch(interval: Duration) -> Duration {
+    (interval / 4).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
 fn urgent(signal: &Signal) -> bool {
