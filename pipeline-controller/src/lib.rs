@@ -75,3 +75,4 @@ pub mod limits;
 pub mod pipeline;
 pub mod policy;
 pub mod sensor;
+pub(crate) mod sync;

@@ -2,12 +2,11 @@
 
 use super::model::{ConfigErrors, PipelineConfig};
 use super::params::{flatten, is_critical};
-use arc_swap::ArcSwap;
+use crate::sync::{ArcCell, AtomicU64, Mutex as WriteLock, Ordering};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -143,10 +142,10 @@ impl ConfigUpdateError {
 type Callback = Box<dyn Fn(&ConfigEvent) + Send + Sync>;
 
 struct Inner {
-    current: ArcSwap<PipelineConfig>,
+    current: ArcCell<PipelineConfig>,
     version: AtomicU64,
     /// Serialises writers: validate-diff-store is one step.
-    write: Mutex<()>,
+    write: WriteLock<()>,
     history: Mutex<VecDeque<ChangeRecord>>,
     history_capacity: usize,
     subscribers: Mutex<Vec<Sender<ConfigEvent>>>,
@@ -223,9 +222,9 @@ impl ConfigHandle {
         config.validate()?;
         Ok(ConfigHandle {
             inner: Arc::new(Inner {
-                current: ArcSwap::from_pointee(config),
+                current: ArcCell::new(Arc::new(config)),
                 version: AtomicU64::new(0),
-                write: Mutex::new(()),
+                write: WriteLock::new(()),
                 history: Mutex::new(VecDeque::with_capacity(capacity.min(1024))),
                 history_capacity: capacity,
                 subscribers: Mutex::new(Vec::new()),
@@ -236,7 +235,7 @@ impl ConfigHandle {
 
     /// The configuration in force: a cheap snapshot that never changes under you.
     pub fn current(&self) -> Arc<PipelineConfig> {
-        self.inner.current.load_full()
+        self.inner.current.load()
     }
 
     /// How many changes have been applied since the handle was made (the controller
@@ -272,6 +271,9 @@ impl ConfigHandle {
         path: &str,
         value: toml::Value,
     ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
+        // Read-modify-write under the writer lock: two updates of different parameters
+        // at once must both land (found by the loom model, tests/loom_config.rs).
+        let _writer = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current();
         let mut tree = toml::Value::try_from(&*current).expect("the configuration model is TOML");
         let mut node = &mut tree;
@@ -297,7 +299,7 @@ impl ConfigHandle {
             self.record_failure(ChangeSource::Api, &error);
             error
         })?;
-        self.apply_from(new, ChangeSource::Api)
+        self.apply_locked(new, ChangeSource::Api)
     }
 
     /// Replaces the whole configuration, if it is valid and changes no critical
@@ -346,6 +348,15 @@ impl ConfigHandle {
         source: ChangeSource,
     ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
         let _writer = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
+        self.apply_locked(new, source)
+    }
+
+    /// `apply_from` with the writer lock already held by the caller.
+    fn apply_locked(
+        &self,
+        new: PipelineConfig,
+        source: ChangeSource,
+    ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
         let at = SystemTime::now();
         let current = self.current();
         let before = flatten(&current);
