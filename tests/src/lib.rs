@@ -2,6 +2,7 @@
 //! scenarios, and the `pipeline-stress` demo binary.
 #![warn(missing_docs)]
 
+pub mod stress;
 pub mod workload;
 
 /// The README's Rust examples, compiled and run as doc tests so they cannot rot.

@@ -1,0 +1,246 @@
+//! The stress harness's own tests: scenario files parse, a scenario built to fail
+//! fails (and the binary exits non-zero), the report is well formed, live rate changes
+//! (API and file edit) take effect, and the default scenario's quick profile passes.
+
+use pipeline_tests::stress::{RunOptions, Scenario, evaluate, run, write_report};
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pipeline-stress");
+
+fn scenarios_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios"))
+}
+
+const SMALL: &str = r#"
+name: small
+duration: 3s
+interval: 100ms
+memory_limit: 256MiB
+policy: { stabilisation_window: 500ms, cooldown: 300ms }
+stages:
+  - name: s
+    topic: t
+    capacity: 32
+    min_capacity: 16
+    max_capacity: 4096
+    workers: [1, 1, 2]
+    cost: { kind: fixed, time: 1ms }
+patterns:
+  - topic: t
+    rate: RATE
+    size: { fixed: 1024 }
+expect:
+  max_loss: 0.0
+  EXTRA
+"#;
+
+fn small(rate: &str, extra: &str) -> String {
+    SMALL.replace("RATE", rate).replace("EXTRA", extra)
+}
+
+#[test]
+fn every_scenario_file_parses() {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(scenarios_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            names.push(s.name);
+        }
+    }
+    for wanted in [
+        "default",
+        "gradual_increase",
+        "burst_10x",
+        "memory_squeeze",
+        "worker_saturation",
+        "rate_changed_live",
+        "calm_down",
+        "baseline_off",
+    ] {
+        assert!(
+            names.iter().any(|n| n == wanted),
+            "missing scenario {wanted}: {names:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_fields_and_bad_sizes_are_rejected() {
+    assert!(Scenario::from_yaml(&small("100", "bogus: 1"), "x").is_err());
+    assert!(Scenario::from_yaml(&small("100", "").replace("256MiB", "256 furlongs"), "x").is_err());
+    let s = Scenario::from_yaml(&small("100", ""), "x").unwrap();
+    assert_eq!(s.memory_limit, Some(256 << 20));
+}
+
+#[test]
+fn a_scenario_built_to_fail_fails() {
+    // 1 ms p99 latency and 1000 decisions: impossible for this run.
+    let s = Scenario::from_yaml(
+        &small("200", "max_p99_latency: 1us\n  min_decisions: 1000"),
+        "x",
+    )
+    .unwrap();
+    let r = run(&s, &RunOptions::default(), None).unwrap();
+    let summary = evaluate(Some(&r), None, &s.expect, &s.name, true);
+    assert!(!summary.pass, "{}", summary.table());
+    assert!(
+        summary
+            .checks
+            .iter()
+            .any(|c| c.name == "p99 latency" && !c.pass)
+    );
+    assert!(summary.checks.iter().any(|c| c.name == "loss" && c.pass));
+}
+
+#[test]
+fn the_binary_exits_non_zero_when_a_bound_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fail.yaml");
+    std::fs::write(
+        &file,
+        small("200", "min_decisions: 1000").replace("3s", "2s"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg(&file)
+        .args(["--quiet", "--no-watch", "--report"])
+        .arg(dir.path().join("report"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("VERDICT: FAIL"), "{stdout}");
+}
+
+#[test]
+fn the_report_is_produced_and_well_formed() {
+    let s = Scenario::from_yaml(&small("3000", ""), "x").unwrap();
+    let r = run(&s, &RunOptions::default(), None).unwrap();
+    let summary = evaluate(Some(&r), None, &s.expect, &s.name, true);
+    let dir = tempfile::tempdir().unwrap();
+    write_report(dir.path(), Some(&r), &summary).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("timeline.json")).unwrap()).unwrap();
+    let timeline = json["timeline"].as_array().unwrap();
+    assert!(timeline.len() >= 10, "{} samples", timeline.len());
+    assert!(timeline[0]["buffer_capacity"].as_u64().is_some());
+    let _: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("summary.json")).unwrap()).unwrap();
+    let csv = std::fs::read_to_string(dir.path().join("timeline.csv")).unwrap();
+    let mut lines = csv.lines();
+    let columns = lines.next().unwrap().split(',').count();
+    assert_eq!(columns, 13);
+    assert!(lines.all(|l| l.split(',').count() == columns));
+    for (file, title, series) in [
+        (
+            "rate.svg",
+            "Offered and published rate",
+            &["offered", "published", "rate limit"][..],
+        ),
+        (
+            "buffer.svg",
+            "Buffer length and capacity",
+            &["length", "capacity"][..],
+        ),
+        ("workers.svg", "Workers", &["workers"][..]),
+        (
+            "memory.svg",
+            "Memory against the limit",
+            &["used", "limit"][..],
+        ),
+        ("publish.svg", "Publish rate", &["published", "backlog"][..]),
+        ("drops.svg", "Dropped events", &["dropped"][..]),
+    ] {
+        let svg = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+            "{file}"
+        );
+        assert!(svg.contains(title), "{file}: no title");
+        assert_eq!(svg.matches("<polyline").count(), series.len(), "{file}");
+        for name in series {
+            assert!(
+                svg.contains(&format!("data-series=\"{name}\"")),
+                "{file}: no series {name}"
+            );
+        }
+        // At 3000/s into a 1 ms handler the controller acts: decisions are marked.
+        assert!(
+            svg.contains("class=\"decision\""),
+            "{file}: no decision markers"
+        );
+    }
+}
+
+#[test]
+fn set_rate_changes_the_running_load() {
+    let s = Scenario::from_yaml(&small("100", ""), "x").unwrap();
+    let (tx, rx) = mpsc::channel();
+    let handle = std::thread::spawn(move || run(&s, &RunOptions::default(), Some(tx)).unwrap());
+    let control = rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    control.set_rate("t", 600.0).unwrap();
+    assert!(control.set_rate("nope", 1.0).is_err());
+    let r = handle.join().unwrap();
+    let early: Vec<_> = r.timeline.iter().filter(|s| s.t < 1.4).collect();
+    let late: Vec<_> = r.timeline.iter().filter(|s| s.t > 1.7).collect();
+    assert!(early.iter().all(|s| s.offered_rate == 100.0));
+    assert!(late.iter().all(|s| s.offered_rate == 600.0));
+    // 1.5 s at 100/s + 1.5 s at 600/s = ~1050 arrivals (Poisson).
+    assert!((800..1300).contains(&r.offered), "{}", r.offered);
+}
+
+#[test]
+fn editing_the_scenario_file_changes_the_rate_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("live.yaml");
+    std::fs::write(&file, small("100", "").replace("3s", "5s")).unwrap();
+    let child = Command::new(BIN)
+        .arg(&file)
+        .args(["--report"])
+        .arg(dir.path().join("report"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(&file, small("700", "").replace("3s", "5s")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("patterns updated live (t=700/s)"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("report/timeline.json")).unwrap())
+            .unwrap();
+    let rates: Vec<f64> = json["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["offered_rate"].as_f64().unwrap())
+        .collect();
+    assert_eq!(rates.first(), Some(&100.0));
+    assert_eq!(rates.last(), Some(&700.0), "{rates:?}");
+}
+
+#[test]
+fn the_default_scenario_quick_profile_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["--quick", "--report"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("decision"), "{stdout}");
+    assert!(dir.path().join("memory.svg").exists());
+}
