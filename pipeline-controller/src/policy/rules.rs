@@ -207,7 +207,14 @@ impl HysteresisPolicy {
             let mut over_budget = None;
             if let Some(budget) = budget.filter(|_| b.bytes_per_event > 0.0) {
                 let others = plan.buffer_bytes(obs) - b.capacity as f64 * b.bytes_per_event;
-                let affordable = ((budget - others) / b.bytes_per_event).floor().max(0.0);
+                // After a resize every event buffered now sits in an older generation
+                // until it drains, and the new one takes up to `to` more: the worst
+                // case is `len + to`, not `to` (memory_squeeze_default_budget.yaml in
+                // tests/scenarios showed buffers holding 2-3x their capacity when grown
+                // by capacity alone).
+                let affordable = ((budget - others) / b.bytes_per_event - b.len as f64)
+                    .floor()
+                    .max(0.0);
                 if (to as f64) > affordable {
                     to = (affordable as usize).min(to);
                     let smallest = (b.capacity + step).min(b.max) as f64;
