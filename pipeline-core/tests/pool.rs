@@ -5,27 +5,13 @@
 use pipeline_core::bus::{Bus, Subscription, SubscriptionConfig};
 use pipeline_core::pool::{DeadLetter, DeadLetterReason, HandlerError, PoolError, WorkerPool};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-const PATIENCE: Duration = Duration::from_secs(30);
+mod common;
+use common::quiet_induced_panics;
 
-/// Keeps the induced panics out of the test output; any other panic prints as usual.
-fn quiet_induced_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let induced = info
-                .payload()
-                .downcast_ref::<String>()
-                .is_some_and(|m| m.starts_with("induced"));
-            if !induced {
-                default(info);
-            }
-        }));
-    });
-}
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// A bus with one subscription holding `0..n`, and the publisher's bus kept alive.
 fn loaded(n: u32, capacity: usize) -> (Bus<u32>, Subscription<u32>) {

@@ -4,27 +4,14 @@
 use pipeline_core::bus::{Bus, SubscriptionConfig};
 use pipeline_core::pool::{DeadLetterReason, WorkerPool};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-const PATIENCE: Duration = Duration::from_secs(60);
+mod common;
+use common::quiet_induced_panics;
 
-fn quiet_induced_panics() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let induced = info
-                .payload()
-                .downcast_ref::<String>()
-                .is_some_and(|m| m.starts_with("induced"));
-            if !induced {
-                default(info);
-            }
-        }));
-    });
-}
+const PATIENCE: Duration = Duration::from_secs(60);
 
 #[test]
 fn resizing_under_load_loses_and_duplicates_nothing() {
