@@ -6,10 +6,12 @@
 //!   resizable channel is measured with no resize and with a resize every 10 ms.
 //! - `resize`: one resize of a channel of capacity 1024 holding 0 or 1024 values: the cost does not
 //!   depend on how many values are buffered.
+//! - `interleaved` (printed, not a criterion group): the threaded cases with crossbeam
+//!   and the resizable channel run alternately, and the median throughput ratio.
 //!
 //! Run: `cargo bench -p pipeline-core --bench channel`. Ratios are in docs/performance.md.
 
-use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -211,5 +213,70 @@ fn bench_resize(c: &mut Criterion) {
     group.finish();
 }
 
+/// The threaded cases again, crossbeam and resizable run alternately `rounds` times;
+/// prints the median of the per-round throughput ratios. Alternating puts both under
+/// the same background load, which on a shared machine drifts more between criterion's
+/// back-to-back groups than between neighbouring rounds.
+fn interleaved(rounds: usize) {
+    println!(
+        "interleaved threaded runs ({rounds} rounds each; ratio = crossbeam time / resizable time)"
+    );
+    let mut medians = Vec::new();
+    for (senders, receivers) in [(1, 1), (2, 2)] {
+        for cap in [64, 1024] {
+            // One discarded round of each warms caches and the allocator.
+            threaded::<Crossbeam>(cap, senders, receivers, None);
+            threaded::<Resizable>(cap, senders, receivers, None);
+            let mut ratios: Vec<f64> = (0..rounds)
+                .map(|_| {
+                    let raw = threaded::<Crossbeam>(cap, senders, receivers, None);
+                    let ours = threaded::<Resizable>(cap, senders, receivers, None);
+                    raw.as_secs_f64() / ours.as_secs_f64()
+                })
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let median = ratios[ratios.len() / 2];
+            medians.push(median);
+            println!("interleaved/{senders}x{receivers}/cap{cap}: median ratio {median:.2}");
+        }
+    }
+    medians.sort_by(f64::total_cmp);
+    println!(
+        "interleaved: median over cases {:.2}",
+        (medians[1] + medians[2]) / 2.0
+    );
+}
+
+/// Criterion's filter, if one was given (the first argument that is neither a flag nor
+/// a flag's value).
+fn filter(args: &[String]) -> Option<&str> {
+    let valueless = [
+        "--bench",
+        "--test",
+        "--list",
+        "--quiet",
+        "--verbose",
+        "--exact",
+    ];
+    let mut previous: Option<&str> = None;
+    for arg in args.iter().skip(1) {
+        let takes_value = previous.is_some_and(|p| p.starts_with("--") && !valueless.contains(&p));
+        if !arg.starts_with('-') && !takes_value {
+            return Some(arg);
+        }
+        previous = Some(arg);
+    }
+    None
+}
+
 criterion_group!(benches, bench_single_thread, bench_threaded, bench_resize);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let args: Vec<String> = std::env::args().collect();
+    if filter(&args).is_none_or(|f| "interleaved".contains(f) || f.contains("interleaved")) {
+        let test_mode = args.iter().any(|a| a == "--test");
+        interleaved(if test_mode { 1 } else { 15 });
+    }
+}

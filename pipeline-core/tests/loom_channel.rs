@@ -2,8 +2,9 @@
 //! `RUSTFLAGS="--cfg pipeline_loom" cargo test -p pipeline-core --release --test loom_channel`.
 //!
 //! Under this cfg the crossbeam buffer is replaced by a `Mutex<VecDeque>` stand-in (loom
-//! cannot see inside crossbeam), so what loom explores is our protocol: the leased
-//! pointers, the settle step, sealing and closing, and disconnection.
+//! cannot see inside crossbeam), so what loom explores is our protocol: the hazards
+//! and their checks, the asymmetric fences (both sides are `fence(SeqCst)` here),
+//! closing a replaced generation, freeing a drained one, sealing, and disconnection.
 #![cfg(pipeline_loom)]
 
 use loom::thread;
@@ -107,5 +108,29 @@ fn disconnect_during_resize() {
         assert_eq!(rx.recv(), Err(RecvError));
         sender.join().unwrap();
         resizing.join().unwrap();
+    });
+}
+
+/// Two receivers drain a replaced generation while the sender moves on: one of them
+/// moves the channel past the old generation and it is freed while the other may still
+/// be inside it. The stand-in marks a freed generation instead of releasing it, and
+/// every thread leaving a generation asserts it was not freed under it.
+#[test]
+fn generation_freed_only_after_the_last_receiver_leaves() {
+    loom::model(|| {
+        let (tx, rx) = bounded(1);
+        let rx2 = rx.clone();
+        tx.send(1).unwrap();
+        let other = thread::spawn(move || rx2.recv().ok());
+        let resizer = tx.clone();
+        resizer.resize(2).unwrap();
+        tx.send(2).unwrap();
+        drop((tx, resizer));
+        let mine = rx.recv().ok();
+        let theirs = other.join().unwrap();
+        let mut got: Vec<i32> = mine.into_iter().chain(theirs).collect();
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(rx.recv(), Err(RecvError));
     });
 }

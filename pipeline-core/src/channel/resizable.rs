@@ -4,8 +4,10 @@ use super::error::{
     RecvError, RecvTimeoutError, ResizeError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use super::generation::{GenPtr, Generation, RECEIVERS_GONE, Side};
+use super::fence;
+use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE};
 use super::queue::{BoundedQueue, Pop, Push};
+use super::slots::{Hazards, Registry, Slot};
 use super::stats::ChannelStats;
 use crate::sync::{
     Arc, Mutex,
@@ -14,6 +16,7 @@ use crate::sync::{
 };
 use crossbeam_utils::CachePadded;
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
 /// Creates a channel that holds at most `capacity` values and can be resized later.
@@ -42,18 +45,26 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         capacity > 0,
         "a resizable channel needs a capacity of at least 1"
     );
-    let first = Arc::new(Generation::new(capacity));
+    fence::init();
+    let first = Generation::<T>::allocate(capacity);
     let shared = Arc::new(Shared {
-        send: CachePadded::new(GenPtr::new(first.clone(), Side::Send)),
-        recv: CachePadded::new(GenPtr::new(first.clone(), Side::Recv)),
+        send: CachePadded::new(AtomicUsize::new(first)),
+        recv: CachePadded::new(AtomicUsize::new(first)),
+        pending: CachePadded::new(Pending {
+            unclosed: AtomicUsize::new(0),
+            unfreed: AtomicUsize::new(0),
+        }),
         control: Mutex::new(Control {
             newest: first,
             capacity,
+            unclosed: Vec::new(),
+            retired: Vec::new(),
         }),
+        registry: Registry::new(),
         senders: AtomicUsize::new(1),
         receivers: AtomicUsize::new(1),
-        received: CachePadded::new(AtomicU64::new(0)),
         counters: CachePadded::new(Counters::default()),
+        _owns: PhantomData,
     });
     (
         Sender {
@@ -66,29 +77,58 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 /// One send in this many (per thread) samples the length for the high-water mark.
 #[cfg(not(pipeline_loom))]
 const HIGH_WATER_EVERY: u32 = 32;
+/// Under loom every send samples, so the models see the sampling code.
+#[cfg(pipeline_loom)]
+const HIGH_WATER_EVERY: u32 = 1;
 
-#[cfg(not(pipeline_loom))]
-thread_local! {
-    static SEND_TICK: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
+/// The state every handle of one channel shares.
+///
+/// Generations are reached by address. The hot paths (a send, a receive) publish the
+/// generation they are about to use in their thread's [`Slot`](super::slots::Slot)
+/// (a *hazard*), then check that the channel still points there; the rare paths scan
+/// the slots after an expensive fence. See docs/architecture.md.
 struct Shared<T> {
-    /// The newest generation, where sends go. Padded: senders and receivers each
-    /// write their own pointer on every operation, and must not share a cache line.
-    send: CachePadded<GenPtr<T>>,
-    /// The oldest generation that may still hold values, where receives come from.
-    recv: CachePadded<GenPtr<T>>,
-    /// Serialises resizes and the last sender's goodbye; never taken by send or recv.
-    control: Mutex<Control<T>>,
+    /// Address of the newest generation, where sends go, with `RECEIVERS_GONE`.
+    /// Padded: written rarely, read by every send.
+    send: CachePadded<AtomicUsize>,
+    /// Address of the oldest generation that may still hold values, where receives
+    /// come from.
+    recv: CachePadded<AtomicUsize>,
+    /// Work the rare paths left for whoever leaves a generation next.
+    pending: CachePadded<Pending>,
+    /// Serialises resizes, closing, freeing and the disconnects; never taken by a send
+    /// or receive that stays inside one generation.
+    control: Mutex<Control>,
+    /// One slot per thread that uses the channel: hazards and counters.
+    registry: std::sync::Arc<Registry>,
     senders: AtomicUsize,
     receivers: AtomicUsize,
-    received: CachePadded<AtomicU64>,
     counters: CachePadded<Counters>,
+    _owns: PhantomData<Box<Generation<T>>>,
 }
 
-struct Control<T> {
-    newest: Arc<Generation<T>>,
+// SAFETY: generations are reached by address, but only ever as `&Generation<T>`, whose
+// queue is Send + Sync for `T: Send`; everything else is atomics and a mutex.
+unsafe impl<T: Send> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+/// Nonzero while a rare path has work that a thread leaving a generation may finish.
+struct Pending {
+    /// Replaced generations not yet closed (`Control::unclosed.len()`).
+    unclosed: AtomicUsize,
+    /// Drained generations not yet freed (`Control::retired.len()`).
+    unfreed: AtomicUsize,
+}
+
+struct Control {
+    /// Address of the newest generation.
+    newest: usize,
     capacity: usize,
+    /// Replaced generations that a send may still be inside; closed once none is.
+    unclosed: Vec<usize>,
+    /// Generations receivers have left; freed once no thread is inside.
+    retired: Vec<usize>,
 }
 
 #[derive(Default)]
@@ -100,13 +140,143 @@ struct Counters {
 }
 
 impl<T> Shared<T> {
+    /// Publishes this thread as inside the newest generation and returns the send word
+    /// (address and flags). The generation cannot be closed or freed until
+    /// [`Shared::leave_send`].
+    #[inline]
+    fn enter_send(&self, slot: &Slot) -> usize {
+        loop {
+            let word = self.send.load(Ordering::Acquire);
+            slot.send_hazard.store(word & !FLAG_MASK, Ordering::Relaxed);
+            // Pairs with the heavy fence of `close_pending`: either that scan sees our
+            // hazard, or we see the pointer it moved.
+            fence::light();
+            if self.send.load(Ordering::Acquire) == word {
+                return word;
+            }
+            self.withdraw_send(slot, word & !FLAG_MASK);
+            // Our brief hazard may have stopped a retired generation from being freed.
+            if self.pending.unfreed.load(Ordering::Acquire) != 0 {
+                self.free_retired(&mut lock(&self.control));
+            }
+        }
+    }
+
+    /// Withdraws this thread's send hazard, and closes replaced generations if this
+    /// was the last send inside one.
+    #[inline]
+    fn leave_send(&self, slot: &Slot) {
+        let address = slot.send_hazard.load(Ordering::Relaxed);
+        #[cfg(pipeline_loom)]
+        // SAFETY: loom only; our hazard still protects it.
+        unsafe { Generation::<T>::at(address) }.assert_alive();
+        self.withdraw_send(slot, address);
+    }
+
+    /// The second half of `leave_send`, also used when the check in `enter_send`
+    /// failed (the generation was never used, and may already be gone).
+    #[inline]
+    fn withdraw_send(&self, slot: &Slot, address: usize) {
+        slot.send_hazard.store(0, Ordering::Release);
+        // Pairs with the heavy fence of `close_pending`: either its scan saw us gone,
+        // or we see the generation it left for us to close and the pointer moved away
+        // from ours. Only a thread that was inside a replaced generation has work.
+        fence::light();
+        if self.pending.unclosed.load(Ordering::Acquire) != 0
+            && self.send.load(Ordering::Acquire) & !FLAG_MASK != address
+        {
+            self.close_pending(&mut lock(&self.control));
+        }
+    }
+
+    /// Publishes this thread as inside the oldest generation and returns its address.
+    #[inline]
+    fn enter_recv(&self, slot: &Slot) -> usize {
+        loop {
+            let address = self.recv.load(Ordering::Acquire);
+            slot.recv_hazard.store(address, Ordering::Relaxed);
+            fence::light();
+            if self.recv.load(Ordering::Acquire) == address {
+                return address;
+            }
+            self.withdraw_recv(slot, address);
+        }
+    }
+
+    #[inline]
+    fn leave_recv(&self, slot: &Slot) {
+        let address = slot.recv_hazard.load(Ordering::Relaxed);
+        #[cfg(pipeline_loom)]
+        // SAFETY: loom only; our hazard still protects it.
+        unsafe { Generation::<T>::at(address) }.assert_alive();
+        self.withdraw_recv(slot, address);
+    }
+
+    /// The second half of `leave_recv`, also used when the check in `enter_recv`
+    /// failed (the generation was never used, and may already be gone).
+    #[inline]
+    fn withdraw_recv(&self, slot: &Slot, address: usize) {
+        slot.recv_hazard.store(0, Ordering::Release);
+        // Pairs with the heavy fence of `free_retired`, as in `withdraw_send`.
+        fence::light();
+        if self.pending.unfreed.load(Ordering::Acquire) != 0
+            && self.recv.load(Ordering::Acquire) != address
+        {
+            self.free_retired(&mut lock(&self.control));
+        }
+    }
+
+    /// Closes every replaced generation that no send is inside any more: from then on
+    /// no value can enter it, which is what lets receivers leave it once it is empty.
+    #[cold]
+    fn close_pending(&self, control: &mut Control) {
+        fence::heavy();
+        control.unclosed.retain(|&address| {
+            if self.registry.any_hazard(address, Hazards::Send) {
+                return true;
+            }
+            // SAFETY: replaced generations are still in the chain (receivers cannot
+            // leave one before it is closed), and we hold the control lock. No send is
+            // inside it (the scan after the fence) and none can enter: the send
+            // pointer moved before the fence, so a later sender's check fails.
+            unsafe { Generation::<T>::at(address).queue.close() };
+            false
+        });
+        self.pending
+            .unclosed
+            .store(control.unclosed.len(), Ordering::Release);
+    }
+
+    /// Frees every retired generation that no thread is inside any more.
+    #[cold]
+    fn free_retired(&self, control: &mut Control) {
+        fence::heavy();
+        control.retired.retain(|&address| {
+            if self.registry.any_hazard(address, Hazards::Any) {
+                return true;
+            }
+            // SAFETY: receivers moved past it before it was retired, and senders long
+            // before that (it was closed), so a thread that publishes it as a hazard
+            // now fails its check; the scan saw no thread inside. Retired once, so
+            // freed once.
+            unsafe { Generation::<T>::free(address) };
+            false
+        });
+        self.pending
+            .unfreed
+            .store(control.retired.len(), Ordering::Release);
+    }
+
     fn len(&self) -> usize {
-        let lease = self.recv.lease();
-        let mut generation = lease.generation().next();
-        let mut len = lease.generation().queue.len();
-        while let Some(g) = generation {
-            len += g.queue.len();
-            generation = g.next();
+        let _control = lock(&self.control);
+        let mut address = self.recv.load(Ordering::Acquire);
+        let mut len = 0;
+        while address != 0 {
+            // SAFETY: we hold the control lock, so no generation is freed, and every
+            // generation from the receive pointer on is still in the chain.
+            let generation = unsafe { Generation::<T>::at(address) };
+            len += generation.queue.len();
+            address = generation.next();
         }
         len
     }
@@ -115,24 +285,12 @@ impl<T> Shared<T> {
         lock(&self.control).capacity
     }
 
-    /// Samples the length for the high-water mark on one send in `HIGH_WATER_EVERY`
-    /// per thread: reading the length touches the receivers' cache line, which would
-    /// otherwise cost every send a cache miss under load.
-    #[inline]
-    fn sample_len(&self, generation: &Generation<T>) {
-        // Loom replays each execution on the same OS threads: a std thread-local would
-        // carry state across replays and make the model non-deterministic.
-        #[cfg(pipeline_loom)]
-        let due = true;
-        #[cfg(not(pipeline_loom))]
-        let due = SEND_TICK.with(|tick| {
-            let n = tick.get().wrapping_add(1);
-            tick.set(n);
-            n % HIGH_WATER_EVERY == 1
-        });
-        if due {
-            self.note_len(generation.queue.len());
-        }
+    fn is_full(&self) -> bool {
+        let control = lock(&self.control);
+        // SAFETY: the newest generation is never freed while it is the newest.
+        unsafe { Generation::<T>::at(control.newest) }
+            .queue
+            .is_full()
     }
 
     fn note_len(&self, len: usize) {
@@ -144,7 +302,7 @@ impl<T> Shared<T> {
 
     fn stats(&self) -> ChannelStats {
         let len = self.len();
-        let received = self.received.load(Ordering::Relaxed);
+        let received = self.registry.received();
         let c = &self.counters;
         ChannelStats {
             len,
@@ -158,37 +316,70 @@ impl<T> Shared<T> {
         }
     }
 
+    #[inline]
     fn send_deadline(
         &self,
+        value: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.registry
+            .with_slot(|slot| match self.push_once(slot, value) {
+                Ok(()) => Ok(()),
+                Err(TrySendError::Disconnected(value)) => {
+                    Err(SendTimeoutError::Disconnected(value))
+                }
+                Err(TrySendError::Full(value)) => self.send_full(slot, value, deadline),
+            })
+    }
+
+    /// One attempt to push into the newest generation: the whole of a send that finds
+    /// room. A full buffer is counted here, once per call of `send` or `try_send`.
+    #[inline]
+    fn push_once(&self, slot: &Slot, value: T) -> Result<(), TrySendError<T>> {
+        let word = self.enter_send(slot);
+        if word & RECEIVERS_GONE != 0 {
+            self.leave_send(slot);
+            return Err(TrySendError::Disconnected(value));
+        }
+        // SAFETY: our hazard keeps it open and allocated until `leave_send`.
+        let generation = unsafe { Generation::<T>::at(word) };
+        let result = generation.queue.try_push(value);
+        match result {
+            Ok(()) if slot.tick(HIGH_WATER_EVERY) => self.note_len(generation.queue.len()),
+            Ok(()) => {}
+            Err(_) => self.note_full(generation.queue.len()),
+        }
+        self.leave_send(slot);
+        result.map_err(TrySendError::Full)
+    }
+
+    /// A send that found the buffer full (already counted): spin briefly, then sleep
+    /// until there is room, a resize, the deadline or the receivers' disconnect.
+    #[cold]
+    fn send_full(
+        &self,
+        slot: &Slot,
         mut value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        let mut counted_full = false;
         let mut blocked_since = None;
         let result = loop {
-            let lease = self.send.lease();
-            if lease.flags() & RECEIVERS_GONE != 0 {
+            let word = self.enter_send(slot);
+            if word & RECEIVERS_GONE != 0 {
+                self.leave_send(slot);
                 break Err(SendTimeoutError::Disconnected(value));
             }
-            let generation = lease.generation();
-            match generation.queue.try_push(value) {
-                Ok(()) => {
-                    self.sample_len(generation);
-                    break Ok(());
+            // SAFETY: our hazard keeps it open and allocated until `leave_send`.
+            let generation = unsafe { Generation::<T>::at(word) };
+            let outcome = match generation.queue.try_push_spinning(value) {
+                Ok(()) => Push::Pushed,
+                Err(back) => {
+                    blocked_since.get_or_insert_with(Instant::now);
+                    generation.queue.push_blocking(back, deadline)
                 }
-                Err(back) => value = back,
-            }
-            if !counted_full {
-                counted_full = true;
-                self.counters.full_events.fetch_add(1, Ordering::Relaxed);
-                self.note_len(generation.queue.len());
-            }
-            match generation.queue.try_push_spinning(value) {
-                Ok(()) => break Ok(()),
-                Err(back) => value = back,
-            }
-            blocked_since.get_or_insert_with(Instant::now);
-            match generation.queue.push_blocking(value, deadline) {
+            };
+            self.leave_send(slot);
+            match outcome {
                 Push::Pushed => break Ok(()),
                 // A resize replaced this generation (or the receivers left): look again.
                 Push::Sealed(back) => value = back,
@@ -204,60 +395,126 @@ impl<T> Shared<T> {
         result
     }
 
+    #[inline]
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        let lease = self.send.lease();
-        if lease.flags() & RECEIVERS_GONE != 0 {
-            return Err(TrySendError::Disconnected(value));
-        }
-        let generation = lease.generation();
-        match generation.queue.try_push(value) {
-            Ok(()) => {
-                self.sample_len(generation);
-                Ok(())
-            }
-            Err(value) => {
-                self.counters.full_events.fetch_add(1, Ordering::Relaxed);
-                self.note_len(generation.queue.len());
-                Err(TrySendError::Full(value))
-            }
-        }
+        self.registry.with_slot(|slot| self.push_once(slot, value))
+    }
+
+    /// Counts a send that found the buffer full, and the length it found.
+    #[cold]
+    fn note_full(&self, len: usize) {
+        self.counters.full_events.fetch_add(1, Ordering::Relaxed);
+        self.note_len(len);
     }
 
     /// Receives from the oldest generation that may hold values; `wait` is `false` for
     /// a non-blocking attempt.
+    #[inline]
     fn recv_deadline(&self, wait: bool, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        self.registry.with_slot(|slot| {
+            let result = match self.pop_once(slot) {
+                Some(value) => Ok(value),
+                None => self.recv_in(slot, wait, deadline),
+            };
+            if result.is_ok() {
+                slot.count_received();
+            }
+            result
+        })
+    }
+
+    #[inline]
+    fn try_recv(&self) -> Result<T, TryRecvError> {
+        self.registry.with_slot(|slot| {
+            let result = match self.pop_once(slot) {
+                Some(value) => Ok(value),
+                None => self.recv_in(slot, false, None).map_err(|e| match e {
+                    RecvTimeoutError::Timeout => TryRecvError::Empty,
+                    RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+                }),
+            };
+            if result.is_ok() {
+                slot.count_received();
+            }
+            result
+        })
+    }
+
+    /// One attempt to pop from the oldest generation: the whole of a receive that
+    /// finds a value there.
+    #[inline]
+    fn pop_once(&self, slot: &Slot) -> Option<T> {
+        let address = self.enter_recv(slot);
+        // SAFETY: our hazard keeps it allocated until `leave_recv`.
+        let value = unsafe { Generation::<T>::at(address) }.queue.try_pop();
+        self.leave_recv(slot);
+        value
+    }
+
+    #[cold]
+    fn recv_in(
+        &self,
+        slot: &Slot,
+        wait: bool,
+        deadline: Option<Instant>,
+    ) -> Result<T, RecvTimeoutError> {
         loop {
-            let lease = self.recv.lease();
-            let generation = lease.generation();
+            let address = self.enter_recv(slot);
+            // SAFETY: our hazard keeps it allocated until `leave_recv`.
+            let generation = unsafe { Generation::<T>::at(address) };
             if let Some(value) = generation.queue.try_pop() {
-                self.received.fetch_add(1, Ordering::Relaxed);
+                self.leave_recv(slot);
                 return Ok(value);
             }
-            if generation.queue.is_closed() {
-                // Closed: every send into it has finished, so one more look is final.
-                if let Some(value) = generation.queue.try_pop() {
-                    self.received.fetch_add(1, Ordering::Relaxed);
-                    return Ok(value);
-                }
-                match generation.next() {
-                    Some(next) => {
-                        self.recv.replace(generation, next);
-                        continue;
-                    }
-                    None => return Err(RecvTimeoutError::Disconnected),
-                }
+            let outcome = self.recv_slow(generation, address, wait, deadline);
+            self.leave_recv(slot);
+            match outcome {
+                Some(result) => return result,
+                None => continue,
             }
-            if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
-                return Err(RecvTimeoutError::Timeout);
+        }
+    }
+
+    /// The rest of a receive that found `generation` empty: move on if it is closed,
+    /// or wait. `None` means "look again".
+    #[cold]
+    fn recv_slow(
+        &self,
+        generation: &Generation<T>,
+        address: usize,
+        wait: bool,
+        deadline: Option<Instant>,
+    ) -> Option<Result<T, RecvTimeoutError>> {
+        if generation.queue.is_closed() {
+            // Closed: every send into it has finished, so one more look is final.
+            if let Some(value) = generation.queue.try_pop() {
+                return Some(Ok(value));
             }
-            match generation.queue.pop_blocking(deadline) {
-                Pop::Popped(value) => {
-                    self.received.fetch_add(1, Ordering::Relaxed);
-                    return Ok(value);
-                }
-                Pop::Closed => continue,
-                Pop::Timeout => return Err(RecvTimeoutError::Timeout),
+            let next = generation.next();
+            if next == 0 {
+                // Closed with no successor: the last sender is gone.
+                return Some(Err(RecvTimeoutError::Disconnected));
             }
+            if self
+                .recv
+                .compare_exchange(address, next, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let mut control = lock(&self.control);
+                control.retired.push(address);
+                self.pending
+                    .unfreed
+                    .store(control.retired.len(), Ordering::Release);
+            }
+            return None;
+        }
+        if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
+            return Some(Err(RecvTimeoutError::Timeout));
+        }
+        match generation.queue.pop_blocking(deadline) {
+            Pop::Popped(value) => Some(Ok(value)),
+            Pop::Closed => None,
+            Pop::Timeout => Some(Err(RecvTimeoutError::Timeout)),
         }
     }
 
@@ -272,15 +529,25 @@ impl<T> Shared<T> {
         if control.capacity == capacity {
             return Ok(());
         }
-        let next = Arc::new(Generation::new(capacity));
+        let next = Generation::<T>::allocate(capacity);
+        let old = control.newest;
+        // SAFETY: the newest generation is never freed while it is the newest.
+        let old_generation = unsafe { Generation::<T>::at(old) };
         // Link first, so a receiver that sees the old generation closed finds its successor.
-        control.newest.set_next(next.clone());
-        let replaced = self.send.replace(&control.newest, next.clone());
-        debug_assert!(replaced, "only the control lock moves the send pointer");
+        old_generation.set_next(next);
+        // Flags change only under the control lock, so this keeps them.
+        let flags = self.send.load(Ordering::Relaxed) & FLAG_MASK;
+        self.send.store(next | flags, Ordering::Release);
         // Wake senders blocked on the old, full buffer: they retry on the new one.
-        control.newest.queue.seal();
+        old_generation.queue.seal();
         control.newest = next;
         control.capacity = capacity;
+        control.unclosed.push(old);
+        self.pending
+            .unclosed
+            .store(control.unclosed.len(), Ordering::Release);
+        // Close it now if no send is inside; otherwise the last one out does.
+        self.close_pending(&mut control);
         self.counters.resizes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -288,26 +555,50 @@ impl<T> Shared<T> {
     /// The last sender is gone: no send can start any more, so the newest generation
     /// is closed as it stands and receivers see the disconnect once it is drained.
     fn disconnect_senders(&self) {
-        // SAFETY: no `Sender` is left, and only a `Sender` takes send leases, so no push
-        // can reach the newest generation any more.
-        unsafe { lock(&self.control).newest.queue.close() };
+        let mut control = lock(&self.control);
+        // Replaced generations too: no `Sender` is left, so no send is inside any.
+        let newest = control.newest;
+        for address in control.unclosed.drain(..).chain([newest]) {
+            // SAFETY: only a `Sender` sends, and none is left (this is its drop), so no
+            // push can reach any generation any more; all are still in the chain.
+            unsafe { Generation::<T>::at(address).queue.close() };
+        }
+        self.pending.unclosed.store(0, Ordering::Release);
     }
 
     /// The last receiver is gone: fail every send from now on, wake blocked senders,
     /// and drop the values nobody will receive.
     fn disconnect_receivers(&self) {
         let control = lock(&self.control);
-        self.send.set_flags(RECEIVERS_GONE);
-        control.newest.queue.seal();
-        drop(control);
-        let mut next = {
-            let lease = self.recv.lease();
-            while lease.generation().queue.try_pop().is_some() {}
-            lease.generation().next()
-        };
-        while let Some(generation) = next {
+        self.send.fetch_or(RECEIVERS_GONE, Ordering::AcqRel);
+        // SAFETY: the newest generation is never freed while it is the newest.
+        unsafe { Generation::<T>::at(control.newest) }.queue.seal();
+        let mut address = self.recv.load(Ordering::Acquire);
+        while address != 0 {
+            // SAFETY: we hold the control lock and no receiver is left, so nothing is
+            // freed or retired; every generation from the receive pointer on is alive.
+            let generation = unsafe { Generation::<T>::at(address) };
             while generation.queue.try_pop().is_some() {}
-            next = generation.next();
+            address = generation.next();
+        }
+    }
+}
+
+impl<T> Drop for Shared<T> {
+    fn drop(&mut self) {
+        let control = lock(&self.control);
+        for &address in &control.retired {
+            // SAFETY: no handle is left, so no thread is inside; retired generations
+            // are out of the chain and listed once.
+            unsafe { Generation::<T>::free(address) };
+        }
+        let mut address = self.recv.load(Ordering::Acquire);
+        while address != 0 {
+            // SAFETY: as above; the chain from the receive pointer holds each
+            // remaining generation once, and `next` is read before the free.
+            let next = unsafe { Generation::<T>::at(address) }.next();
+            unsafe { Generation::<T>::free(address) };
+            address = next;
         }
     }
 }
@@ -449,7 +740,7 @@ impl<T> Sender<T> {
 
     /// Whether a `try_send` would now find the channel full.
     pub fn is_full(&self) -> bool {
-        self.shared.send.lease().generation().queue.is_full()
+        self.shared.is_full()
     }
 
     /// A snapshot of the channel's counters and gauges.
@@ -518,10 +809,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.shared.recv_deadline(false, None).map_err(|e| match e {
-            RecvTimeoutError::Timeout => TryRecvError::Empty,
-            RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-        })
+        self.shared.try_recv()
     }
 
     /// Receives a value, waiting at most `timeout`.
@@ -664,5 +952,81 @@ impl<'a, T> IntoIterator for &'a Receiver<T> {
     type IntoIter = Iter<'a, T>;
     fn into_iter(self) -> Iter<'a, T> {
         self.iter()
+    }
+}
+
+#[cfg(all(test, not(pipeline_loom)))]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::thread;
+
+    /// A thread's slot goes back to the channel when the thread ends, and the next
+    /// thread reuses it: the slot count follows the threads alive, not the threads
+    /// ever seen, and the counts carry over.
+    #[test]
+    fn slots_of_finished_threads_are_reused() {
+        let (tx, rx) = bounded(4);
+        for _ in 0..50 {
+            let (tx, rx) = (tx.clone(), rx.clone());
+            thread::spawn(move || {
+                tx.send(1).unwrap();
+                rx.recv().unwrap();
+            })
+            .join()
+            .unwrap();
+        }
+        assert_eq!(tx.shared.registry.slot_count(), 1);
+        let stats = tx.stats();
+        assert_eq!((stats.sent, stats.received), (50, 50));
+    }
+
+    /// Generations that receivers have left are freed as soon as nobody is inside,
+    /// not kept until the channel is dropped.
+    #[test]
+    fn drained_generations_are_freed() {
+        let (tx, rx) = bounded(1);
+        for capacity in 2..40 {
+            tx.send(capacity).unwrap();
+            tx.resize(capacity).unwrap();
+            assert_eq!(rx.recv(), Ok(capacity));
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let control = lock(&tx.shared.control);
+        assert!(
+            control.retired.is_empty(),
+            "{} unfreed",
+            control.retired.len()
+        );
+        assert!(control.unclosed.is_empty());
+        assert_eq!(tx.shared.recv.load(Ordering::Acquire), control.newest);
+        assert_eq!(tx.shared.pending.unfreed.load(Ordering::Acquire), 0);
+    }
+
+    /// A send from a thread-local destructor, after this thread's slot table is gone,
+    /// borrows a slot for the one call and still arrives.
+    #[test]
+    fn send_from_a_thread_local_destructor() {
+        struct SendOnDrop(Sender<u32>);
+        impl Drop for SendOnDrop {
+            fn drop(&mut self) {
+                self.0.send(7).unwrap();
+            }
+        }
+        thread_local! {
+            static LATE: RefCell<Option<SendOnDrop>> = const { RefCell::new(None) };
+        }
+        let (tx, rx) = bounded(4);
+        let late = tx.clone();
+        thread::spawn(move || {
+            // Registered first, so destroyed after the slot table (reverse order).
+            LATE.with(|l| *l.borrow_mut() = Some(SendOnDrop(late)));
+            tx.send(1).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 7]);
+        assert_eq!(rx.recv(), Err(RecvError));
+        assert!(rx.shared.registry.slot_count() <= 2);
     }
 }
