@@ -247,7 +247,6 @@ proptest! {
     ) {
         let config = config(&system);
         let cap = cpu_cap(&system, &config);
-        let min_workers: usize = system.pools.iter().map(|p| p.min).sum();
         let mut policy = HysteresisPolicy::new(config.clone()).unwrap();
         let mut knobs = Knobs::new(&system);
         let start = Instant::now();
@@ -293,10 +292,17 @@ proptest! {
                 last_change.insert(key, now);
                 knobs.apply(change);
             }
-            // The CPU cap holds after every decision (never below the minimums).
+            // The CPU cap holds after every decision, never by going below the
+            // minimums or by taking a pool with a backlog to zero workers.
             if let Some(cap) = cap {
                 let total: usize = knobs.workers.iter().sum();
-                prop_assert!(total <= cap.max(min_workers), "{total} workers over the cpu cap {cap}");
+                let floors: usize = system
+                    .pools
+                    .iter()
+                    .zip(&load.pools)
+                    .map(|(p, &(_, _, backlog))| if backlog > 0 { p.min.max(1).min(p.max) } else { p.min })
+                    .sum();
+                prop_assert!(total <= cap.max(floors), "{total} workers over the cpu cap {cap}");
             }
         }
     }

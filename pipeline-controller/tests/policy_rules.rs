@@ -381,6 +381,19 @@ fn cpu_cap_never_goes_below_the_minimums() {
     assert_eq!(changes(&f.decide(&obs, 0)), [resize_pool("b", 3, 2)]);
 }
 
+#[test]
+fn cpu_cap_keeps_one_worker_on_a_pool_with_a_backlog() {
+    let mut f = Fixture::new();
+    // Cap 2, 5 workers, both idle and one above their minimum, so "waiting" would be
+    // cut first; it has events queued, so it keeps its worker (at zero its backlog would
+    // never drain). "spare" gives what it can; the minimums keep the total above the cap.
+    let obs = Observation::new()
+        .cpu_limit(Some(2.0))
+        .pool(PoolObservation::new("waiting", 1, 0, 4).backlog(1))
+        .pool(PoolObservation::new("spare", 4, 3, 8));
+    assert_eq!(changes(&f.decide(&obs, 0)), [resize_pool("spare", 4, 3)]);
+}
+
 // ---- buffers: grow, throttle instead, shrink ----
 
 #[test]

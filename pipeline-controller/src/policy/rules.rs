@@ -74,7 +74,10 @@ impl HysteresisPolicy {
         let mut excess = total - cap;
         for i in order {
             let p = &obs.pools[i];
-            let cut = excess.min(p.workers.saturating_sub(p.min));
+            // A pool with work waiting keeps one worker: at zero its backlog would
+            // never drain (and the scale-up rule would bring the worker straight back).
+            let floor = if p.backlog > 0 { p.min.max(1) } else { p.min };
+            let cut = excess.min(p.workers.saturating_sub(floor));
             if cut == 0 {
                 continue;
             }
