@@ -40,6 +40,7 @@ pub mod bus;
 pub mod channel;
 pub mod clock;
 pub mod envelope;
+pub(crate) mod hazard;
 pub mod pool;
 pub mod signal;
 pub(crate) mod sync;

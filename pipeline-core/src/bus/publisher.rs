@@ -3,7 +3,7 @@
 use super::config::OverflowPolicy;
 use super::error::PublishError;
 use super::route::Route;
-use super::router::{BusCounters, BusInner};
+use super::router::{BusCounters, BusInner, PUBLISHED};
 use crate::sync::atomic::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -155,18 +155,22 @@ impl<E: Clone + Send + 'static> Publisher<E> {
         self.publish_with(event, Wait::Never)
     }
 
+    #[inline]
     fn publish_with(&self, event: E, wait: Wait) -> Result<(), PublishError<E>> {
         let inner = &*self.inner;
         let event = self.admit(event, wait)?;
-        let routes = inner.routes.load();
-        if routes.closed {
-            return Err(PublishError::Closed(event));
-        }
-        let result = deliver(inner, &routes.list, event, wait);
-        if result.is_ok() {
-            inner.counters.published.fetch_add(1, Ordering::Relaxed);
-        }
-        result
+        inner.registry.with_slot(|slot| {
+            let result = inner.routes.read(&inner.registry, slot, |routes| {
+                if routes.closed {
+                    return Err(PublishError::Closed(event));
+                }
+                deliver(inner, &routes.list, event, wait)
+            });
+            if result.is_ok() {
+                slot.add(PUBLISHED, 1);
+            }
+            result
+        })
     }
 
     /// Takes a rate-limit token, waiting for it as `wait` allows.
@@ -182,7 +186,7 @@ impl<E: Clone + Send + 'static> Publisher<E> {
             .rate_limited
             .fetch_add(1, Ordering::Relaxed);
         loop {
-            if self.inner.routes.load().closed {
+            if self.inner.routes.load_full().closed {
                 return Err(PublishError::Closed(event));
             }
             match wait {
@@ -265,23 +269,34 @@ enum Refused {
 
 /// Delivers `event` to every matching route, in the order and under the rule set out
 /// on [`Publisher`].
+#[inline]
 fn deliver<E: Clone>(
     inner: &BusInner<E>,
     routes: &[Arc<Route<E>>],
     event: E,
     wait: Wait,
 ) -> Result<(), PublishError<E>> {
-    let counters = &inner.counters;
     // The common case, one subscription: no order to work out, no clone.
     if let [route] = routes {
         if !route.matches(&event) {
-            counters.unmatched.fetch_add(1, Ordering::Relaxed);
+            inner.counters.unmatched.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         return deliver_one(inner, route, route.shared.policy(), event, wait, false)
-            .map_err(|(why, event)| refused(counters, why, event));
+            .map_err(|(why, event)| refused(&inner.counters, why, event));
     }
+    deliver_many(inner, routes, event, wait)
+}
 
+/// [`deliver`] for any number of routes but one.
+#[inline(never)]
+fn deliver_many<E: Clone>(
+    inner: &BusInner<E>,
+    routes: &[Arc<Route<E>>],
+    event: E,
+    wait: Wait,
+) -> Result<(), PublishError<E>> {
+    let counters = &inner.counters;
     // One pass over the filters, recording each match's policy as read now.
     let mut block = Indexes::new(routes.len());
     let mut drop_newest = Indexes::new(routes.len());
@@ -369,10 +384,21 @@ fn deliver_one<E>(
         }
         OverflowPolicy::Block => {}
     }
-    let event = match route.try_deliver(event) {
-        Ok(()) => return Ok(()),
-        Err(event) => event,
-    };
+    match route.try_deliver(event) {
+        Ok(()) => Ok(()),
+        Err(event) => deliver_full(inner, route, event, wait, committed),
+    }
+}
+
+/// The rest of [`deliver_one`] for a `Block` route found full.
+#[cold]
+fn deliver_full<E>(
+    inner: &BusInner<E>,
+    route: &Route<E>,
+    event: E,
+    wait: Wait,
+    committed: bool,
+) -> Result<(), (Refused, E)> {
     route.shared.found_full();
     match wait {
         Wait::Never if !committed => Err((Refused::Full, event)),

@@ -9,14 +9,12 @@ use super::route::{BusCommon, Route, SubShared, SubSpec};
 use super::snapshot::BusSnapshot;
 use super::subscription::Subscription;
 use crate::channel;
+use crate::hazard::{Registry, cell::HazardCell};
 use crate::signal::Signal;
 use crate::sync::{
-    Mutex,
     atomic::{AtomicU64, Ordering},
     lock,
 };
-use arc_swap::ArcSwap;
-use crossbeam_utils::CachePadded;
 use std::fmt;
 use std::sync::Arc;
 
@@ -29,7 +27,6 @@ pub(crate) struct Routes<E> {
 
 #[derive(Default)]
 pub(crate) struct BusCounters {
-    pub(crate) published: CachePadded<AtomicU64>,
     pub(crate) unmatched: AtomicU64,
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
@@ -44,10 +41,17 @@ struct BusMetrics {
     subscriptions: metrics::Gauge,
 }
 
+/// Hazard of a publisher's slot that protects the route list it is reading.
+pub(crate) const ROUTES: usize = 0;
+/// Counter of a publisher's slot: publishes that returned `Ok`.
+pub(crate) const PUBLISHED: usize = 0;
+
 pub(crate) struct BusInner<E> {
-    pub(crate) routes: ArcSwap<Routes<E>>,
-    /// Serialises changes to `routes` (publishers never take it).
-    changing: Mutex<()>,
+    /// Read by every publish under a hazard (no reference count touched); replaced
+    /// whole when a subscription comes or goes.
+    pub(crate) routes: HazardCell<Routes<E>>,
+    /// One slot per publishing thread: the route-list hazard and the publish count.
+    pub(crate) registry: Arc<Registry>,
     pub(crate) common: Arc<BusCommon>,
     pub(crate) limiter: RateLimiter,
     pub(crate) counters: BusCounters,
@@ -73,11 +77,14 @@ impl<E> BusInner<E> {
             "Estimated memory held by a subscription's buffer."
         );
         BusInner {
-            routes: ArcSwap::from_pointee(Routes {
-                closed: false,
-                list: Vec::new(),
-            }),
-            changing: Mutex::new(()),
+            routes: HazardCell::new(
+                Routes {
+                    closed: false,
+                    list: Vec::new(),
+                },
+                ROUTES,
+            ),
+            registry: Registry::new(),
             common: Arc::new(common),
             limiter,
             counters: BusCounters::default(),
@@ -95,14 +102,18 @@ impl<E> BusInner<E> {
 
     /// Replaces the list with `change(current)`; returns what `change` returned.
     fn change<R>(&self, change: impl FnOnce(&Routes<E>) -> (Option<Routes<E>>, R)) -> R {
-        let _changing = lock(&self.changing);
-        let current = self.routes.load_full();
-        let (next, result) = change(&current);
-        if let Some(next) = next {
-            self.metrics.subscriptions.set(next.list.len() as f64);
-            self.routes.store(Arc::new(next));
-        }
-        result
+        self.routes.update(&self.registry, |current| {
+            let (next, result) = change(current);
+            if let Some(next) = &next {
+                self.metrics.subscriptions.set(next.list.len() as f64);
+            }
+            (next, result)
+        })
+    }
+
+    /// Publishes that returned `Ok`, over every thread.
+    pub(crate) fn published(&self) -> u64 {
+        self.registry.sum(PUBLISHED)
     }
 
     /// Removes the first route `pick` chooses; returns it.
@@ -126,7 +137,7 @@ impl<E> BusInner<E> {
 
     fn find(&self, name: &str) -> Result<Arc<Route<E>>, BusError> {
         self.routes
-            .load()
+            .load_full()
             .list
             .iter()
             .find(|r| &*r.shared.name == name)
@@ -421,11 +432,11 @@ impl<E: Clone + Send + 'static> Bus<E> {
     /// [module docs](super#metrics)).
     pub fn snapshot(&self) -> BusSnapshot {
         let inner = &self.inner;
-        let routes = inner.routes.load();
+        let routes = inner.routes.load_full();
         let c = &inner.counters;
         let snapshot = BusSnapshot {
             at: inner.limiter.clock().now(),
-            published: c.published.load(Ordering::Relaxed),
+            published: inner.published(),
             unmatched: c.unmatched.load(Ordering::Relaxed),
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
@@ -463,7 +474,7 @@ impl<E: Clone + Send + 'static> Bus<E> {
 
     /// Whether [`close`](Bus::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.inner.routes.load().closed
+        self.inner.routes.load_full().closed
     }
 }
 
@@ -483,7 +494,7 @@ impl<E> Clone for Bus<E> {
 
 impl<E> fmt::Debug for Bus<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let routes = self.inner.routes.load();
+        let routes = self.inner.routes.load_full();
         f.debug_struct("Bus")
             .field("closed", &routes.closed)
             .field(

@@ -56,11 +56,9 @@
 //! `docs/architecture.md` for the protocol and why it is correct.
 
 mod error;
-mod fence;
 mod generation;
 mod queue;
 mod resizable;
-mod slots;
 mod stats;
 
 pub use error::{

@@ -4,11 +4,10 @@ use super::error::{
     RecvError, RecvTimeoutError, ResizeError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use super::fence;
 use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE};
 use super::queue::{BoundedQueue, Pop, Push};
-use super::slots::{Hazards, Registry, Slot};
 use super::stats::ChannelStats;
+use crate::hazard::{self, Registry, Slot};
 use crate::sync::{
     Arc, Mutex,
     atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -45,7 +44,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         capacity > 0,
         "a resizable channel needs a capacity of at least 1"
     );
-    fence::init();
+    hazard::fence::init();
     let first = Generation::<T>::allocate(capacity);
     let shared = Arc::new(Shared {
         send: CachePadded::new(AtomicUsize::new(first)),
@@ -74,17 +73,25 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     )
 }
 
+/// The channel's uses of a thread's slot: hazards...
+const SEND: usize = 0;
+const RECV: usize = 1;
+const LEN: usize = 2;
+/// ...and counters.
+const RECEIVED: usize = 0;
+const TICKS: usize = 1;
+
 /// One send in this many (per thread) samples the length for the high-water mark.
 #[cfg(not(pipeline_loom))]
-const HIGH_WATER_EVERY: u32 = 32;
+const HIGH_WATER_EVERY: u64 = 32;
 /// Under loom every send samples, so the models see the sampling code.
 #[cfg(pipeline_loom)]
-const HIGH_WATER_EVERY: u32 = 1;
+const HIGH_WATER_EVERY: u64 = 1;
 
 /// The state every handle of one channel shares.
 ///
 /// Generations are reached by address. The hot paths (a send, a receive) publish the
-/// generation they are about to use in their thread's [`Slot`](super::slots::Slot)
+/// generation they are about to use in their thread's [`Slot`]
 /// (a *hazard*), then check that the channel still points there; the rare paths scan
 /// the slots after an expensive fence. See docs/architecture.md.
 struct Shared<T> {
@@ -147,10 +154,11 @@ impl<T> Shared<T> {
     fn enter_send(&self, slot: &Slot) -> usize {
         loop {
             let word = self.send.load(Ordering::Acquire);
-            slot.send_hazard.store(word & !FLAG_MASK, Ordering::Relaxed);
+            slot.hazard(SEND)
+                .store(word & !FLAG_MASK, Ordering::Relaxed);
             // Pairs with the heavy fence of `close_pending`: either that scan sees our
             // hazard, or we see the pointer it moved.
-            fence::light();
+            hazard::light();
             if self.send.load(Ordering::Acquire) == word {
                 return word;
             }
@@ -166,7 +174,7 @@ impl<T> Shared<T> {
     /// was the last send inside one.
     #[inline]
     fn leave_send(&self, slot: &Slot) {
-        let address = slot.send_hazard.load(Ordering::Relaxed);
+        let address = slot.hazard(SEND).load(Ordering::Relaxed);
         #[cfg(pipeline_loom)]
         // SAFETY: loom only; our hazard still protects it.
         unsafe { Generation::<T>::at(address) }.assert_alive();
@@ -177,11 +185,11 @@ impl<T> Shared<T> {
     /// failed (the generation was never used, and may already be gone).
     #[inline]
     fn withdraw_send(&self, slot: &Slot, address: usize) {
-        slot.send_hazard.store(0, Ordering::Release);
+        slot.hazard(SEND).store(0, Ordering::Release);
         // Pairs with the heavy fence of `close_pending`: either its scan saw us gone,
         // or we see the generation it left for us to close and the pointer moved away
         // from ours. Only a thread that was inside a replaced generation has work.
-        fence::light();
+        hazard::light();
         if self.pending.unclosed.load(Ordering::Acquire) != 0
             && self.send.load(Ordering::Acquire) & !FLAG_MASK != address
         {
@@ -194,8 +202,8 @@ impl<T> Shared<T> {
     fn enter_recv(&self, slot: &Slot) -> usize {
         loop {
             let address = self.recv.load(Ordering::Acquire);
-            slot.recv_hazard.store(address, Ordering::Relaxed);
-            fence::light();
+            slot.hazard(RECV).store(address, Ordering::Relaxed);
+            hazard::light();
             if self.recv.load(Ordering::Acquire) == address {
                 return address;
             }
@@ -205,7 +213,7 @@ impl<T> Shared<T> {
 
     #[inline]
     fn leave_recv(&self, slot: &Slot) {
-        let address = slot.recv_hazard.load(Ordering::Relaxed);
+        let address = slot.hazard(RECV).load(Ordering::Relaxed);
         #[cfg(pipeline_loom)]
         // SAFETY: loom only; our hazard still protects it.
         unsafe { Generation::<T>::at(address) }.assert_alive();
@@ -216,9 +224,9 @@ impl<T> Shared<T> {
     /// failed (the generation was never used, and may already be gone).
     #[inline]
     fn withdraw_recv(&self, slot: &Slot, address: usize) {
-        slot.recv_hazard.store(0, Ordering::Release);
+        slot.hazard(RECV).store(0, Ordering::Release);
         // Pairs with the heavy fence of `free_retired`, as in `withdraw_send`.
-        fence::light();
+        hazard::light();
         if self.pending.unfreed.load(Ordering::Acquire) != 0
             && self.recv.load(Ordering::Acquire) != address
         {
@@ -230,9 +238,9 @@ impl<T> Shared<T> {
     /// no value can enter it, which is what lets receivers leave it once it is empty.
     #[cold]
     fn close_pending(&self, control: &mut Control) {
-        fence::heavy();
+        hazard::heavy();
         control.unclosed.retain(|&address| {
-            if self.registry.any_hazard(address, Hazards::Send) {
+            if self.registry.any_hazard(address, &[SEND]) {
                 return true;
             }
             // SAFETY: replaced generations are still in the chain (receivers cannot
@@ -250,9 +258,9 @@ impl<T> Shared<T> {
     /// Frees every retired generation that no thread is inside any more.
     #[cold]
     fn free_retired(&self, control: &mut Control) {
-        fence::heavy();
+        hazard::heavy();
         control.retired.retain(|&address| {
-            if self.registry.any_hazard(address, Hazards::Any) {
+            if self.registry.any_hazard(address, &[SEND, RECV, LEN]) {
                 return true;
             }
             // SAFETY: receivers moved past it before it was retired, and senders long
@@ -267,7 +275,45 @@ impl<T> Shared<T> {
             .store(control.retired.len(), Ordering::Release);
     }
 
+    /// The number of values buffered. Without a resize in progress (one generation)
+    /// it reads that generation's length under a hazard, taking no lock: the bus
+    /// samples it while publishing.
+    #[inline]
     fn len(&self) -> usize {
+        let single = self.registry.with_slot(|slot| {
+            let hazard = slot.hazard(LEN);
+            let address = loop {
+                let address = self.recv.load(Ordering::Acquire);
+                hazard.store(address, Ordering::Relaxed);
+                hazard::light();
+                if self.recv.load(Ordering::Acquire) == address {
+                    break address;
+                }
+                self.withdraw_len(slot, address);
+            };
+            // SAFETY: our hazard keeps it allocated until `withdraw_len`.
+            let generation = unsafe { Generation::<T>::at(address) };
+            let len = (generation.next() == 0).then(|| generation.queue.len());
+            self.withdraw_len(slot, address);
+            len
+        });
+        single.unwrap_or_else(|| self.len_locked())
+    }
+
+    /// Like `withdraw_recv`, for the hazard `len` uses.
+    #[inline]
+    fn withdraw_len(&self, slot: &Slot, address: usize) {
+        slot.hazard(LEN).store(0, Ordering::Release);
+        hazard::light();
+        if self.pending.unfreed.load(Ordering::Acquire) != 0
+            && self.recv.load(Ordering::Acquire) != address
+        {
+            self.free_retired(&mut lock(&self.control));
+        }
+    }
+
+    /// The length summed over every generation, under the control lock.
+    fn len_locked(&self) -> usize {
         let _control = lock(&self.control);
         let mut address = self.recv.load(Ordering::Acquire);
         let mut len = 0;
@@ -302,7 +348,7 @@ impl<T> Shared<T> {
 
     fn stats(&self) -> ChannelStats {
         let len = self.len();
-        let received = self.registry.received();
+        let received = self.registry.sum(RECEIVED);
         let c = &self.counters;
         ChannelStats {
             len,
@@ -345,7 +391,7 @@ impl<T> Shared<T> {
         let generation = unsafe { Generation::<T>::at(word) };
         let result = generation.queue.try_push(value);
         match result {
-            Ok(()) if slot.tick(HIGH_WATER_EVERY) => self.note_len(generation.queue.len()),
+            Ok(()) if slot.tick(TICKS, HIGH_WATER_EVERY) => self.note_len(generation.queue.len()),
             Ok(()) => {}
             Err(_) => self.note_full(generation.queue.len()),
         }
@@ -417,7 +463,7 @@ impl<T> Shared<T> {
                 None => self.recv_in(slot, wait, deadline),
             };
             if result.is_ok() {
-                slot.count_received();
+                slot.add(RECEIVED, 1);
             }
             result
         })
@@ -434,7 +480,7 @@ impl<T> Shared<T> {
                 }),
             };
             if result.is_ok() {
-                slot.count_received();
+                slot.add(RECEIVED, 1);
             }
             result
         })

@@ -1,38 +1,36 @@
-//! Per-thread records of one channel: which generation a thread is inside, and what it
+//! Per-thread records of one shared object: what a thread is inside, and what it
 //! counted.
 //!
-//! Every thread that uses a channel gets one [`Slot`] in the channel's [`Registry`],
-//! found again on later calls through a small thread-local table (no lock, no atomic
-//! read-modify-write). A slot holds:
-//! - two *hazards*, the generation the thread is inside of for a send and for a
-//!   receive (0 when it is in neither). The rare paths scan them to learn that no send
-//!   is still in progress in a replaced generation, and that nobody still reads a
-//!   generation before freeing it;
-//! - counters that only the owning thread writes, so counting needs no atomic
-//!   read-modify-write; readers add the slots up.
+//! Every thread that uses a channel (or a bus) gets one [`Slot`] in the object's
+//! [`Registry`], found again on later calls through a small thread-local cache (no
+//! lock, no atomic read-modify-write). A slot holds:
+//! - [`HAZARDS`] *hazards*: addresses of what the thread is inside (0 when nothing).
+//!   The rare paths scan them, after a [`heavy`](super::heavy) fence, to learn that
+//!   nobody is still using something before they close or free it;
+//! - [`COUNTERS`] counters that only the owning thread writes, so counting needs no
+//!   atomic read-modify-write; readers add the slots up.
 //!
 //! When a thread ends, its slots are handed back and a later thread reuses them (the
-//! counts carry on), so a channel has at most as many slots as threads ever used it at
+//! counts carry on), so an object has at most as many slots as threads ever used it at
 //! the same time.
 
 use crate::sync::{
     Mutex,
-    atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     lock,
 };
 use std::cell::RefCell;
 use std::sync::{Arc, Weak};
 
-/// One thread's record in one channel.
+/// Hazards per slot.
+pub(crate) const HAZARDS: usize = 3;
+/// Owner-only counters per slot.
+pub(crate) const COUNTERS: usize = 2;
+
+/// One thread's record in one registry.
 pub(crate) struct Slot {
-    /// The generation (address) this thread is sending into, or 0.
-    pub(crate) send_hazard: AtomicUsize,
-    /// The generation (address) this thread is receiving from, or 0.
-    pub(crate) recv_hazard: AtomicUsize,
-    /// Values received by the owner (written by the owner only).
-    received: AtomicU64,
-    /// Sends by the owner, for sampling the high-water mark (owner only).
-    ticks: AtomicU32,
+    hazards: [AtomicUsize; HAZARDS],
+    counters: [AtomicU64; COUNTERS],
     /// Whether a live thread owns this slot.
     owned: AtomicBool,
 }
@@ -40,42 +38,39 @@ pub(crate) struct Slot {
 impl Slot {
     fn new() -> Self {
         Slot {
-            send_hazard: AtomicUsize::new(0),
-            recv_hazard: AtomicUsize::new(0),
-            received: AtomicU64::new(0),
-            ticks: AtomicU32::new(0),
+            hazards: std::array::from_fn(|_| AtomicUsize::new(0)),
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
             owned: AtomicBool::new(true),
         }
     }
 
-    /// Counts one received value. Only the owner calls this, so a load and a store
-    /// (no locked instruction) cannot lose an increment.
+    /// Hazard `i`: the address this thread is inside, or 0.
     #[inline]
-    pub(crate) fn count_received(&self) {
-        let n = self.received.load(Ordering::Relaxed);
-        self.received.store(n + 1, Ordering::Relaxed);
+    pub(crate) fn hazard(&self, i: usize) -> &AtomicUsize {
+        &self.hazards[i]
     }
 
-    /// Counts one send and says whether this one should sample the length (one in
-    /// `every`). Owner only, like [`Slot::count_received`].
+    /// Adds `n` to counter `i`. Only the owner calls this, so a load and a store (no
+    /// locked instruction) cannot lose an update.
     #[inline]
-    pub(crate) fn tick(&self, every: u32) -> bool {
-        let n = self.ticks.load(Ordering::Relaxed).wrapping_add(1);
-        self.ticks.store(n, Ordering::Relaxed);
-        n % every == 1
+    pub(crate) fn add(&self, i: usize, n: u64) {
+        let counter = &self.counters[i];
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Adds one to counter `i` and says whether this is one of every `every` calls
+    /// (for sampling). Owner only, like [`Slot::add`].
+    #[inline]
+    pub(crate) fn tick(&self, i: usize, every: u64) -> bool {
+        self.add(i, 1);
+        self.counters[i].load(Ordering::Relaxed) % every == 1
     }
 }
 
-/// Which hazards a scan looks at.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Hazards {
-    /// Sends in progress only (may a replaced generation be closed?).
-    Send,
-    /// Sends and receives (may a retired generation be freed?).
-    Any,
-}
-
-/// Every slot of one channel.
+/// Every slot of one shared object.
 pub(crate) struct Registry {
     /// Unique for the life of the process, so a stale thread-local entry of a dropped
     /// channel can never match a new one at the same address.
@@ -101,9 +96,9 @@ impl Registry {
     pub(crate) fn with_slot<R>(self: &Arc<Self>, f: impl FnOnce(&Slot) -> R) -> R {
         #[cfg(not(pipeline_loom))]
         {
-            let (id, slot) = LAST.get();
+            let (id, slot) = RECENT.with(|recent| recent[way(self.id)].get());
             if id == self.id {
-                // SAFETY: `LAST` names a slot this thread owns (cleared before the
+                // SAFETY: `RECENT` names slots this thread owns (cleared before the
                 // table hands its slots back); the id is unique to this registry,
                 // which `self` keeps alive.
                 return f(unsafe { &*slot });
@@ -142,12 +137,13 @@ impl Registry {
         &**slots.last().expect("just pushed")
     }
 
-    /// Whether any thread is inside `generation` (by address), on the given sides.
-    /// Callers run a [`heavy`](super::fence::heavy) fence first.
-    pub(crate) fn any_hazard(&self, generation: usize, which: Hazards) -> bool {
+    /// Whether any thread's hazard `i`, for some `i` in `which`, holds `address`.
+    /// Callers run a [`heavy`](super::heavy) fence first.
+    pub(crate) fn any_hazard(&self, address: usize, which: &[usize]) -> bool {
         lock(&self.slots).iter().any(|slot| {
-            slot.send_hazard.load(Ordering::Acquire) == generation
-                || (which == Hazards::Any && slot.recv_hazard.load(Ordering::Acquire) == generation)
+            which
+                .iter()
+                .any(|&i| slot.hazards[i].load(Ordering::Acquire) == address)
         })
     }
 
@@ -157,12 +153,12 @@ impl Registry {
         lock(&self.slots).len()
     }
 
-    /// Values received so far, over every thread.
-    pub(crate) fn received(&self) -> u64 {
+    /// Counter `i` added up over every thread.
+    pub(crate) fn sum(&self, i: usize) -> u64 {
         lock(&self.slots)
             .iter()
-            .map(|slot| slot.received.load(Ordering::Relaxed))
-            .sum()
+            .map(|slot| slot.counters[i].load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 }
 
@@ -198,7 +194,7 @@ impl ThreadSlots {
             .map(|e| e.slot);
         let slot = found.unwrap_or_else(|| self.claim(registry));
         #[cfg(not(pipeline_loom))]
-        LAST.set((registry.id, slot));
+        RECENT.with(|recent| recent[way(registry.id)].set((registry.id, slot)));
         slot
     }
 
@@ -221,7 +217,8 @@ impl Drop for ThreadSlots {
         // The slots are handed back: later sends from this thread (from another
         // thread-local's destructor) must not find one through the cache.
         #[cfg(not(pipeline_loom))]
-        let _ = LAST.try_with(|last| last.set((0, std::ptr::null())));
+        let _ =
+            RECENT.try_with(|recent| recent.iter().for_each(|way| way.set((0, std::ptr::null()))));
         for entry in self.entries.get_mut().drain(..) {
             if let Some(_alive) = entry.registry.upgrade() {
                 // SAFETY: the registry is alive (we hold it), so its slots are.
@@ -233,14 +230,26 @@ impl Drop for ThreadSlots {
     }
 }
 
-// The slot of the channel this thread used last: a plain thread-local (no destructor,
-// so no lazy-initialisation check), the whole fast path of finding a slot. Not under
-// loom, whose executions reuse OS threads: a std thread-local would leak state from
-// one execution into the next.
+// The slots of the registries this thread used most recently, direct-mapped by id
+// (a worker that receives from one channel and sends into another keeps both): a
+// plain thread-local (no destructor, so no lazy-initialisation check), the whole fast
+// path of finding a slot. Not under loom, whose executions reuse OS threads: a std
+// thread-local would leak state from one execution into the next.
+#[cfg(not(pipeline_loom))]
+const WAYS: usize = 4;
+
+#[cfg(not(pipeline_loom))]
+#[inline(always)]
+fn way(id: u64) -> usize {
+    (id % WAYS as u64) as usize
+}
+
+#[cfg(not(pipeline_loom))]
+type Recent = [std::cell::Cell<(u64, *const Slot)>; WAYS];
+
 #[cfg(not(pipeline_loom))]
 std::thread_local! {
-    static LAST: std::cell::Cell<(u64, *const Slot)> =
-        const { std::cell::Cell::new((0, std::ptr::null())) };
+    static RECENT: Recent = const { [const { std::cell::Cell::new((0, std::ptr::null())) }; WAYS] };
 }
 
 #[cfg(not(pipeline_loom))]

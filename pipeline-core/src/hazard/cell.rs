@@ -1,0 +1,301 @@
+//! [`HazardCell`]: a shared `Arc<T>` that readers use without touching its reference
+//! count, for data read on every operation and replaced rarely (the bus's route list).
+//!
+//! A reader publishes the address it is about to use in a hazard of its thread's
+//! [`Slot`] and checks that the cell still holds it; a writer swaps in a new value,
+//! lists the old one as *retired*, runs a heavy fence and drops every retired value no
+//! hazard names. A reader that leaves while something is retired, and was reading a
+//! value that is no longer current, does the same, so the last reader out frees it.
+//! The same protocol as the channel's generations (docs/architecture.md), with none of
+//! the generation logic.
+
+use super::fence;
+use super::slots::{Registry, Slot};
+use crate::sync::{
+    Arc, Mutex,
+    atomic::{AtomicUsize, Ordering},
+    lock,
+};
+use crossbeam_utils::CachePadded;
+
+/// The value and, under loom, a mark set when it is freed (it is then kept, so a
+/// model can assert that no reader still inside sees the mark).
+struct Entry<T> {
+    value: T,
+    #[cfg(pipeline_loom)]
+    freed: crate::sync::atomic::AtomicBool,
+}
+
+/// A shared value, replaced whole, read under a hazard.
+pub(crate) struct HazardCell<T> {
+    /// `Arc::into_raw` of the current entry; the cell owns that reference.
+    current: CachePadded<AtomicUsize>,
+    /// Nonzero while some replaced entry is not yet freed.
+    pending: CachePadded<AtomicUsize>,
+    /// Replaced entries that a reader may still be inside; also serialises writers.
+    retired: Mutex<Vec<usize>>,
+    /// Which hazard of a slot this cell uses.
+    hazard: usize,
+    /// Under loom, freed entries are marked and kept here until the cell drops.
+    #[cfg(pipeline_loom)]
+    graveyard: Mutex<Vec<usize>>,
+    _owns: std::marker::PhantomData<Arc<Entry<T>>>,
+}
+
+// SAFETY: entries are reached by address, but only as `&T` (readers) or owned
+// `Arc<Entry<T>>` (writers, on drop), so the cell is what `Arc<T>` is.
+unsafe impl<T: Send + Sync> Send for HazardCell<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for HazardCell<T> {}
+
+fn into_address<T>(value: T) -> usize {
+    Arc::into_raw(Arc::new(Entry {
+        value,
+        #[cfg(pipeline_loom)]
+        freed: crate::sync::atomic::AtomicBool::new(false),
+    })) as usize
+}
+
+/// # Safety
+///
+/// `address` came from `into_address::<T>` and its reference is still owned by the
+/// caller (the entry is alive).
+unsafe fn entry<'a, T>(address: usize) -> &'a Entry<T> {
+    // SAFETY: by the caller's contract.
+    unsafe { &*(address as *const Entry<T>) }
+}
+
+impl<T> HazardCell<T> {
+    /// A cell holding `value`, whose readers use hazard `hazard` of their slots.
+    pub(crate) fn new(value: T, hazard: usize) -> Self {
+        fence::init();
+        HazardCell {
+            current: CachePadded::new(AtomicUsize::new(into_address(value))),
+            pending: CachePadded::new(AtomicUsize::new(0)),
+            retired: Mutex::new(Vec::new()),
+            hazard,
+            #[cfg(pipeline_loom)]
+            graveyard: Mutex::new(Vec::new()),
+            _owns: std::marker::PhantomData,
+        }
+    }
+
+    /// Runs `f` on the current value. `slot` is the calling thread's slot in
+    /// `registry`, the registry every reader of this cell uses.
+    ///
+    /// If the slot's hazard is already in use (a nested read from inside `f`, say from
+    /// a filter or a `Clone` impl), this read takes a counted reference instead.
+    #[inline]
+    pub(crate) fn read<R>(&self, registry: &Registry, slot: &Slot, f: impl FnOnce(&T) -> R) -> R {
+        let hazard = slot.hazard(self.hazard);
+        if hazard.load(Ordering::Relaxed) != 0 {
+            return f(&self.load_full_entry().value);
+        }
+        let address = loop {
+            let address = self.current.load(Ordering::Acquire);
+            hazard.store(address, Ordering::Relaxed);
+            // Pairs with the heavy fence of `free_retired`.
+            fence::light();
+            if self.current.load(Ordering::Acquire) == address {
+                break address;
+            }
+            self.withdraw(registry, slot, address);
+        };
+        let leave = Leave {
+            cell: self,
+            registry,
+            slot,
+            address,
+        };
+        // SAFETY: our hazard, checked against `current`, keeps the entry alive until
+        // `leave` drops (also if `f` panics).
+        let value = &unsafe { entry::<T>(address) }.value;
+        let result = f(value);
+        drop(leave);
+        result
+    }
+
+    /// A counted reference to the current value (takes the writers' lock).
+    pub(crate) fn load_full(&self) -> CellRef<T> {
+        CellRef(self.load_full_entry())
+    }
+
+    fn load_full_entry(&self) -> Arc<Entry<T>> {
+        let _writers = lock(&self.retired);
+        let address = self.current.load(Ordering::Acquire);
+        // SAFETY: the cell owns a reference to the current entry, and it cannot be
+        // replaced (and that reference dropped) while we hold the writers' lock.
+        unsafe {
+            Arc::increment_strong_count(address as *const Entry<T>);
+            Arc::from_raw(address as *const Entry<T>)
+        }
+    }
+
+    /// Replaces the value with `change(current)`, if that returns one; returns what
+    /// `change` returned alongside. Writers are serialised.
+    pub(crate) fn update<R>(
+        &self,
+        registry: &Registry,
+        change: impl FnOnce(&T) -> (Option<T>, R),
+    ) -> R {
+        let mut retired = lock(&self.retired);
+        let old = self.current.load(Ordering::Acquire);
+        // SAFETY: the cell owns the current entry and only writers (we hold their
+        // lock) replace it.
+        let (next, result) = change(&unsafe { entry::<T>(old) }.value);
+        if let Some(next) = next {
+            self.current.store(into_address(next), Ordering::Release);
+            retired.push(old);
+            self.pending.store(retired.len(), Ordering::Release);
+            let unused = self.unused_retired(registry, &mut retired);
+            drop(retired);
+            self.release_all(unused);
+        }
+        result
+    }
+
+    /// Clears the hazard; frees retired entries if this reader may have been the
+    /// last inside one.
+    #[inline]
+    fn withdraw(&self, registry: &Registry, slot: &Slot, address: usize) {
+        slot.hazard(self.hazard).store(0, Ordering::Release);
+        fence::light();
+        if self.pending.load(Ordering::Acquire) != 0
+            && self.current.load(Ordering::Acquire) != address
+        {
+            let unused = self.unused_retired(registry, &mut lock(&self.retired));
+            self.release_all(unused);
+        }
+    }
+
+    /// Takes the retired entries no hazard names off the list, for
+    /// [`release_all`](Self::release_all) once the lock is let go (dropping a value may
+    /// run code that uses this cell).
+    #[cold]
+    fn unused_retired(&self, registry: &Registry, retired: &mut Vec<usize>) -> Vec<usize> {
+        fence::heavy();
+        let mut unused = Vec::new();
+        retired.retain(|&address| {
+            let in_use = registry.any_hazard(address, &[self.hazard]);
+            if !in_use {
+                unused.push(address);
+            }
+            in_use
+        });
+        self.pending.store(retired.len(), Ordering::Release);
+        unused
+    }
+
+    fn release_all(&self, unused: Vec<usize>) {
+        for address in unused {
+            // SAFETY: replaced before the heavy fence of `unused_retired`, so a reader
+            // that publishes it now fails its check; no hazard named it; taken off
+            // the list once, so released once.
+            unsafe { self.release(address) };
+        }
+    }
+}
+
+impl<T> HazardCell<T> {
+    /// Drops the cell's reference to a retired entry (under loom: marks it and keeps
+    /// it until the cell drops).
+    ///
+    /// # Safety
+    ///
+    /// The cell owns that reference and no hazard protects the entry.
+    unsafe fn release(&self, address: usize) {
+        #[cfg(not(pipeline_loom))]
+        // SAFETY: by the caller's contract.
+        drop(unsafe { Arc::from_raw(address as *const Entry<T>) });
+        #[cfg(pipeline_loom)]
+        {
+            // SAFETY: by the caller's contract the entry is still allocated.
+            unsafe { entry::<T>(address) }
+                .freed
+                .store(true, Ordering::Release);
+            lock(&self.graveyard).push(address);
+        }
+    }
+}
+
+impl<T> Drop for HazardCell<T> {
+    fn drop(&mut self) {
+        let mut owned = std::mem::take(&mut *lock(&self.retired));
+        #[cfg(pipeline_loom)]
+        owned.append(&mut lock(&self.graveyard));
+        owned.push(self.current.load(Ordering::Acquire));
+        for address in owned {
+            // SAFETY: no reader is left (we are being dropped), and the cell owns one
+            // reference to each listed entry and to the current one.
+            drop(unsafe { Arc::from_raw(address as *const Entry<T>) });
+        }
+    }
+}
+
+/// Leaves the read on drop.
+struct Leave<'a, T> {
+    cell: &'a HazardCell<T>,
+    registry: &'a Registry,
+    slot: &'a Slot,
+    address: usize,
+}
+
+impl<T> Drop for Leave<'_, T> {
+    #[inline]
+    fn drop(&mut self) {
+        #[cfg(pipeline_loom)]
+        // SAFETY: loom only; our hazard still protects it.
+        assert!(
+            !unsafe { entry::<T>(self.address) }
+                .freed
+                .load(Ordering::Acquire),
+            "a value was freed while a reader was inside it"
+        );
+        self.cell.withdraw(self.registry, self.slot, self.address);
+    }
+}
+
+/// A counted reference to a cell's value, from [`HazardCell::load_full`].
+pub(crate) struct CellRef<T>(Arc<Entry<T>>);
+
+impl<T> std::ops::Deref for CellRef<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0.value
+    }
+}
+
+/// Loom models of the cell: `RUSTFLAGS="--cfg pipeline_loom" cargo test -p
+/// pipeline-core --release --lib hazard`.
+#[cfg(all(test, pipeline_loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    /// Two readers and a writer that replaces the value twice: every read sees one of
+    /// the values whole, and no value is freed while a reader is inside it (the
+    /// `Leave` guard asserts that under loom).
+    #[test]
+    fn readers_never_see_a_freed_value() {
+        loom::model(|| {
+            let registry = Registry::new();
+            let cell = std::sync::Arc::new(HazardCell::new(10_u32, 0));
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (cell, registry) = (cell.clone(), registry.clone());
+                    thread::spawn(move || {
+                        registry.with_slot(|slot| cell.read(&registry, slot, |v| *v))
+                    })
+                })
+                .collect();
+            for next in [20, 30] {
+                cell.update(&registry, |_| (Some(next), ()));
+            }
+            for reader in readers {
+                let seen = reader.join().unwrap();
+                assert!([10, 20, 30].contains(&seen), "{seen}");
+            }
+            assert_eq!(*cell.load_full(), 30);
+        });
+    }
+}
