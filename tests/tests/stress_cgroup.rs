@@ -1,5 +1,6 @@
 //! The memory-cgroup runner for real: a child cgroup of this process's own cgroup is
-//! created with a limit, removed afterwards, and the kernel's OOM verdict is read.
+//! created with a limit (through cgroups-rs), removed afterwards, and the kernel's
+//! verdict (peak, OOM kills) is read.
 //!
 //! Needs root and a writable memory cgroup; without them the tests print SKIP and
 //! pass, unless `PIPELINE_REQUIRE_CGROUP=1`.
@@ -41,6 +42,29 @@ fn the_cgroup_is_created_under_our_own_and_removed() {
     assert_eq!(v.oom_kills, 0);
     drop(g);
     assert!(!dir.exists());
+}
+
+#[test]
+fn the_verdict_reads_the_kernels_peak_for_a_child_inside() {
+    let Some(g) = group(&format!("stress-peak-{}", std::process::id()), 64 << 20) else {
+        return;
+    };
+    // The shell joins the group, then dd holds a 16 MiB block in memory while copying.
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(r#"echo $$ > "$0" && exec dd if=/dev/zero of=/dev/null bs=16M count=4 status=none"#)
+        .arg(g.procs())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let v = g.verdict("exit 0".into());
+    assert!(v.version == "v1" || v.version == "v2", "{v:?}");
+    assert_eq!(v.limit_bytes, 64 << 20, "{v:?}");
+    assert!((16 << 20..64 << 20).contains(&v.peak_bytes), "{v:?}");
+    assert_eq!((v.oom_kills, v.limit_hits), (0, 0), "{v:?}");
+    let dir = g.dir().to_owned();
+    drop(g);
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 #[test]

@@ -160,20 +160,84 @@ fn the_report_is_produced_and_well_formed() {
             svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
             "{file}"
         );
-        assert!(svg.contains(title), "{file}: no title");
-        assert_eq!(svg.matches("<polyline").count(), series.len(), "{file}");
+        let texts = svg_texts(&svg);
+        assert!(
+            texts.iter().any(|t| t.contains(title)),
+            "{file}: no title in {texts:?}"
+        );
+        // Each series is named in the legend...
         for name in series {
             assert!(
-                svg.contains(&format!("data-series=\"{name}\"")),
-                "{file}: no series {name}"
+                texts.iter().any(|t| t == name),
+                "{file}: no legend entry {name} in {texts:?}"
             );
         }
-        // At 3000/s into a 1 ms handler the controller acts: decisions are marked.
+        // ...and drawn as one line through every sample, in a colour of its own (the
+        // other polylines, axes, ticks, legend swatches and decision markers, have 2
+        // points).
+        let lines: Vec<(String, usize)> = svg_polylines(&svg)
+            .into_iter()
+            .filter(|(_, points)| *points > 2)
+            .collect();
+        assert_eq!(lines.len(), series.len(), "{file}: {lines:?}");
         assert!(
-            svg.contains("class=\"decision\""),
-            "{file}: no decision markers"
+            lines.iter().all(|(_, points)| *points == timeline.len()),
+            "{file}: {lines:?} vs {} samples",
+            timeline.len()
         );
+        let mut colours: Vec<&str> = lines.iter().map(|(c, _)| c.as_str()).collect();
+        colours.sort_unstable();
+        colours.dedup();
+        assert_eq!(colours.len(), series.len(), "{file}: {lines:?}");
+        // At 3000/s into a 1 ms handler the controller acts: decisions are marked, one
+        // vertical line each, and counted in the legend.
+        assert!(!r.decisions.is_empty());
+        let decisions = format!("decisions ({})", r.decisions.len());
+        assert!(texts.contains(&decisions), "{file}: no {decisions:?}");
+        // The legend's swatch for the decisions (the last polyline before its label)
+        // gives the markers' colour; the swatch itself has that colour too.
+        let before = &svg[..svg.find(&decisions).unwrap()];
+        let swatch = svg_polylines(&before[before.rfind("<polyline").unwrap()..]);
+        let markers = svg_polylines(&svg)
+            .into_iter()
+            .filter(|(colour, points)| *colour == swatch[0].0 && *points == 2)
+            .count();
+        assert_eq!(markers, r.decisions.len() + 1, "{file}");
     }
+}
+
+/// The text of every `<text>` element.
+fn svg_texts(svg: &str) -> Vec<String> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            Some(
+                t.split_once('>')?
+                    .1
+                    .split_once("</text>")?
+                    .0
+                    .trim()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `(stroke colour, number of points)` of every `<polyline>`.
+fn svg_polylines(svg: &str) -> Vec<(String, usize)> {
+    svg.split("<polyline")
+        .skip(1)
+        .map(|p| {
+            let attr = |name: &str| {
+                p.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|v| v.split('"').next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            (attr("stroke"), attr("points").split_whitespace().count())
+        })
+        .collect()
 }
 
 #[test]

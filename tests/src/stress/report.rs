@@ -1,8 +1,10 @@
 //! The end-of-run summary against the expectations, and the report folder: the
-//! timeline as JSON and CSV, and SVG charts with the decisions marked.
+//! timeline as JSON and CSV, and SVG charts (plotters) with the decisions marked.
 
 use super::run::{RunResult, Sample};
 use super::scenario::Expectations;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -369,7 +371,7 @@ pub fn write_report(
                 &series,
                 &marks,
                 r.duration_s,
-            ),
+            )?,
         )?;
     }
     Ok(())
@@ -378,23 +380,49 @@ pub fn write_report(
 /// File name, title, named series of `(t, value)` points.
 type Chart<'a> = (&'a str, &'a str, Vec<(&'a str, Vec<(f64, f64)>)>);
 
-const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+/// The series' colours, in order (matplotlib's first four); orange marks decisions.
+const SERIES_COLORS: [RGBColor; 4] = [
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0x94, 0x67, 0xbd),
+];
+const DECISION_COLOR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+/// Width and height of a chart, pixels.
+const CHART_SIZE: (u32, u32) = (960, 360);
+/// Height of the title and legend rows above the plot, pixels.
+const HEADER_HEIGHT: u32 = 58;
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// One line chart as standalone SVG: no fonts or system libraries needed (the text
-/// is SVG `<text>`, rendered by the viewer). Decisions are dashed vertical lines.
+/// One line chart as standalone SVG, drawn with plotters: a title, a legend row naming
+/// each series next to its colour, the series against time (seconds, from 0 to
+/// `x_max` or the last point), and each decision as a thin orange vertical line.
+///
+/// No font is loaded: plotters' SVG backend writes text as SVG `<text>` in
+/// `sans-serif` for the viewer to render, and without its `ttf`/`ab_glyph` features
+/// plotters lays text out from an estimated glyph width.
+///
+/// # Errors
+///
+/// What plotters reports (in practice never: it draws into a `String`).
 pub fn svg_chart(
     title: &str,
     series: &[(&str, Vec<(f64, f64)>)],
     marks: &[f64],
     x_max: f64,
-) -> String {
-    let (w, h, l, r, t, b) = (900.0, 320.0, 70.0, 20.0, 40.0, 40.0);
+) -> std::io::Result<String> {
+    let mut svg = String::new();
+    draw_chart(&mut svg, title, series, marks, x_max)
+        .map_err(|e| std::io::Error::other(format!("chart {title:?}: {e}")))?;
+    Ok(svg)
+}
+
+fn draw_chart(
+    svg: &mut String,
+    title: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+    marks: &[f64],
+    x_max: f64,
+) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let x_max = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.0))
@@ -405,100 +433,96 @@ pub fn svg_chart(
         .flat_map(|s| s.1.iter().map(|p| p.1))
         .fold(0.0, f64::max);
     let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
-    let px = |x: f64| l + (w - l - r) * x / x_max;
-    let py = |y: f64| h - b - (h - t - b) * y / y_max;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="15" text-anchor="middle">{}</text>"#,
-        w / 2.0,
-        esc(title)
-    );
-    let _ = writeln!(
-        s,
-        r#"<line x1="{l}" y1="{}" x2="{}" y2="{}" stroke="black"/><line x1="{l}" y1="{t}" x2="{l}" y2="{}" stroke="black"/>"#,
-        h - b,
-        w - r,
-        h - b,
-        h - b
-    );
-    for i in 0..=4 {
-        let y = y_max * i as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{:.1}" text-anchor="end">{}</text><line x1="{l}" y1="{:.1}" x2="{}" y2="{:.1}" stroke="#eee"/>"##,
-            l - 5.0,
-            py(y) + 4.0,
-            fmt_num(y),
-            py(y),
-            w - r,
-            py(y)
-        );
-        let x = x_max * i as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{:.0} s</text>"#,
-            px(x),
-            h - b + 16.0,
-            x
-        );
+    let color = |i: usize| SERIES_COLORS[i % SERIES_COLORS.len()];
+    // Plotters writes `font-size` as size / 1.24: 22 gives a 17.7 px title.
+    let font = |size: f64| TextStyle::from(("sans-serif", size).into_font()).color(&BLACK);
+
+    let root = SVGBackend::with_string(svg, CHART_SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (header, body) = root.split_vertically(HEADER_HEIGHT);
+    header.draw(&Text::new(
+        title.to_owned(),
+        (CHART_SIZE.0 as i32 / 2, 8),
+        font(22.0).pos(Pos::new(HPos::Center, VPos::Top)),
+    ))?;
+    // The legend: a row under the title, so it never covers the data.
+    let label = font(17.0).pos(Pos::new(HPos::Left, VPos::Center));
+    let (mut x, y) = (80, 44);
+    let entries = series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.to_string(), color(i).stroke_width(2), false))
+        .chain((!marks.is_empty()).then(|| {
+            let text = format!("decisions ({})", marks.len());
+            (text, DECISION_COLOR.stroke_width(2), true)
+        }));
+    for (text, style, vertical) in entries {
+        let swatch = if vertical {
+            vec![(x + 11, y - 7), (x + 11, y + 7)]
+        } else {
+            vec![(x, y), (x + 22, y)]
+        };
+        header.draw(&PathElement::new(swatch, style))?;
+        let width = header.estimate_text_size(&text, &label)?.0 as i32;
+        header.draw(&Text::new(text, (x + 28, y), label.clone()))?;
+        x += 28 + width + 28;
     }
-    for m in marks {
-        let _ = writeln!(
-            s,
-            r##"<line class="decision" x1="{0:.1}" y1="{t}" x2="{0:.1}" y2="{1}" stroke="#ff7f0e" stroke-opacity="0.5" stroke-dasharray="3,3"/>"##,
-            px(*m),
-            h - b
-        );
+
+    let mut chart = ChartBuilder::on(&body)
+        .margin_left(10)
+        .margin_right(24)
+        .margin_bottom(6)
+        .x_label_area_size(34)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .light_line_style(TRANSPARENT)
+        .bold_line_style(RGBColor(0xe4, 0xe4, 0xe4))
+        .x_labels(9)
+        .y_labels(5)
+        .label_style(font(16.0))
+        .x_label_formatter(&|t| fmt_secs(*t))
+        .y_label_formatter(&|v| fmt_num(*v))
+        .draw()?;
+    chart.draw_series(marks.iter().map(|&t| {
+        PathElement::new(
+            vec![(t, 0.0), (t, y_max)],
+            DECISION_COLOR.mix(0.45).stroke_width(1),
+        )
+    }))?;
+    for (i, (_, points)) in series.iter().enumerate() {
+        chart.draw_series(LineSeries::new(
+            points.iter().copied(),
+            color(i).stroke_width(2),
+        ))?;
     }
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        let points: Vec<String> = pts
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
-            .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline data-series="{}" fill="none" stroke="{c}" stroke-width="1.5" points="{}"/>"#,
-            esc(name),
-            points.join(" ")
-        );
-        let lx = l + 10.0 + 150.0 * i as f64;
-        let _ = writeln!(
-            s,
-            r#"<rect x="{lx}" y="{}" width="12" height="4" fill="{c}"/><text x="{}" y="{}">{}</text>"#,
-            t - 8.0,
-            lx + 16.0,
-            t - 4.0,
-            esc(name)
-        );
+    root.present()
+}
+
+/// A time-axis label: whole seconds, or tenths when the ticks are closer.
+fn fmt_secs(t: f64) -> String {
+    let tenths = (t * 10.0).round();
+    if tenths % 10.0 == 0.0 {
+        format!("{:.0} s", tenths / 10.0)
+    } else {
+        format!("{:.1} s", tenths / 10.0)
     }
-    if !marks.is_empty() {
-        let _ = writeln!(
-            s,
-            r##"<text x="{}" y="{}" text-anchor="end" fill="#ff7f0e">| decisions ({})</text>"##,
-            w - r,
-            t - 4.0,
-            marks.len()
-        );
-    }
-    s.push_str("</svg>\n");
-    s
 }
 
 fn fmt_num(v: f64) -> String {
-    if v >= 1e6 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if v >= 1e4 {
         format!("{:.0}k", v / 1e3)
     } else if v >= 10.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        // 0.50 -> 0.5, 2.00 -> 2
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
 }
