@@ -18,12 +18,24 @@ use crate::sync::{
 };
 use crossbeam_utils::CachePadded;
 
-/// The value and, under loom, a mark set when it is freed (it is then kept, so a
-/// model can assert that no reader still inside sees the mark).
+/// The value and, under loom, a mark set when it is released: the value is dropped
+/// then (it may hold resources the model waits on) but the entry is kept, so a model
+/// can assert that no reader still inside sees the mark.
 struct Entry<T> {
-    value: T,
+    value: std::mem::ManuallyDrop<T>,
     #[cfg(pipeline_loom)]
     freed: crate::sync::atomic::AtomicBool,
+}
+
+impl<T> Drop for Entry<T> {
+    fn drop(&mut self) {
+        #[cfg(pipeline_loom)]
+        if self.freed.load(Ordering::Relaxed) {
+            return; // `release` dropped the value already
+        }
+        // SAFETY: dropped once, here, as the entry goes.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.value) };
+    }
 }
 
 /// A shared value, replaced whole, read under a hazard.
@@ -50,7 +62,7 @@ unsafe impl<T: Send + Sync> Sync for HazardCell<T> {}
 
 fn into_address<T>(value: T) -> usize {
     Arc::into_raw(Arc::new(Entry {
-        value,
+        value: std::mem::ManuallyDrop::new(value),
         #[cfg(pipeline_loom)]
         freed: crate::sync::atomic::AtomicBool::new(false),
     })) as usize
@@ -209,10 +221,13 @@ impl<T> HazardCell<T> {
         drop(unsafe { Arc::from_raw(address as *const Entry<T>) });
         #[cfg(pipeline_loom)]
         {
-            // SAFETY: by the caller's contract the entry is still allocated.
-            unsafe { entry::<T>(address) }
-                .freed
-                .store(true, Ordering::Release);
+            // SAFETY: by the caller's contract the entry is still allocated and nobody
+            // reads its value any more (what the mark lets a model check).
+            unsafe {
+                let entry = address as *mut Entry<T>;
+                (*entry).freed.store(true, Ordering::Release);
+                std::mem::ManuallyDrop::drop(&mut (*entry).value);
+            }
             lock(&self.graveyard).push(address);
         }
     }
