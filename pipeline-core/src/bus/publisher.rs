@@ -159,18 +159,17 @@ impl<E: Clone + Send + 'static> Publisher<E> {
     fn publish_with(&self, event: E, wait: Wait) -> Result<(), PublishError<E>> {
         let inner = &*self.inner;
         let event = self.admit(event, wait)?;
-        inner.registry.with_slot(|slot| {
-            let result = inner.routes.read(&inner.registry, slot, |routes| {
-                if routes.closed {
-                    return Err(PublishError::Closed(event));
-                }
-                deliver(inner, &routes.list, event, wait)
-            });
-            if result.is_ok() {
-                slot.add(PUBLISHED, 1);
+        let slot = inner.registry.slot();
+        let result = inner.routes.read(&inner.registry, slot, |routes| {
+            if routes.closed {
+                return Err(PublishError::Closed(event));
             }
-            result
-        })
+            deliver(inner, &routes.list, event, wait)
+        });
+        if result.is_ok() {
+            slot.add(PUBLISHED, 1);
+        }
+        result
     }
 
     /// Takes a rate-limit token, waiting for it as `wait` allows.

@@ -150,7 +150,7 @@ impl<T> Shared<T> {
     /// Publishes this thread as inside the newest generation and returns the send word
     /// (address and flags). The generation cannot be closed or freed until
     /// [`Shared::leave_send`].
-    #[inline]
+    #[inline(always)]
     fn enter_send(&self, slot: &Slot) -> usize {
         loop {
             let word = self.send.load(Ordering::Acquire);
@@ -172,7 +172,7 @@ impl<T> Shared<T> {
 
     /// Withdraws this thread's send hazard, and closes replaced generations if this
     /// was the last send inside one.
-    #[inline]
+    #[inline(always)]
     fn leave_send(&self, slot: &Slot) {
         let address = slot.hazard(SEND).load(Ordering::Relaxed);
         #[cfg(pipeline_loom)]
@@ -183,7 +183,7 @@ impl<T> Shared<T> {
 
     /// The second half of `leave_send`, also used when the check in `enter_send`
     /// failed (the generation was never used, and may already be gone).
-    #[inline]
+    #[inline(always)]
     fn withdraw_send(&self, slot: &Slot, address: usize) {
         slot.hazard(SEND).store(0, Ordering::Release);
         // Pairs with the heavy fence of `close_pending`: either its scan saw us gone,
@@ -198,7 +198,7 @@ impl<T> Shared<T> {
     }
 
     /// Publishes this thread as inside the oldest generation and returns its address.
-    #[inline]
+    #[inline(always)]
     fn enter_recv(&self, slot: &Slot) -> usize {
         loop {
             let address = self.recv.load(Ordering::Acquire);
@@ -211,7 +211,7 @@ impl<T> Shared<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn leave_recv(&self, slot: &Slot) {
         let address = slot.hazard(RECV).load(Ordering::Relaxed);
         #[cfg(pipeline_loom)]
@@ -222,7 +222,7 @@ impl<T> Shared<T> {
 
     /// The second half of `leave_recv`, also used when the check in `enter_recv`
     /// failed (the generation was never used, and may already be gone).
-    #[inline]
+    #[inline(always)]
     fn withdraw_recv(&self, slot: &Slot, address: usize) {
         slot.hazard(RECV).store(0, Ordering::Release);
         // Pairs with the heavy fence of `free_retired`, as in `withdraw_send`.
@@ -280,7 +280,8 @@ impl<T> Shared<T> {
     /// samples it while publishing.
     #[inline]
     fn len(&self) -> usize {
-        let single = self.registry.with_slot(|slot| {
+        let single = {
+            let slot = self.registry.slot();
             let hazard = slot.hazard(LEN);
             let address = loop {
                 let address = self.recv.load(Ordering::Acquire);
@@ -296,7 +297,7 @@ impl<T> Shared<T> {
             let len = (generation.next() == 0).then(|| generation.queue.len());
             self.withdraw_len(slot, address);
             len
-        });
+        };
         single.unwrap_or_else(|| self.len_locked())
     }
 
@@ -362,25 +363,23 @@ impl<T> Shared<T> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn send_deadline(
         &self,
         value: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        self.registry
-            .with_slot(|slot| match self.push_once(slot, value) {
-                Ok(()) => Ok(()),
-                Err(TrySendError::Disconnected(value)) => {
-                    Err(SendTimeoutError::Disconnected(value))
-                }
-                Err(TrySendError::Full(value)) => self.send_full(slot, value, deadline),
-            })
+        let slot = self.registry.slot();
+        match self.push_once(slot, value) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(value)) => Err(SendTimeoutError::Disconnected(value)),
+            Err(TrySendError::Full(value)) => self.send_full(slot, value, deadline),
+        }
     }
 
     /// One attempt to push into the newest generation: the whole of a send that finds
     /// room. A full buffer is counted here, once per call of `send` or `try_send`.
-    #[inline]
+    #[inline(always)]
     fn push_once(&self, slot: &Slot, value: T) -> Result<(), TrySendError<T>> {
         let word = self.enter_send(slot);
         if word & RECEIVERS_GONE != 0 {
@@ -441,9 +440,9 @@ impl<T> Shared<T> {
         result
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.registry.with_slot(|slot| self.push_once(slot, value))
+        self.push_once(self.registry.slot(), value)
     }
 
     /// Counts a send that found the buffer full, and the length it found.
@@ -455,40 +454,38 @@ impl<T> Shared<T> {
 
     /// Receives from the oldest generation that may hold values; `wait` is `false` for
     /// a non-blocking attempt.
-    #[inline]
+    #[inline(always)]
     fn recv_deadline(&self, wait: bool, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        self.registry.with_slot(|slot| {
-            let result = match self.pop_once(slot) {
-                Some(value) => Ok(value),
-                None => self.recv_in(slot, wait, deadline),
-            };
-            if result.is_ok() {
-                slot.add(RECEIVED, 1);
-            }
-            result
-        })
+        let slot = self.registry.slot();
+        let result = match self.pop_once(slot) {
+            Some(value) => Ok(value),
+            None => self.recv_in(slot, wait, deadline),
+        };
+        if result.is_ok() {
+            slot.add(RECEIVED, 1);
+        }
+        result
     }
 
-    #[inline]
+    #[inline(always)]
     fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.registry.with_slot(|slot| {
-            let result = match self.pop_once(slot) {
-                Some(value) => Ok(value),
-                None => self.recv_in(slot, false, None).map_err(|e| match e {
-                    RecvTimeoutError::Timeout => TryRecvError::Empty,
-                    RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-                }),
-            };
-            if result.is_ok() {
-                slot.add(RECEIVED, 1);
-            }
-            result
-        })
+        let slot = self.registry.slot();
+        let result = match self.pop_once(slot) {
+            Some(value) => Ok(value),
+            None => self.recv_in(slot, false, None).map_err(|e| match e {
+                RecvTimeoutError::Timeout => TryRecvError::Empty,
+                RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+            }),
+        };
+        if result.is_ok() {
+            slot.add(RECEIVED, 1);
+        }
+        result
     }
 
     /// One attempt to pop from the oldest generation: the whole of a receive that
     /// finds a value there.
-    #[inline]
+    #[inline(always)]
     fn pop_once(&self, slot: &Slot) -> Option<T> {
         let address = self.enter_recv(slot);
         // SAFETY: our hazard keeps it allocated until `leave_recv`.
@@ -1050,7 +1047,7 @@ mod tests {
     }
 
     /// A send from a thread-local destructor, after this thread's slot table is gone,
-    /// borrows a slot for the one call and still arrives.
+    /// claims a slot (kept for the rest of the thread) and still arrives.
     #[test]
     fn send_from_a_thread_local_destructor() {
         struct SendOnDrop(Sender<u32>);

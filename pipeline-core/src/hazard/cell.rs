@@ -298,9 +298,7 @@ mod loom_models {
             let readers: Vec<_> = (0..2)
                 .map(|_| {
                     let (cell, registry) = (cell.clone(), registry.clone());
-                    thread::spawn(move || {
-                        registry.with_slot(|slot| cell.read(&registry, slot, |v| *v))
-                    })
+                    thread::spawn(move || cell.read(&registry, registry.slot(), |v| *v))
                 })
                 .collect();
             for next in [20, 30] {

@@ -65,8 +65,10 @@ impl Slot {
     /// (for sampling). Owner only, like [`Slot::add`].
     #[inline]
     pub(crate) fn tick(&self, i: usize, every: u64) -> bool {
-        self.add(i, 1);
-        self.counters[i].load(Ordering::Relaxed) % every == 1
+        let counter = &self.counters[i];
+        let n = counter.load(Ordering::Relaxed).wrapping_add(1);
+        counter.store(n, Ordering::Relaxed);
+        n % every == 1
     }
 }
 
@@ -91,34 +93,39 @@ impl Registry {
         })
     }
 
-    /// Runs `f` with this thread's slot, claiming one on first use.
-    #[inline]
-    pub(crate) fn with_slot<R>(self: &Arc<Self>, f: impl FnOnce(&Slot) -> R) -> R {
+    /// This thread's slot, claimed on first use: from the direct-mapped cache (the
+    /// whole fast path), else from the thread's table.
+    #[inline(always)]
+    pub(crate) fn slot(self: &Arc<Self>) -> &Slot {
         #[cfg(not(pipeline_loom))]
         {
             let (id, slot) = RECENT.with(|recent| recent[way(self.id)].get());
             if id == self.id {
                 // SAFETY: `RECENT` names slots this thread owns (cleared before the
                 // table hands its slots back); the id is unique to this registry,
-                // which `self` keeps alive.
-                return f(unsafe { &*slot });
+                // whose slots live as long as it does.
+                return unsafe { &*slot };
             }
         }
-        self.with_slot_from_table(f)
+        // SAFETY: slots live as long as their registry.
+        unsafe { &*self.slot_from_table() }
     }
 
     #[cold]
-    fn with_slot_from_table<R>(self: &Arc<Self>, f: impl FnOnce(&Slot) -> R) -> R {
+    #[inline(never)]
+    fn slot_from_table(self: &Arc<Self>) -> *const Slot {
         match THREAD_SLOTS.try_with(|table| table.find_or_claim(self)) {
-            // SAFETY: slots live as long as the registry, which `self` keeps alive.
-            Ok(slot) => f(unsafe { &*slot }),
+            Ok(slot) => slot,
             // This thread's table is already destroyed (a send from another
-            // thread-local's destructor): borrow a slot for this one call.
+            // thread-local's destructor, as the thread ends): claim a slot for the
+            // rest of the thread's life and remember it in the cache, which has no
+            // destructor. It is not handed back, so each such thread keeps one slot
+            // of the channel (a few dozen bytes) until the channel goes.
             Err(_) => {
                 let slot = self.claim();
-                let _release = Release(slot);
-                // SAFETY: as above.
-                f(unsafe { &*slot })
+                #[cfg(not(pipeline_loom))]
+                let _ = RECENT.try_with(|recent| recent[way(self.id)].set((self.id, slot)));
+                slot
             }
         }
     }
@@ -159,16 +166,6 @@ impl Registry {
             .iter()
             .map(|slot| slot.counters[i].load(Ordering::Relaxed))
             .fold(0, u64::wrapping_add)
-    }
-}
-
-/// Hands a borrowed slot back (also if the borrower panics).
-struct Release(*const Slot);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        // SAFETY: the registry that owns the slot outlives this guard (see `with_slot`).
-        unsafe { &*self.0 }.owned.store(false, Ordering::Release);
     }
 }
 
