@@ -6,8 +6,9 @@
 //!   resizable channel is measured with no resize and with a resize every 10 ms.
 //! - `resize`: one resize of a channel of capacity 1024 holding 0 or 1024 values: the cost does not
 //!   depend on how many values are buffered.
-//! - `interleaved` (printed, not a criterion group): the threaded cases with crossbeam
-//!   and the resizable channel run alternately, and the median throughput ratio.
+//! - `interleaved` (printed, not a criterion group): the single-thread case run
+//!   alternately 40 times each (ratio of the fastest runs), and the threaded cases run
+//!   alternately 15 times each (median throughput ratio).
 //!
 //! Run: `cargo bench -p pipeline-core --bench channel`. Ratios are in docs/performance.md.
 
@@ -247,6 +248,28 @@ fn interleaved(rounds: usize) {
     );
 }
 
+/// The single-thread case again, crossbeam and resizable alternately, `rounds` times
+/// each; prints the ratio of the fastest runs (the least disturbed by the machine).
+fn interleaved_single_thread(rounds: usize) {
+    for cap in [64usize, 1024] {
+        let per_run = (1 << 20) / cap;
+        let time = |mut f: Box<dyn FnMut()>| {
+            let start = Instant::now();
+            (0..per_run).for_each(|_| f());
+            start.elapsed().as_secs_f64() / (per_run * cap) as f64 * 1e9
+        };
+        let (mut raw, mut ours) = (f64::MAX, f64::MAX);
+        for _ in 0..rounds {
+            raw = raw.min(time(Box::new(single_thread::<Crossbeam>(cap))));
+            ours = ours.min(time(Box::new(single_thread::<Resizable>(cap))));
+        }
+        println!(
+            "interleaved/single_thread/cap{cap}: crossbeam {raw:.1} ns, resizable {ours:.1} ns per value pair, ratio {:.2}",
+            ours / raw
+        );
+    }
+}
+
 /// Criterion's filter, if one was given (the first argument that is neither a flag nor
 /// a flag's value).
 fn filter(args: &[String]) -> Option<&str> {
@@ -277,6 +300,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if filter(&args).is_none_or(|f| "interleaved".contains(f) || f.contains("interleaved")) {
         let test_mode = args.iter().any(|a| a == "--test");
+        interleaved_single_thread(if test_mode { 1 } else { 40 });
         interleaved(if test_mode { 1 } else { 15 });
     }
 }

@@ -11,8 +11,8 @@ use crate::sync::{
     lock,
 };
 use crossbeam_utils::CachePadded;
-// std's `Arc`, not `crate::sync`'s: arc-swap and `Weak` need it, and no loom model
-// depends on the bus's reference counts.
+// std's `Arc`, not `crate::sync`'s: subscriptions hold a `Weak` to the bus, and no loom
+// model depends on the bus's reference counts.
 use std::sync::Arc;
 
 /// What every subscription of one bus shares.

@@ -680,6 +680,7 @@ impl<T> Sender<T> {
     /// drop(rx);
     /// assert_eq!(tx.send("world").unwrap_err().into_inner(), "world");
     /// ```
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         self.shared
             .send_deadline(value, None)
@@ -704,6 +705,7 @@ impl<T> Sender<T> {
     /// drop(rx);
     /// assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
     /// ```
+    #[inline]
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.shared.try_send(value)
     }
@@ -824,6 +826,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.recv(), Ok(7));
     /// assert_eq!(rx.recv(), Err(RecvError));
     /// ```
+    #[inline]
     pub fn recv(&self) -> Result<T, RecvError> {
         self.shared.recv_deadline(true, None).map_err(|_| RecvError)
     }
@@ -851,6 +854,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Ok(1));
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// ```
+    #[inline]
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         self.shared.try_recv()
     }
