@@ -160,12 +160,12 @@ impl<E: Clone + Send + 'static> Publisher<E> {
         let inner = &*self.inner;
         let event = self.admit(event, wait)?;
         let slot = inner.registry.slot();
-        let result = inner.routes.read(&inner.registry, slot, |routes| {
-            if routes.closed {
-                return Err(PublishError::Closed(event));
-            }
-            deliver(inner, &routes.list, event, wait)
-        });
+        let routes = inner.routes.enter(&inner.registry, slot);
+        if routes.closed {
+            return Err(PublishError::Closed(event));
+        }
+        let result = deliver(inner, &routes.list, event, wait);
+        drop(routes);
         if result.is_ok() {
             slot.add(PUBLISHED, 1);
         }

@@ -46,15 +46,11 @@ pub(crate) struct SubShared {
     sized: bool,
     default_event_bytes: usize,
     state: AtomicU32,
-    /// The channel's capacity, mirrored here: the channel's own getter takes a lock.
-    capacity: AtomicUsize,
-    /// Saturation is checked on one delivery (and one receive) in `stride_mask + 1`.
-    stride_mask: AtomicU32,
-    // Written per event, by publishers and by the receiver: each on its own cache
-    // line, away from the read-mostly fields above, so the two sides do not make the
-    // line holding `state` bounce between their cores.
-    send_side: CachePadded<SendSide>,
-    recv_ticks: CachePadded<AtomicU32>,
+    /// The capacity and what follows from it, set together under `control`.
+    levels: Levels,
+    /// Written per event by publishers when a custom event-size function is given:
+    /// on its own cache line, away from the read-mostly fields above.
+    bytes_in: CachePadded<AtomicU64>,
     dropped_newest: AtomicU64,
     dropped_oldest: AtomicU64,
     try_publish_waits: AtomicU64,
@@ -64,10 +60,42 @@ pub(crate) struct SubShared {
     metrics: SubMetrics,
 }
 
-#[derive(Default)]
-struct SendSide {
-    ticks: AtomicU32,
-    bytes_in: AtomicU64,
+/// The capacity and the lengths derived from it, so the data path compares integers.
+/// A reader may see a mix of two settings for an instant after a resize; the next
+/// sample sees the new one, and the state flags keep each edge single.
+struct Levels {
+    /// The channel's capacity, mirrored here: the channel's own getter takes a lock.
+    capacity: AtomicUsize,
+    /// [`SaturationThresholds::high_len`] of `capacity`.
+    high_len: AtomicUsize,
+    /// [`SaturationThresholds::low_len`] of `capacity`.
+    low_len: AtomicUsize,
+    /// Saturation is sampled on one delivery (and, during an episode, one receive) in
+    /// `stride_mask + 1`, per thread.
+    stride_mask: AtomicU64,
+}
+
+impl Levels {
+    fn new(capacity: usize, thresholds: &SaturationThresholds) -> Self {
+        let levels = Levels {
+            capacity: AtomicUsize::new(0),
+            high_len: AtomicUsize::new(0),
+            low_len: AtomicUsize::new(0),
+            stride_mask: AtomicU64::new(0),
+        };
+        levels.set(capacity, thresholds);
+        levels
+    }
+
+    fn set(&self, capacity: usize, thresholds: &SaturationThresholds) {
+        self.capacity.store(capacity, Ordering::Relaxed);
+        self.high_len
+            .store(thresholds.high_len(capacity), Ordering::Relaxed);
+        self.low_len
+            .store(thresholds.low_len(capacity), Ordering::Relaxed);
+        self.stride_mask
+            .store(stride_mask(capacity), Ordering::Relaxed);
+    }
 }
 
 struct SubMetrics {
@@ -113,12 +141,12 @@ pub(crate) struct SubSpec {
     pub(crate) default_event_bytes: usize,
 }
 
-fn stride_mask(capacity: usize) -> u32 {
+fn stride_mask(capacity: usize) -> u64 {
     // Check every `stride` events, the power of two at or below capacity/16 (at most
     // 64): a threshold crossing is seen within ~6% of capacity, and a busy buffer is
-    // not measured per event (measuring its length costs more than the delivery).
-    let stride = 1usize << (capacity / 16).clamp(1, 64).ilog2();
-    (stride - 1) as u32
+    // not measured per event.
+    let stride = 1u64 << (capacity / 16).clamp(1, 64).ilog2();
+    stride - 1
 }
 
 impl SubShared {
@@ -133,10 +161,8 @@ impl SubShared {
             sized: spec.sized,
             default_event_bytes: spec.default_event_bytes,
             state: AtomicU32::new(spec.policy.to_bits()),
-            capacity: AtomicUsize::new(spec.capacity),
-            stride_mask: AtomicU32::new(stride_mask(spec.capacity)),
-            send_side: CachePadded::default(),
-            recv_ticks: CachePadded::default(),
+            levels: Levels::new(spec.capacity, &common.thresholds),
+            bytes_in: CachePadded::default(),
             dropped_newest: AtomicU64::new(0),
             dropped_oldest: AtomicU64::new(0),
             try_publish_waits: AtomicU64::new(0),
@@ -166,52 +192,37 @@ impl SubShared {
     }
 
     pub(crate) fn capacity(&self) -> usize {
-        self.capacity.load(Ordering::Relaxed)
+        self.levels.capacity.load(Ordering::Relaxed)
     }
 
     /// Records a new capacity (the caller holds `control` and has resized the channel).
     pub(crate) fn set_capacity(&self, capacity: usize) {
-        self.capacity.store(capacity, Ordering::Relaxed);
-        self.stride_mask
-            .store(stride_mask(capacity), Ordering::Relaxed);
+        self.levels.set(capacity, &self.common.thresholds);
     }
 
-    /// After a delivery: now and then, compare the length with the thresholds.
+    /// How often a delivery samples the length: the channel returns it on one send in
+    /// `mask + 1` of each publishing thread (see `Sender::try_send_sampled`).
     #[inline]
-    pub(crate) fn tick_send(&self, len: impl FnOnce() -> usize) {
-        // A load and a store, not a read-modify-write: under contention a tick may be
-        // lost, which only moves the next check by one event.
-        let ticks = &self.send_side.ticks;
-        let tick = ticks.load(Ordering::Relaxed).wrapping_add(1);
-        ticks.store(tick, Ordering::Relaxed);
-        if tick & self.stride_mask.load(Ordering::Relaxed) == 0 {
-            self.check_saturation(len());
-        }
+    pub(crate) fn send_sample_mask(&self) -> u64 {
+        self.levels.stride_mask.load(Ordering::Relaxed)
     }
 
-    /// After a receive: only an open episode (saturated, back pressure, dropping) can
-    /// end, so a quiet subscription pays one load.
+    /// How often a receive samples the length: only an open episode (saturated, back
+    /// pressure, dropping) can end on a receive, so a quiet subscription samples
+    /// never and pays one load.
     #[inline]
-    pub(crate) fn tick_recv(&self, len: impl FnOnce() -> usize) {
-        if self.state.load(Ordering::Relaxed) & EPISODE == 0 {
-            return;
-        }
-        let tick = self.recv_ticks.load(Ordering::Relaxed).wrapping_add(1);
-        self.recv_ticks.store(tick, Ordering::Relaxed);
-        if tick & self.stride_mask.load(Ordering::Relaxed) == 0 {
-            self.check_saturation(len());
-        }
+    pub(crate) fn recv_sample_mask(&self) -> Option<u64> {
+        (self.state.load(Ordering::Relaxed) & EPISODE != 0).then(|| self.send_sample_mask())
     }
 
     /// Raises the edges that `len` implies: saturation up, or the end of an episode.
     pub(crate) fn check_saturation(&self, len: usize) {
-        let capacity = self.capacity();
-        let thresholds = &self.common.thresholds;
+        let levels = &self.levels;
         let state = self.state.load(Ordering::Relaxed);
-        if state & SATURATED == 0 && len >= thresholds.high_len(capacity) {
-            self.enter(SATURATED, len, capacity, None);
-        } else if state & EPISODE != 0 && len <= thresholds.low_len(capacity) {
-            self.end_episode(len, capacity);
+        if state & SATURATED == 0 && len >= levels.high_len.load(Ordering::Relaxed) {
+            self.enter(SATURATED, len, self.capacity(), None);
+        } else if state & EPISODE != 0 && len <= levels.low_len.load(Ordering::Relaxed) {
+            self.end_episode(len, self.capacity());
         }
     }
 
@@ -279,9 +290,7 @@ impl SubShared {
 
     #[inline]
     pub(crate) fn add_bytes(&self, bytes: usize) {
-        self.send_side
-            .bytes_in
-            .fetch_add(bytes as u64, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn count_try_publish_wait(&self) {
@@ -293,7 +302,7 @@ impl SubShared {
         let state = self.state.load(Ordering::Relaxed);
         let dropped_oldest = self.dropped_oldest.load(Ordering::Relaxed);
         let avg_event_bytes = if self.sized && channel.sent > 0 {
-            self.send_side.bytes_in.load(Ordering::Relaxed) / channel.sent
+            self.bytes_in.load(Ordering::Relaxed) / channel.sent
         } else {
             self.default_event_bytes as u64
         };
@@ -382,13 +391,16 @@ impl<E> Route<E> {
         self.event_size.map(|size| size(event))
     }
 
-    /// Bookkeeping after `try_send`/`send` accepted an event of `size` bytes.
+    /// Bookkeeping after the channel accepted an event of `size` bytes; `len` is the
+    /// length the send sampled, if it did.
     #[inline]
-    pub(crate) fn delivered(&self, size: Option<usize>) {
+    pub(crate) fn delivered(&self, size: Option<usize>, len: Option<usize>) {
         if let Some(bytes) = size {
             self.shared.add_bytes(bytes);
         }
-        self.shared.tick_send(|| self.tx.len());
+        if let Some(len) = len {
+            self.shared.check_saturation(len);
+        }
     }
 
     /// One attempt that never waits: `Err` hands the event back when the buffer is full.
@@ -396,9 +408,12 @@ impl<E> Route<E> {
     #[inline]
     pub(crate) fn try_deliver(&self, event: E) -> Result<(), E> {
         let size = self.size_of(&event);
-        match self.tx.try_send(event) {
-            Ok(()) => {
-                self.delivered(size);
+        match self
+            .tx
+            .try_send_sampled(event, self.shared.send_sample_mask())
+        {
+            Ok(len) => {
+                self.delivered(size, len);
                 Ok(())
             }
             Err(TrySendError::Full(event)) => Err(event),
@@ -406,11 +421,12 @@ impl<E> Route<E> {
         }
     }
 
-    /// Waits for room (a `Block` subscription already found full).
+    /// Waits for room (a `Block` subscription already found full). The length is
+    /// checked after every such wait: the buffer was full, so an edge is near.
     pub(crate) fn deliver_blocking(&self, event: E) {
         let size = self.size_of(&event);
         if self.tx.send(event).is_ok() {
-            self.delivered(size);
+            self.delivered(size, Some(self.tx.len()));
         }
     }
 
@@ -420,7 +436,7 @@ impl<E> Route<E> {
         let size = self.size_of(&event);
         match self.tx.send_timeout(event, timeout) {
             Ok(()) => {
-                self.delivered(size);
+                self.delivered(size, Some(self.tx.len()));
                 Ok(())
             }
             Err(SendTimeoutError::Timeout(event)) => Err(event),

@@ -6,7 +6,7 @@ use super::snapshot::SubscriptionSnapshot;
 use crate::channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use std::fmt;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The receiving end of one subscription; from [`Bus::subscribe`](super::Bus::subscribe).
 ///
@@ -28,9 +28,17 @@ impl<E> Subscription<E> {
         Subscription { shared, rx, bus }
     }
 
+    /// Receives (waiting if `wait`, until `deadline` if given); during a saturation,
+    /// back-pressure or drop episode, one receive in a stride also samples the length
+    /// to see the episode end.
     #[inline]
-    fn received(&self) {
-        self.shared.tick_recv(|| self.rx.len());
+    fn receive(&self, wait: bool, deadline: Option<Instant>) -> Result<E, RecvTimeoutError> {
+        let sample_mask = self.shared.recv_sample_mask();
+        let (event, len) = self.rx.recv_sampled(wait, deadline, sample_mask)?;
+        if let Some(len) = len {
+            self.shared.check_saturation(len);
+        }
+        Ok(event)
     }
 
     /// Receives the next event, waiting until one arrives.
@@ -52,10 +60,9 @@ impl<E> Subscription<E> {
     /// assert_eq!(sub.recv(), Ok("hello"));
     /// assert!(sub.recv().is_err()); // closed and drained
     /// ```
+    #[inline]
     pub fn recv(&self) -> Result<E, RecvError> {
-        let event = self.rx.recv()?;
-        self.received();
-        Ok(event)
+        self.receive(true, None).map_err(|_| RecvError)
     }
 
     /// Receives an event if one is ready, without waiting.
@@ -64,10 +71,12 @@ impl<E> Subscription<E> {
     ///
     /// [`TryRecvError::Empty`] when nothing is ready, [`TryRecvError::Disconnected`]
     /// once the subscription is removed and drained.
+    #[inline]
     pub fn try_recv(&self) -> Result<E, TryRecvError> {
-        let event = self.rx.try_recv()?;
-        self.received();
-        Ok(event)
+        self.receive(false, None).map_err(|e| match e {
+            RecvTimeoutError::Timeout => TryRecvError::Empty,
+            RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
+        })
     }
 
     /// Receives an event, waiting at most `timeout`.
@@ -77,9 +86,7 @@ impl<E> Subscription<E> {
     /// [`RecvTimeoutError::Timeout`] when nothing arrived in time,
     /// [`RecvTimeoutError::Disconnected`] once the subscription is removed and drained.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<E, RecvTimeoutError> {
-        let event = self.rx.recv_timeout(timeout)?;
-        self.received();
-        Ok(event)
+        self.receive(true, Some(Instant::now() + timeout))
     }
 
     /// An iterator over the events ready now; it never waits.

@@ -81,12 +81,23 @@ const LEN: usize = 2;
 const RECEIVED: usize = 0;
 const TICKS: usize = 1;
 
-/// One send in this many (per thread) samples the length for the high-water mark.
+/// A send samples the length for the high-water mark when its thread's send count
+/// masked with this is 0: one send in 32.
 #[cfg(not(pipeline_loom))]
-const HIGH_WATER_EVERY: u64 = 32;
+const HIGH_WATER_MASK: u64 = 31;
 /// Under loom every send samples, so the models see the sampling code.
 #[cfg(pipeline_loom)]
-const HIGH_WATER_EVERY: u64 = 1;
+const HIGH_WATER_MASK: u64 = 0;
+
+/// A length read by a send or receive at a sample point, inside the generation it
+/// was already in (no second hazard).
+#[derive(Clone, Copy)]
+struct Sample {
+    /// That generation's length.
+    len: usize,
+    /// Whether it was the only generation, so `len` is the channel's whole length.
+    whole: bool,
+}
 
 /// The state every handle of one channel shares.
 ///
@@ -370,8 +381,8 @@ impl<T> Shared<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         let slot = self.registry.slot();
-        match self.push_once(slot, value) {
-            Ok(()) => Ok(()),
+        match self.push_once(slot, value, HIGH_WATER_MASK) {
+            Ok(_) => Ok(()),
             Err(TrySendError::Disconnected(value)) => Err(SendTimeoutError::Disconnected(value)),
             Err(TrySendError::Full(value)) => self.send_full(slot, value, deadline),
         }
@@ -379,8 +390,16 @@ impl<T> Shared<T> {
 
     /// One attempt to push into the newest generation: the whole of a send that finds
     /// room. A full buffer is counted here, once per call of `send` or `try_send`.
+    ///
+    /// A send whose thread's send count masked with `sample_mask` is 0 reads the
+    /// length (for the high-water mark) and returns it.
     #[inline(always)]
-    fn push_once(&self, slot: &Slot, value: T) -> Result<(), TrySendError<T>> {
+    fn push_once(
+        &self,
+        slot: &Slot,
+        value: T,
+        sample_mask: u64,
+    ) -> Result<Option<Sample>, TrySendError<T>> {
         let word = self.enter_send(slot);
         if word & RECEIVERS_GONE != 0 {
             self.leave_send(slot);
@@ -389,13 +408,27 @@ impl<T> Shared<T> {
         // SAFETY: our hazard keeps it open and allocated until `leave_send`.
         let generation = unsafe { Generation::<T>::at(word) };
         let result = generation.queue.try_push(value);
-        match result {
-            Ok(()) if slot.tick(TICKS, HIGH_WATER_EVERY) => self.note_len(generation.queue.len()),
-            Ok(()) => {}
-            Err(_) => self.note_full(generation.queue.len()),
-        }
+        let sample = match result {
+            Ok(()) if slot.tick(TICKS, sample_mask) => {
+                let len = generation.queue.len();
+                self.note_len(len);
+                Some(Sample {
+                    len,
+                    // The receive pointer at the newest generation: no other.
+                    whole: self.recv.load(Ordering::Acquire) == word & !FLAG_MASK,
+                })
+            }
+            Ok(()) => None,
+            Err(_) => {
+                self.note_full(generation.queue.len());
+                None
+            }
+        };
         self.leave_send(slot);
-        result.map_err(TrySendError::Full)
+        match result {
+            Ok(()) => Ok(sample),
+            Err(value) => Err(TrySendError::Full(value)),
+        }
     }
 
     /// A send that found the buffer full (already counted): spin briefly, then sleep
@@ -442,7 +475,27 @@ impl<T> Shared<T> {
 
     #[inline(always)]
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.push_once(self.registry.slot(), value)
+        self.push_once(self.registry.slot(), value, HIGH_WATER_MASK)
+            .map(drop)
+    }
+
+    /// `try_send` that also returns the whole length after the send when this
+    /// thread's send count masked with `sample_mask` is 0.
+    #[inline(always)]
+    fn try_send_sampled(
+        &self,
+        value: T,
+        sample_mask: u64,
+    ) -> Result<Option<usize>, TrySendError<T>> {
+        let sample = self.push_once(self.registry.slot(), value, sample_mask)?;
+        Ok(sample.map(|sample| self.whole_len(sample)))
+    }
+
+    /// The channel's length from a sample: the sample itself unless other
+    /// generations were alive (a resize in progress, rare), then counted again.
+    #[inline(always)]
+    fn whole_len(&self, sample: Sample) -> usize {
+        if sample.whole { sample.len } else { self.len() }
     }
 
     /// Counts a send that found the buffer full, and the length it found.
@@ -456,26 +509,37 @@ impl<T> Shared<T> {
     /// a non-blocking attempt.
     #[inline(always)]
     fn recv_deadline(&self, wait: bool, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        let slot = self.registry.slot();
-        let result = match self.pop_once(slot) {
-            Some(value) => Ok(value),
-            None => self.recv_in(slot, wait, deadline),
-        };
-        if result.is_ok() {
-            slot.add(RECEIVED, 1);
-        }
-        result
+        self.recv_sampled(wait, deadline, None)
+            .map(|(value, _)| value)
     }
 
     #[inline(always)]
     fn try_recv(&self) -> Result<T, TryRecvError> {
-        let slot = self.registry.slot();
-        let result = match self.pop_once(slot) {
-            Some(value) => Ok(value),
-            None => self.recv_in(slot, false, None).map_err(|e| match e {
+        self.recv_sampled(false, None, None)
+            .map(|(value, _)| value)
+            .map_err(|e| match e {
                 RecvTimeoutError::Timeout => TryRecvError::Empty,
                 RecvTimeoutError::Disconnected => TryRecvError::Disconnected,
-            }),
+            })
+    }
+
+    /// A receive (`wait` is `false` for a non-blocking attempt) that, with
+    /// `Some(sample_mask)`, also returns the whole length after it when this thread's
+    /// receive count masked with `sample_mask` is 0.
+    #[inline(always)]
+    fn recv_sampled(
+        &self,
+        wait: bool,
+        deadline: Option<Instant>,
+        sample_mask: Option<u64>,
+    ) -> Result<(T, Option<usize>), RecvTimeoutError> {
+        let slot = self.registry.slot();
+        let sample_now = sample_mask.is_some_and(|mask| slot.peek(RECEIVED) & mask == 0);
+        let result = match self.pop_once(slot, sample_now) {
+            Some((value, sample)) => Ok((value, sample.map(|s| self.whole_len(s)))),
+            None => self
+                .recv_in(slot, wait, deadline)
+                .map(|value| (value, sample_now.then(|| self.len()))),
         };
         if result.is_ok() {
             slot.add(RECEIVED, 1);
@@ -484,14 +548,22 @@ impl<T> Shared<T> {
     }
 
     /// One attempt to pop from the oldest generation: the whole of a receive that
-    /// finds a value there.
+    /// finds a value there. With `sample`, it also reads the length after the pop.
     #[inline(always)]
-    fn pop_once(&self, slot: &Slot) -> Option<T> {
+    fn pop_once(&self, slot: &Slot, sample: bool) -> Option<(T, Option<Sample>)> {
         let address = self.enter_recv(slot);
         // SAFETY: our hazard keeps it allocated until `leave_recv`.
-        let value = unsafe { Generation::<T>::at(address) }.queue.try_pop();
+        let generation = unsafe { Generation::<T>::at(address) };
+        let popped = generation.queue.try_pop().map(|value| {
+            let sample = sample.then(|| Sample {
+                len: generation.queue.len(),
+                // The oldest generation with no successor: the only one.
+                whole: generation.next() == 0,
+            });
+            (value, sample)
+        });
         self.leave_recv(slot);
-        value
+        popped
     }
 
     #[cold]
@@ -710,6 +782,19 @@ impl<T> Sender<T> {
         self.shared.try_send(value)
     }
 
+    /// [`try_send`](Self::try_send) that, on one success in `sample_mask + 1` per
+    /// thread (`sample_mask` a mask of low bits), also returns the length after the
+    /// send, read while the send was inside the buffer: the bus watches saturation
+    /// this way without a second look at the channel.
+    #[inline]
+    pub(crate) fn try_send_sampled(
+        &self,
+        value: T,
+        sample_mask: u64,
+    ) -> Result<Option<usize>, TrySendError<T>> {
+        self.shared.try_send_sampled(value, sample_mask)
+    }
+
     /// Sends a value, waiting at most `timeout` for room.
     ///
     /// # Errors
@@ -881,6 +966,20 @@ impl<T> Receiver<T> {
             .recv_deadline(true, Some(Instant::now() + timeout))
     }
 
+    /// A receive (waiting if `wait`, until `deadline` if one is given) that, with
+    /// `Some(sample_mask)`, on one success in `sample_mask + 1` per thread also
+    /// returns the length after it, read inside the buffer it came from (see
+    /// [`Sender::try_send_sampled`]). `Timeout` without `wait` means empty.
+    #[inline]
+    pub(crate) fn recv_sampled(
+        &self,
+        wait: bool,
+        deadline: Option<Instant>,
+        sample_mask: Option<u64>,
+    ) -> Result<(T, Option<usize>), RecvTimeoutError> {
+        self.shared.recv_sampled(wait, deadline, sample_mask)
+    }
+
     /// A blocking iterator that ends when every sender is gone and the channel is empty.
     ///
     /// # Examples
@@ -1048,6 +1147,52 @@ mod tests {
         assert!(control.unclosed.is_empty());
         assert_eq!(tx.shared.recv.load(Ordering::Acquire), control.newest);
         assert_eq!(tx.shared.pending.unfreed.load(Ordering::Acquire), 0);
+    }
+
+    /// A sampled send reports the whole length on one send in `mask + 1` of its
+    /// thread, and only then; while a resize leaves an older generation holding
+    /// values, the report still counts them.
+    #[test]
+    fn sampled_sends_report_the_whole_length() {
+        let (tx, rx) = bounded(64);
+        let reports: Vec<_> = (1..=16)
+            .map(|i| tx.try_send_sampled(i, 3).unwrap())
+            .collect();
+        let expected: Vec<_> = (1..=16).map(|n| (n % 4 == 0).then_some(n)).collect();
+        assert_eq!(reports, expected);
+        // 16 values stay behind in the old generation; the new one gets the next.
+        tx.resize(128).unwrap();
+        let reports: Vec<_> = (17..=20)
+            .map(|i| tx.try_send_sampled(i, 3).unwrap())
+            .collect();
+        assert_eq!(reports, [None, None, None, Some(20)]);
+        // Full: the value comes back, nothing is sampled.
+        let (small, _small_rx) = bounded(1);
+        small.try_send_sampled(1, 0).unwrap();
+        assert_eq!(small.try_send_sampled(2, 0), Err(TrySendError::Full(2)));
+        drop(rx);
+    }
+
+    /// A receive samples only when asked to, on one receive in `mask + 1` of its
+    /// thread, and reports the whole length after it, also across generations.
+    #[test]
+    fn sampled_receives_report_the_whole_length() {
+        let (tx, rx) = bounded(64);
+        (0..10).for_each(|i| tx.send(i).unwrap());
+        assert_eq!(rx.recv_sampled(false, None, None).unwrap(), (0, None));
+        // One receive done: the one that finds the count at 4 samples.
+        let reports: Vec<_> = (1..=4)
+            .map(|_| rx.recv_sampled(false, None, Some(3)).unwrap().1)
+            .collect();
+        assert_eq!(reports, [None, None, None, Some(5)]);
+        tx.resize(8).unwrap();
+        (10..13).for_each(|i| tx.send(i).unwrap());
+        // Old generation: 5 left; new: 3. Every receive samples with a mask of 0.
+        assert_eq!(rx.recv_sampled(false, None, Some(0)).unwrap(), (5, Some(7)));
+        let rest: Vec<_> =
+            std::iter::from_fn(|| rx.recv_sampled(false, None, Some(0)).ok()).collect();
+        assert_eq!(rest.last(), Some(&(12, Some(0))));
+        assert_eq!(rest.len(), 7);
     }
 
     /// A send from a thread-local destructor, after this thread's slot table is gone,

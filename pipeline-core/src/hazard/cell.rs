@@ -97,11 +97,22 @@ impl<T> HazardCell<T> {
     ///
     /// If the slot's hazard is already in use (a nested read from inside `f`, say from
     /// a filter or a `Clone` impl), this read takes a counted reference instead.
-    #[inline]
+    #[cfg(all(test, pipeline_loom))]
     pub(crate) fn read<R>(&self, registry: &Registry, slot: &Slot, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.enter(registry, slot))
+    }
+
+    /// The current value, until the returned guard drops. `slot` is the calling
+    /// thread's slot in `registry`, the registry every reader of this cell uses.
+    ///
+    /// If the slot's hazard is already in use (a nested read while the caller holds
+    /// another guard, say from a filter or a `Clone` impl), the guard holds a counted
+    /// reference instead.
+    #[inline(always)]
+    pub(crate) fn enter<'a>(&'a self, registry: &'a Registry, slot: &'a Slot) -> CellGuard<'a, T> {
         let hazard = slot.hazard(self.hazard);
         if hazard.load(Ordering::Relaxed) != 0 {
-            return f(&self.load_full_entry().value);
+            return self.enter_counted();
         }
         let address = loop {
             let address = self.current.load(Ordering::Acquire);
@@ -113,18 +124,26 @@ impl<T> HazardCell<T> {
             }
             self.withdraw(registry, slot, address);
         };
-        let leave = Leave {
-            cell: self,
-            registry,
-            slot,
-            address,
-        };
-        // SAFETY: our hazard, checked against `current`, keeps the entry alive until
-        // `leave` drops (also if `f` panics).
-        let value = &unsafe { entry::<T>(address) }.value;
-        let result = f(value);
-        drop(leave);
-        result
+        CellGuard {
+            // SAFETY: our hazard, checked against `current`, keeps the entry alive
+            // until the guard drops (also on a panic).
+            value: &*unsafe { entry::<T>(address) }.value as *const T,
+            hold: Hold::Hazard {
+                cell: self,
+                registry,
+                slot,
+                address,
+            },
+        }
+    }
+
+    #[cold]
+    fn enter_counted(&self) -> CellGuard<'_, T> {
+        let entry = self.load_full_entry();
+        CellGuard {
+            value: &*entry.value as *const T,
+            hold: Hold::Counted(entry),
+        }
     }
 
     /// A counted reference to the current value (takes the writers' lock).
@@ -168,16 +187,22 @@ impl<T> HazardCell<T> {
 
     /// Clears the hazard; frees retired entries if this reader may have been the
     /// last inside one.
-    #[inline]
+    #[inline(always)]
     fn withdraw(&self, registry: &Registry, slot: &Slot, address: usize) {
         slot.hazard(self.hazard).store(0, Ordering::Release);
         fence::light();
         if self.pending.load(Ordering::Acquire) != 0
             && self.current.load(Ordering::Acquire) != address
         {
-            let unused = self.unused_retired(registry, &mut lock(&self.retired));
-            self.release_all(unused);
+            self.release_unused(registry);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn release_unused(&self, registry: &Registry) {
+        let unused = self.unused_retired(registry, &mut lock(&self.retired));
+        self.release_all(unused);
     }
 
     /// Takes the retired entries no hazard names off the list, for
@@ -247,26 +272,53 @@ impl<T> Drop for HazardCell<T> {
     }
 }
 
-/// Leaves the read on drop.
-struct Leave<'a, T> {
-    cell: &'a HazardCell<T>,
-    registry: &'a Registry,
-    slot: &'a Slot,
-    address: usize,
+/// A read of a [`HazardCell`]'s value, from [`HazardCell::enter`]; leaves on drop.
+pub(crate) struct CellGuard<'a, T> {
+    /// Points into the entry `hold` keeps alive.
+    value: *const T,
+    hold: Hold<'a, T>,
 }
 
-impl<T> Drop for Leave<'_, T> {
-    #[inline]
+/// What keeps a guard's entry alive.
+enum Hold<'a, T> {
+    /// The reader's hazard names it.
+    Hazard {
+        cell: &'a HazardCell<T>,
+        registry: &'a Registry,
+        slot: &'a Slot,
+        address: usize,
+    },
+    /// A nested read: a counted reference.
+    Counted(#[allow(dead_code)] Arc<Entry<T>>),
+}
+
+impl<T> std::ops::Deref for CellGuard<'_, T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        // SAFETY: `hold` keeps the entry, and so the value, alive while we exist.
+        unsafe { &*self.value }
+    }
+}
+
+impl<T> Drop for CellGuard<'_, T> {
+    #[inline(always)]
     fn drop(&mut self) {
-        #[cfg(pipeline_loom)]
-        // SAFETY: loom only; our hazard still protects it.
-        assert!(
-            !unsafe { entry::<T>(self.address) }
-                .freed
-                .load(Ordering::Acquire),
-            "a value was freed while a reader was inside it"
-        );
-        self.cell.withdraw(self.registry, self.slot, self.address);
+        if let Hold::Hazard {
+            cell,
+            registry,
+            slot,
+            address,
+        } = self.hold
+        {
+            #[cfg(pipeline_loom)]
+            // SAFETY: loom only; our hazard still protects it.
+            assert!(
+                !unsafe { entry::<T>(address) }.freed.load(Ordering::Acquire),
+                "a value was freed while a reader was inside it"
+            );
+            cell.withdraw(registry, slot, address);
+        }
     }
 }
 

@@ -61,14 +61,21 @@ impl Slot {
         );
     }
 
-    /// Adds one to counter `i` and says whether this is one of every `every` calls
-    /// (for sampling). Owner only, like [`Slot::add`].
+    /// Adds one to counter `i` and says whether the new count masked with `mask` is
+    /// 0: one call in `mask + 1` for a mask of low bits (for sampling). Owner only,
+    /// like [`Slot::add`].
     #[inline]
-    pub(crate) fn tick(&self, i: usize, every: u64) -> bool {
+    pub(crate) fn tick(&self, i: usize, mask: u64) -> bool {
         let counter = &self.counters[i];
         let n = counter.load(Ordering::Relaxed).wrapping_add(1);
         counter.store(n, Ordering::Relaxed);
-        n % every == 1
+        n & mask == 0
+    }
+
+    /// Counter `i` as this thread (its owner) last wrote it.
+    #[inline]
+    pub(crate) fn peek(&self, i: usize) -> u64 {
+        self.counters[i].load(Ordering::Relaxed)
     }
 }
 
