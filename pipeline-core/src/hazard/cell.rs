@@ -142,7 +142,7 @@ impl<T> HazardCell<T> {
         let entry = self.load_full_entry();
         CellGuard {
             value: &*entry.value as *const T,
-            hold: Hold::Counted(entry),
+            hold: Hold::Counted(std::mem::ManuallyDrop::new(entry)),
         }
     }
 
@@ -288,8 +288,9 @@ enum Hold<'a, T> {
         slot: &'a Slot,
         address: usize,
     },
-    /// A nested read: a counted reference.
-    Counted(#[allow(dead_code)] Arc<Entry<T>>),
+    /// A nested read: a counted reference, dropped by the guard's `drop` (so the
+    /// guard has no drop glue beyond it, and the hazard case inlines whole).
+    Counted(std::mem::ManuallyDrop<Arc<Entry<T>>>),
 }
 
 impl<T> std::ops::Deref for CellGuard<'_, T> {
@@ -304,22 +305,30 @@ impl<T> std::ops::Deref for CellGuard<'_, T> {
 impl<T> Drop for CellGuard<'_, T> {
     #[inline(always)]
     fn drop(&mut self) {
-        if let Hold::Hazard {
-            cell,
-            registry,
-            slot,
-            address,
-        } = self.hold
-        {
-            #[cfg(pipeline_loom)]
-            // SAFETY: loom only; our hazard still protects it.
-            assert!(
-                !unsafe { entry::<T>(address) }.freed.load(Ordering::Acquire),
-                "a value was freed while a reader was inside it"
-            );
-            cell.withdraw(registry, slot, address);
+        match &mut self.hold {
+            &mut Hold::Hazard {
+                cell,
+                registry,
+                slot,
+                address,
+            } => {
+                #[cfg(pipeline_loom)]
+                // SAFETY: loom only; our hazard still protects it.
+                assert!(
+                    !unsafe { entry::<T>(address) }.freed.load(Ordering::Acquire),
+                    "a value was freed while a reader was inside it"
+                );
+                cell.withdraw(registry, slot, address);
+            }
+            Hold::Counted(entry) => drop_counted(entry),
         }
     }
+}
+
+#[cold]
+fn drop_counted<T>(entry: &mut std::mem::ManuallyDrop<Arc<Entry<T>>>) {
+    // SAFETY: called once, from the guard's `drop`; the field is not used after.
+    unsafe { std::mem::ManuallyDrop::drop(entry) };
 }
 
 /// A counted reference to a cell's value, from [`HazardCell::load_full`].

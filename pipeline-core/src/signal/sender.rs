@@ -31,15 +31,25 @@ impl SignalSender {
     /// Queues a signal, or counts it as skipped when the channel is full.
     pub(crate) fn raise(&self, subscription: &Arc<str>, kind: SignalKind) {
         tracing::debug!(subscription = %subscription, ?kind, "bus signal");
+        if self.tx.is_full() {
+            // Nobody is draining the channel: skip before reading the clock and
+            // building a signal only to drop it.
+            self.skip();
+            return;
+        }
         let signal = Signal {
             subscription: subscription.clone(),
             kind,
             at: self.clock.now(),
         };
         if self.tx.try_send(signal).is_err() {
-            self.skipped.fetch_add(1, Ordering::Relaxed);
-            self.skipped_total.increment(1);
+            self.skip();
         }
+    }
+
+    fn skip(&self) {
+        self.skipped.fetch_add(1, Ordering::Relaxed);
+        self.skipped_total.increment(1);
     }
 
     pub(crate) fn receiver(&self) -> cb::Receiver<Signal> {
