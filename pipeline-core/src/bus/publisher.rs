@@ -164,7 +164,10 @@ impl<E: Clone + Send + 'static> Publisher<E> {
         if routes.closed {
             return Err(PublishError::Closed(event));
         }
-        let result = deliver(inner, &routes.list, event, wait);
+        // This publish's number on this thread, if it succeeds: what picks the
+        // deliveries that sample their subscription's length.
+        let tick = slot.peek(PUBLISHED).wrapping_add(1);
+        let result = deliver(inner, &routes.list, event, wait, tick);
         drop(routes);
         if result.is_ok() {
             slot.add(PUBLISHED, 1);
@@ -274,6 +277,7 @@ fn deliver<E: Clone>(
     routes: &[Arc<Route<E>>],
     event: E,
     wait: Wait,
+    tick: u64,
 ) -> Result<(), PublishError<E>> {
     // The common case, one subscription: no order to work out, no clone.
     if let [route] = routes {
@@ -281,10 +285,18 @@ fn deliver<E: Clone>(
             inner.counters.unmatched.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
-        return deliver_one(inner, route, route.shared.policy(), event, wait, false)
-            .map_err(|(why, event)| refused(&inner.counters, why, event));
+        return deliver_one(
+            inner,
+            route,
+            route.shared.policy(),
+            event,
+            wait,
+            tick,
+            false,
+        )
+        .map_err(|(why, event)| refused(&inner.counters, why, event));
     }
-    deliver_many(inner, routes, event, wait)
+    deliver_many(inner, routes, event, wait, tick)
 }
 
 /// [`deliver`] for any number of routes but one.
@@ -294,6 +306,7 @@ fn deliver_many<E: Clone>(
     routes: &[Arc<Route<E>>],
     event: E,
     wait: Wait,
+    tick: u64,
 ) -> Result<(), PublishError<E>> {
     let counters = &inner.counters;
     // One pass over the filters, recording each match's policy as read now.
@@ -338,16 +351,22 @@ fn deliver_many<E: Clone>(
         if (i, policy) == last {
             break;
         }
-        if let Err((why, _clone)) =
-            deliver_one(inner, &routes[i], policy, event.clone(), wait, committed)
-        {
+        if let Err((why, _clone)) = deliver_one(
+            inner,
+            &routes[i],
+            policy,
+            event.clone(),
+            wait,
+            tick,
+            committed,
+        ) {
             // Nothing was delivered yet: hand back the original.
             return Err(refused(counters, why, event));
         }
         committed = true;
     }
     let (i, policy) = last;
-    deliver_one(inner, &routes[i], policy, event, wait, committed)
+    deliver_one(inner, &routes[i], policy, event, wait, tick, committed)
         .map_err(|(why, event)| refused(counters, why, event))
 }
 
@@ -370,20 +389,21 @@ fn deliver_one<E>(
     policy: OverflowPolicy,
     event: E,
     wait: Wait,
+    tick: u64,
     committed: bool,
 ) -> Result<(), (Refused, E)> {
     match policy {
         OverflowPolicy::DropNewest => {
-            route.deliver_drop_newest(event);
+            route.deliver_drop_newest(event, tick);
             return Ok(());
         }
         OverflowPolicy::DropOldest => {
-            route.deliver_drop_oldest(event);
+            route.deliver_drop_oldest(event, tick);
             return Ok(());
         }
         OverflowPolicy::Block => {}
     }
-    match route.try_deliver(event) {
+    match route.try_deliver(event, tick) {
         Ok(()) => Ok(()),
         Err(event) => deliver_full(inner, route, event, wait, committed),
     }

@@ -200,8 +200,8 @@ impl SubShared {
         self.levels.set(capacity, &self.common.thresholds);
     }
 
-    /// How often a delivery samples the length: the channel returns it on one send in
-    /// `mask + 1` of each publishing thread (see `Sender::try_send_sampled`).
+    /// How often a delivery samples the length: one publish in `mask + 1` of each
+    /// publishing thread has the channel return it (see `Sender::try_send_sampled`).
     #[inline]
     pub(crate) fn send_sample_mask(&self) -> u64 {
         self.levels.stride_mask.load(Ordering::Relaxed)
@@ -409,13 +409,14 @@ impl<E> Route<E> {
 
     /// One attempt that never waits: `Err` hands the event back when the buffer is full.
     /// A subscription that is gone counts as delivered: the event is no longer its.
+    ///
+    /// `tick` is the publishing thread's publish count, this publish included: the
+    /// length is sampled when it is 0 under the subscription's sample mask.
     #[inline(always)]
-    pub(crate) fn try_deliver(&self, event: E) -> Result<(), E> {
+    pub(crate) fn try_deliver(&self, event: E, tick: u64) -> Result<(), E> {
         let size = self.size_of(&event);
-        match self
-            .tx
-            .try_send_sampled(event, self.shared.send_sample_mask())
-        {
+        let sample = tick & self.shared.send_sample_mask() == 0;
+        match self.tx.try_send_sampled(event, sample) {
             Ok(len) => {
                 self.delivered(size, len);
                 Ok(())
@@ -449,16 +450,16 @@ impl<E> Route<E> {
     }
 
     /// DropNewest: deliver if there is room, else drop `event` and count it.
-    pub(crate) fn deliver_drop_newest(&self, event: E) {
-        if self.try_deliver(event).is_err() {
+    pub(crate) fn deliver_drop_newest(&self, event: E, tick: u64) {
+        if self.try_deliver(event, tick).is_err() {
             self.shared.dropped(OverflowPolicy::DropNewest);
         }
     }
 
     /// DropOldest: while full, evict the oldest buffered event (counted) and retry.
-    pub(crate) fn deliver_drop_oldest(&self, mut event: E) {
+    pub(crate) fn deliver_drop_oldest(&self, mut event: E, tick: u64) {
         for attempt in 0..=EVICT_TRIES {
-            match self.try_deliver(event) {
+            match self.try_deliver(event, tick) {
                 Ok(()) => return,
                 Err(back) => event = back,
             }

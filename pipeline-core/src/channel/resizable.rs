@@ -89,6 +89,26 @@ const HIGH_WATER_MASK: u64 = 31;
 #[cfg(pipeline_loom)]
 const HIGH_WATER_MASK: u64 = 0;
 
+/// Which sends read the length.
+#[derive(Clone, Copy)]
+enum SampleAt {
+    /// Those that find the thread's send count, after counting this one, 0 under
+    /// the mask: one send in `mask + 1`.
+    Tick(u64),
+    /// This one or not, as the caller (who counts for itself) decided.
+    Now(bool),
+}
+
+impl SampleAt {
+    #[inline(always)]
+    fn now(self, slot: &Slot) -> bool {
+        match self {
+            SampleAt::Tick(mask) => slot.tick(TICKS, mask),
+            SampleAt::Now(now) => now,
+        }
+    }
+}
+
 /// A length read by a send or receive at a sample point, inside the generation it
 /// was already in (no second hazard).
 #[derive(Clone, Copy)]
@@ -381,7 +401,7 @@ impl<T> Shared<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         let slot = self.registry.slot();
-        match self.push_once(slot, value, HIGH_WATER_MASK) {
+        match self.push_once(slot, value, SampleAt::Tick(HIGH_WATER_MASK)) {
             Ok(_) => Ok(()),
             Err(TrySendError::Disconnected(value)) => Err(SendTimeoutError::Disconnected(value)),
             Err(TrySendError::Full(value)) => self.send_full(slot, value, deadline),
@@ -391,14 +411,14 @@ impl<T> Shared<T> {
     /// One attempt to push into the newest generation: the whole of a send that finds
     /// room. A full buffer is counted here, once per call of `send` or `try_send`.
     ///
-    /// A send whose thread's send count masked with `sample_mask` is 0 reads the
-    /// length (for the high-water mark) and returns it.
+    /// A send that `sample_at` picks reads the length (for the high-water mark) and
+    /// returns it.
     #[inline(always)]
     fn push_once(
         &self,
         slot: &Slot,
         value: T,
-        sample_mask: u64,
+        sample_at: SampleAt,
     ) -> Result<Option<Sample>, TrySendError<T>> {
         let word = self.enter_send(slot);
         if word & RECEIVERS_GONE != 0 {
@@ -409,7 +429,7 @@ impl<T> Shared<T> {
         let generation = unsafe { Generation::<T>::at(word) };
         let result = generation.queue.try_push(value);
         let sample = match result {
-            Ok(()) if slot.tick(TICKS, sample_mask) => {
+            Ok(()) if sample_at.now(slot) => {
                 let len = generation.queue.len();
                 self.note_len(len);
                 Some(Sample {
@@ -475,19 +495,14 @@ impl<T> Shared<T> {
 
     #[inline(always)]
     fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.push_once(self.registry.slot(), value, HIGH_WATER_MASK)
+        self.push_once(self.registry.slot(), value, SampleAt::Tick(HIGH_WATER_MASK))
             .map(drop)
     }
 
-    /// `try_send` that also returns the whole length after the send when this
-    /// thread's send count masked with `sample_mask` is 0.
+    /// `try_send` that, with `sample`, also returns the whole length after the send.
     #[inline(always)]
-    fn try_send_sampled(
-        &self,
-        value: T,
-        sample_mask: u64,
-    ) -> Result<Option<usize>, TrySendError<T>> {
-        let sample = self.push_once(self.registry.slot(), value, sample_mask)?;
+    fn try_send_sampled(&self, value: T, sample: bool) -> Result<Option<usize>, TrySendError<T>> {
+        let sample = self.push_once(self.registry.slot(), value, SampleAt::Now(sample))?;
         Ok(sample.map(|sample| self.whole_len(sample)))
     }
 
@@ -782,17 +797,17 @@ impl<T> Sender<T> {
         self.shared.try_send(value)
     }
 
-    /// [`try_send`](Self::try_send) that, on one success in `sample_mask + 1` per
-    /// thread (`sample_mask` a mask of low bits), also returns the length after the
-    /// send, read while the send was inside the buffer: the bus watches saturation
-    /// this way without a second look at the channel.
+    /// [`try_send`](Self::try_send) that, with `sample` and on success, also returns
+    /// the length after the send, read while the send was inside the buffer: the bus
+    /// watches saturation this way without a second look at the channel, and decides
+    /// which sends sample from its own count (so the channel counts nothing here).
     #[inline]
     pub(crate) fn try_send_sampled(
         &self,
         value: T,
-        sample_mask: u64,
+        sample: bool,
     ) -> Result<Option<usize>, TrySendError<T>> {
-        self.shared.try_send_sampled(value, sample_mask)
+        self.shared.try_send_sampled(value, sample)
     }
 
     /// Sends a value, waiting at most `timeout` for room.
@@ -1149,27 +1164,25 @@ mod tests {
         assert_eq!(tx.shared.pending.unfreed.load(Ordering::Acquire), 0);
     }
 
-    /// A sampled send reports the whole length on one send in `mask + 1` of its
-    /// thread, and only then; while a resize leaves an older generation holding
-    /// values, the report still counts them.
+    /// A sampled send reports the whole length, and only a sampled one does; while a
+    /// resize leaves an older generation holding values, the report still counts
+    /// them.
     #[test]
     fn sampled_sends_report_the_whole_length() {
         let (tx, rx) = bounded(64);
         let reports: Vec<_> = (1..=16)
-            .map(|i| tx.try_send_sampled(i, 3).unwrap())
+            .map(|i| tx.try_send_sampled(i, i % 4 == 0).unwrap())
             .collect();
         let expected: Vec<_> = (1..=16).map(|n| (n % 4 == 0).then_some(n)).collect();
         assert_eq!(reports, expected);
         // 16 values stay behind in the old generation; the new one gets the next.
         tx.resize(128).unwrap();
-        let reports: Vec<_> = (17..=20)
-            .map(|i| tx.try_send_sampled(i, 3).unwrap())
-            .collect();
-        assert_eq!(reports, [None, None, None, Some(20)]);
+        assert_eq!(tx.try_send_sampled(17, false), Ok(None));
+        assert_eq!(tx.try_send_sampled(18, true), Ok(Some(18)));
         // Full: the value comes back, nothing is sampled.
         let (small, _small_rx) = bounded(1);
-        small.try_send_sampled(1, 0).unwrap();
-        assert_eq!(small.try_send_sampled(2, 0), Err(TrySendError::Full(2)));
+        small.try_send_sampled(1, true).unwrap();
+        assert_eq!(small.try_send_sampled(2, true), Err(TrySendError::Full(2)));
         drop(rx);
     }
 
