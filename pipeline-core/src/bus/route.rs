@@ -385,8 +385,11 @@ impl<E> Route<E> {
         self.filter.as_ref().is_none_or(|filter| filter(event))
     }
 
-    /// Forgets the eviction receiver: the subscription is being removed.
+    /// The subscription is being removed: closes its channel to every publisher (one
+    /// still holding this route, even idle, cannot keep the subscriber waiting for a
+    /// disconnect) and forgets the eviction receiver.
     pub(crate) fn detach(&self) {
+        self.tx.close_all();
         drop(lock(&self.evict).take());
     }
 

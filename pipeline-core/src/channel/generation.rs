@@ -16,6 +16,11 @@ compile_error!("pipeline-core's resizable channel keeps flag bits in a pointer's
 pub(crate) const FLAG_MASK: usize = 0b111;
 /// Set in the send word when every receiver is gone.
 pub(crate) const RECEIVERS_GONE: usize = 0b001;
+/// Set in the send word when the channel was closed to every sender at once
+/// (`Sender::close_all`), while sender handles may still exist.
+pub(crate) const SENDERS_CLOSED: usize = 0b010;
+/// Either flag: a send that sees one fails with `Disconnected`.
+pub(crate) const REFUSING: usize = RECEIVERS_GONE | SENDERS_CLOSED;
 
 /// One fixed-capacity buffer in the chain.
 #[repr(align(8))]

@@ -4,7 +4,7 @@ use super::error::{
     RecvError, RecvTimeoutError, ResizeError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE};
+use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE, REFUSING, SENDERS_CLOSED};
 use super::queue::{BoundedQueue, Pop, Push};
 use super::stats::ChannelStats;
 use crate::hazard::{self, Registry, Slot};
@@ -221,10 +221,12 @@ impl<T> Shared<T> {
         // or we see the generation it left for us to close and the pointer moved away
         // from ours. Only a thread that was inside a replaced generation has work.
         hazard::light();
-        if self.pending.unclosed.load(Ordering::Acquire) != 0
-            && self.send.load(Ordering::Acquire) & !FLAG_MASK != address
-        {
-            self.close_pending(&mut lock(&self.control));
+        if self.pending.unclosed.load(Ordering::Acquire) != 0 {
+            let word = self.send.load(Ordering::Acquire);
+            // Replaced by a resize, or closed to all senders where it stands.
+            if word & !FLAG_MASK != address || word & SENDERS_CLOSED != 0 {
+                self.close_pending(&mut lock(&self.control));
+            }
         }
     }
 
@@ -421,7 +423,7 @@ impl<T> Shared<T> {
         sample_at: SampleAt,
     ) -> Result<Option<Sample>, TrySendError<T>> {
         let word = self.enter_send(slot);
-        if word & RECEIVERS_GONE != 0 {
+        if word & REFUSING != 0 {
             self.leave_send(slot);
             return Err(TrySendError::Disconnected(value));
         }
@@ -463,7 +465,7 @@ impl<T> Shared<T> {
         let mut blocked_since = None;
         let result = loop {
             let word = self.enter_send(slot);
-            if word & RECEIVERS_GONE != 0 {
+            if word & REFUSING != 0 {
                 self.leave_send(slot);
                 break Err(SendTimeoutError::Disconnected(value));
             }
@@ -653,7 +655,9 @@ impl<T> Shared<T> {
             return Err(ResizeError::ZeroCapacity);
         }
         let mut control = lock(&self.control);
-        if self.receivers.load(Ordering::Acquire) == 0 {
+        if self.receivers.load(Ordering::Acquire) == 0
+            || self.send.load(Ordering::Relaxed) & SENDERS_CLOSED != 0
+        {
             return Err(ResizeError::Disconnected);
         }
         if control.capacity == capacity {
@@ -680,6 +684,30 @@ impl<T> Shared<T> {
         self.close_pending(&mut control);
         self.counters.resizes.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Closes the channel to every sender at once: sends fail with `Disconnected` from
+    /// now on, and receivers get what is buffered, then `Disconnected`. The newest
+    /// generation is closed as a resize closes the one it replaces: at once if no send
+    /// is inside it, else by the last send to leave. Idempotent.
+    fn close_senders(&self) {
+        let mut control = lock(&self.control);
+        if self.send.load(Ordering::Relaxed) & SENDERS_CLOSED != 0 {
+            return;
+        }
+        // Flags change only under the control lock. A send that entered before this
+        // fails its check and looks again, seeing the flag; one inside is in our scan.
+        self.send.fetch_or(SENDERS_CLOSED, Ordering::AcqRel);
+        let newest = control.newest;
+        // SAFETY: the newest generation is never freed while it is the newest.
+        let generation = unsafe { Generation::<T>::at(newest) };
+        // Wake senders blocked on a full buffer: they look again and see the flag.
+        generation.queue.seal();
+        control.unclosed.push(newest);
+        self.pending
+            .unclosed
+            .store(control.unclosed.len(), Ordering::Release);
+        self.close_pending(&mut control);
     }
 
     /// The last sender is gone: no send can start any more, so the newest generation
@@ -808,6 +836,16 @@ impl<T> Sender<T> {
         sample: bool,
     ) -> Result<Option<usize>, TrySendError<T>> {
         self.shared.try_send_sampled(value, sample)
+    }
+
+    /// Closes the channel to every sender, this handle and its clones alike: each send
+    /// from now on fails with `Disconnected` (handing the value back), a send already
+    /// blocked wakes and fails the same way, and receivers get everything sent before,
+    /// then `Disconnected`. A resize after it fails with `ResizeError::Disconnected`.
+    /// The bus uses it when a subscription is removed, so a publisher that still holds
+    /// the route cannot keep the subscriber waiting. Idempotent.
+    pub(crate) fn close_all(&self) {
+        self.shared.close_senders();
     }
 
     /// Sends a value, waiting at most `timeout` for room.
@@ -1208,6 +1246,49 @@ mod tests {
         assert_eq!(rest.len(), 7);
     }
 
+    /// `close_all` closes the channel to every sender handle at once: sends fail and
+    /// hand the value back, a blocked send wakes and fails, receivers get what was
+    /// sent before and then see the disconnect, and resizing is refused.
+    #[test]
+    fn close_all_disconnects_every_sender() {
+        let (tx, rx) = bounded(2);
+        let other = tx.clone();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        let blocked = thread::spawn({
+            let other = other.clone();
+            move || other.send(3)
+        });
+        // Let the sender block on the full buffer (a resize would not free room).
+        while tx.stats().full_events == 0 {
+            thread::yield_now();
+        }
+        tx.close_all();
+        assert_eq!(blocked.join().unwrap(), Err(SendError(3)));
+        assert_eq!(other.try_send(4), Err(TrySendError::Disconnected(4)));
+        assert_eq!(
+            other.send_timeout(5, Duration::from_millis(1)),
+            Err(SendTimeoutError::Disconnected(5))
+        );
+        assert_eq!(tx.resize(8), Err(ResizeError::Disconnected));
+        tx.close_all(); // idempotent
+        assert_eq!(rx.recv(), Ok(1));
+        assert_eq!(rx.recv(), Ok(2));
+        assert_eq!(rx.recv(), Err(RecvError));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+    }
+
+    /// Values sent into older generations before `close_all` still arrive, in order.
+    #[test]
+    fn close_all_during_a_resize_keeps_what_was_sent() {
+        let (tx, rx) = bounded(2);
+        tx.send(1).unwrap();
+        tx.resize(4).unwrap();
+        tx.send(2).unwrap();
+        tx.close_all();
+        assert_eq!(rx.iter().collect::<Vec<_>>(), [1, 2]);
+    }
+
     /// A send from a thread-local destructor, after this thread's slot table is gone,
     /// claims a slot (kept for the rest of the thread) and still arrives.
     #[test]
@@ -1233,5 +1314,56 @@ mod tests {
         assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 7]);
         assert_eq!(rx.recv(), Err(RecvError));
         assert!(rx.shared.registry.slot_count() <= 2);
+    }
+}
+
+/// Loom models of `close_all` (crate-private, so modelled here):
+/// `RUSTFLAGS="--cfg pipeline_loom" cargo test -p pipeline-core --release --lib loom_models`.
+#[cfg(all(test, pipeline_loom))]
+mod loom_models {
+    use super::*;
+    use loom::thread;
+
+    /// A sender racing `close_all`, with a receiver already waiting: every value whose
+    /// send returned `Ok` arrives, in order, and the receiver then sees the
+    /// disconnect (it is never left waiting on a generation nobody will close).
+    #[test]
+    fn close_all_races_a_send() {
+        loom::model(|| {
+            let (tx, rx) = bounded(2);
+            let closer = tx.clone();
+            let sender = thread::spawn(move || {
+                let sent: Vec<u32> = (1..=2).filter(|&v| tx.send(v).is_ok()).collect();
+                sent
+            });
+            let receiver = thread::spawn(move || {
+                let mut got = Vec::new();
+                while let Ok(v) = rx.recv() {
+                    got.push(v);
+                }
+                got
+            });
+            closer.close_all();
+            let sent = sender.join().unwrap();
+            drop(closer);
+            assert_eq!(receiver.join().unwrap(), sent);
+        });
+    }
+
+    /// `close_all` while a resize leaves a send inside the replaced generation: both
+    /// generations get closed (by whoever leaves last) and nothing sent is lost.
+    #[test]
+    fn close_all_after_a_resize_with_a_send_inside() {
+        loom::model(|| {
+            let (tx, rx) = bounded(1);
+            let closer = tx.clone();
+            let sender = thread::spawn(move || tx.send(1).is_ok());
+            closer.resize(2).unwrap();
+            closer.close_all();
+            let sent = sender.join().unwrap();
+            let got: Vec<_> = rx.iter().collect();
+            assert_eq!(got, if sent { vec![1] } else { vec![] });
+            drop(closer);
+        });
     }
 }
