@@ -624,3 +624,73 @@ fn public_types_are_send_and_sync() {
     send_sync::<Bus<std::cell::Cell<u8>>>();
     send_sync::<Subscription<std::cell::Cell<u8>>>();
 }
+
+/// A thread that published once and then sits idle keeps (by design) a hold on the
+/// subscription list it last used; removing a subscription must still let its
+/// subscriber drain and see the disconnect, without waiting for that thread.
+#[test]
+fn unsubscribe_disconnects_even_with_an_idle_publisher_thread() {
+    let bus = Bus::new();
+    let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+    let (published, wait_published) = mpsc::channel();
+    let (release, idle) = mpsc::channel::<()>();
+    let idle_publisher = thread::spawn({
+        let publisher = bus.publisher();
+        move || {
+            publisher.publish(1_u32).unwrap();
+            published.send(()).unwrap();
+            idle.recv().unwrap(); // idle, holding the publisher, until released
+        }
+    });
+    wait_published.recv().unwrap();
+    bus.unsubscribe("s").unwrap();
+    assert_eq!(sub.recv_timeout(Duration::from_secs(5)), Ok(1));
+    assert_eq!(
+        sub.recv_timeout(Duration::from_secs(5)),
+        Err(RecvTimeoutError::Disconnected)
+    );
+    release.send(()).unwrap();
+    idle_publisher.join().unwrap();
+}
+
+/// User code called by a publish (here a filter) may itself subscribe and publish on
+/// the same bus, changing the subscription list under the outer publish.
+#[test]
+fn a_filter_may_subscribe_and_publish_on_the_same_bus() {
+    let bus = Bus::new();
+    // The filter holds the bus through this slot; emptied at the end to break the
+    // cycle (bus -> filter -> bus).
+    let inner: Arc<Mutex<Option<Bus<u32>>>> = Arc::new(Mutex::new(None));
+    let added = Arc::new(Mutex::new(Vec::new()));
+    let filter = {
+        let (inner, added) = (inner.clone(), added.clone());
+        move |n: &u32| {
+            if *n < 3 {
+                let bus = inner.lock().unwrap().clone().unwrap();
+                let sub = bus
+                    .subscribe(SubscriptionConfig::new(format!("added{n}")))
+                    .unwrap();
+                bus.publisher().publish(n + 100).unwrap();
+                added.lock().unwrap().push(sub);
+            }
+            true
+        }
+    };
+    let outer = bus
+        .subscribe(SubscriptionConfig::new("outer").filter(filter))
+        .unwrap();
+    *inner.lock().unwrap() = Some(bus.clone());
+    let publisher = bus.publisher();
+    for n in 0..4 {
+        publisher.publish(n).unwrap();
+    }
+    *inner.lock().unwrap() = None;
+    // Each nested publish (100, 101, 102) reached "outer" (its filter passes them)
+    // before the event that caused it.
+    assert_eq!(drain(&outer), [100, 0, 101, 1, 102, 2, 3]);
+    let added = added.lock().unwrap();
+    // A subscription added during a publish gets the publishes that start after
+    // (its own nested one first), not the one under way.
+    assert_eq!(drain(&added[0]), [100, 101, 1, 102, 2, 3]);
+    assert_eq!(drain(&added[2]), [102, 3]);
+}

@@ -2,8 +2,9 @@
 
 use super::config::OverflowPolicy;
 use super::error::PublishError;
-use super::route::Route;
+use super::route::{Plain, Route};
 use super::router::{BusCounters, BusInner, PUBLISHED};
+use crate::hazard::Slot;
 use crate::sync::atomic::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -160,13 +161,55 @@ impl<E: Clone + Send + 'static> Publisher<E> {
         let inner = &*self.inner;
         let event = self.admit(event, wait)?;
         let slot = inner.registry.slot();
+        // This publish's number on this thread, if it succeeds: what picks the
+        // deliveries that sample their subscription's length.
+        let tick = slot.peek(PUBLISHED).wrapping_add(1);
+        // The fast path: one plain `Block` subscription with room. The route list is
+        // read under the sticky hazard (no store while the list is unchanged).
+        // SAFETY: `routes` and `route` are last used inside `try_deliver_plain` and the
+        // clone below, and until then only this crate's code runs (no filter, size
+        // function, `Clone` or `Drop` of an event, and signals raised on a reference
+        // of their own), so this thread makes no other sticky read of the list.
+        let routes = unsafe { inner.routes.read_sticky(&inner.registry, slot) };
+        let event = match &routes.list[..] {
+            [route] if routes.plain_lone => match route.try_deliver_plain(event, tick) {
+                Plain::Done => {
+                    slot.add(PUBLISHED, 1);
+                    return Ok(());
+                }
+                Plain::Full(event) => {
+                    // Already counted as full: wait (or refuse) on a reference of our
+                    // own, as the general path would.
+                    let route = Arc::clone(route);
+                    let result = deliver_full(inner, &route, event, wait, false)
+                        .map_err(|(why, event)| refused(&inner.counters, why, event));
+                    if result.is_ok() {
+                        slot.add(PUBLISHED, 1);
+                    }
+                    return result;
+                }
+                Plain::Elsewhere(event) => event,
+            },
+            _ => event,
+        };
+        self.publish_guarded(event, wait, slot, tick)
+    }
+
+    /// The general path: the route list under a guarded read (user code may run, and
+    /// may even publish on this bus).
+    #[inline(never)]
+    fn publish_guarded(
+        &self,
+        event: E,
+        wait: Wait,
+        slot: &Slot,
+        tick: u64,
+    ) -> Result<(), PublishError<E>> {
+        let inner = &*self.inner;
         let routes = inner.routes.enter(&inner.registry, slot);
         if routes.closed {
             return Err(PublishError::Closed(event));
         }
-        // This publish's number on this thread, if it succeeds: what picks the
-        // deliveries that sample their subscription's length.
-        let tick = slot.peek(PUBLISHED).wrapping_add(1);
         let result = deliver(inner, &routes.list, event, wait, tick);
         drop(routes);
         if result.is_ok() {

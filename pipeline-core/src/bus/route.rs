@@ -30,6 +30,27 @@ const BACK_PRESSURE: u32 = 1 << 3;
 const DROPPING: u32 = 1 << 4;
 const EPISODE: u32 = SATURATED | BACK_PRESSURE | DROPPING;
 
+/// A threshold crossing found by a length sample.
+#[derive(Clone, Copy)]
+pub(crate) enum Edge {
+    /// Saturation crossed up.
+    Saturated,
+    /// The length fell to the low threshold: the episode (saturation, back pressure,
+    /// drops) ends.
+    EpisodeEnded,
+}
+
+/// What [`Route::try_deliver_plain`] did.
+pub(crate) enum Plain<E> {
+    /// Delivered (or the subscription is gone, which counts as delivered).
+    Done,
+    /// The buffer is full (counted); the event is handed back for the waiting path.
+    Full(E),
+    /// For the general path (a dropping policy, or the subscription is gone); nothing
+    /// was counted.
+    Elsewhere(E),
+}
+
 /// DropOldest evicts at most this many events for one publish; if other publishers
 /// keep taking the freed slot, the new event is dropped instead (as DropNewest).
 const EVICT_TRIES: usize = 8;
@@ -219,12 +240,32 @@ impl SubShared {
     /// Inline: a sample that crosses nothing costs three loads and two compares.
     #[inline]
     pub(crate) fn check_saturation(&self, len: usize) {
+        if let Some(edge) = self.edge(len) {
+            self.raise_edge(edge, len);
+        }
+    }
+
+    /// The edge `len` crosses, if any: saturation up, or the end of an episode.
+    #[inline]
+    pub(crate) fn edge(&self, len: usize) -> Option<Edge> {
         let levels = &self.levels;
         let state = self.state.load(Ordering::Relaxed);
         if state & SATURATED == 0 && len >= levels.high_len.load(Ordering::Relaxed) {
-            self.enter(SATURATED, len, self.capacity(), None);
+            Some(Edge::Saturated)
         } else if state & EPISODE != 0 && len <= levels.low_len.load(Ordering::Relaxed) {
-            self.end_episode(len, self.capacity());
+            Some(Edge::EpisodeEnded)
+        } else {
+            None
+        }
+    }
+
+    /// Sets or clears the flags of `edge` and raises its signals (which runs the
+    /// user's logging and metrics back ends).
+    #[cold]
+    pub(crate) fn raise_edge(&self, edge: Edge, len: usize) {
+        match edge {
+            Edge::Saturated => self.enter(SATURATED, len, self.capacity(), None),
+            Edge::EpisodeEnded => self.end_episode(len, self.capacity()),
         }
     }
 
@@ -377,6 +418,37 @@ impl<E> Route<E> {
             tx,
             evict: Mutex::new(Some(evict)),
             event_size,
+        }
+    }
+
+    /// No filter and no event-size function: delivering runs none of the user's code.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.filter.is_none() && self.event_size.is_none()
+    }
+
+    /// The whole of a publish to a plain `Block` route that finds room: no user code
+    /// runs while `self` is borrowed (the caller reads it under a sticky hazard, see
+    /// `HazardCell::read_sticky`). A saturation edge holds its own reference to the
+    /// shared half before raising signals (logging and metrics back ends are user
+    /// code), and a gone subscription hands the event back for the caller to drop
+    /// later. `tick` is as for [`try_deliver`](Self::try_deliver).
+    #[inline(always)]
+    pub(crate) fn try_deliver_plain(&self, event: E, tick: u64) -> Plain<E> {
+        if self.shared.policy() != OverflowPolicy::Block {
+            return Plain::Elsewhere(event);
+        }
+        let sample = tick & self.shared.send_sample_mask() == 0;
+        match self.tx.try_send_sampled(event, sample) {
+            Ok(None) => Plain::Done,
+            Ok(Some(len)) => {
+                if let Some(edge) = self.shared.edge(len) {
+                    let shared = Arc::clone(&self.shared);
+                    shared.raise_edge(edge, len);
+                }
+                Plain::Done
+            }
+            Err(TrySendError::Full(event)) => Plain::Full(event),
+            Err(TrySendError::Disconnected(event)) => Plain::Elsewhere(event),
         }
     }
 

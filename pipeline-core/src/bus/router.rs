@@ -23,6 +23,21 @@ use std::sync::Arc;
 pub(crate) struct Routes<E> {
     pub(crate) closed: bool,
     pub(crate) list: Vec<Arc<Route<E>>>,
+    /// The bus is open and has one subscription, with no filter and no event-size
+    /// function: a publish to it runs none of the user's code (see `Publisher`'s fast
+    /// path).
+    pub(crate) plain_lone: bool,
+}
+
+impl<E> Routes<E> {
+    pub(crate) fn new(closed: bool, list: Vec<Arc<Route<E>>>) -> Self {
+        let plain_lone = !closed && matches!(&list[..], [route] if route.is_plain());
+        Routes {
+            closed,
+            list,
+            plain_lone,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -41,8 +56,12 @@ struct BusMetrics {
     subscriptions: metrics::Gauge,
 }
 
-/// Hazard of a publisher's slot that protects the route list it is reading.
+/// Hazard of a publisher's slot that protects the route list it is reading (guarded
+/// reads: the general publish path).
 pub(crate) const ROUTES: usize = 0;
+/// Hazard of a publisher's slot that stays on the route list it last read (sticky
+/// reads: the fast path).
+pub(crate) const ROUTES_STICKY: usize = 1;
 /// Counter of a publisher's slot: publishes that returned `Ok`.
 pub(crate) const PUBLISHED: usize = 0;
 
@@ -77,13 +96,7 @@ impl<E> BusInner<E> {
             "Estimated memory held by a subscription's buffer."
         );
         BusInner {
-            routes: HazardCell::new(
-                Routes {
-                    closed: false,
-                    list: Vec::new(),
-                },
-                ROUTES,
-            ),
+            routes: HazardCell::new(Routes::new(false, Vec::new()), ROUTES, ROUTES_STICKY),
             registry: Registry::new(),
             common: Arc::new(common),
             limiter,
@@ -123,10 +136,7 @@ impl<E> BusInner<E> {
             Some(at) => {
                 let mut list = routes.list.clone();
                 let removed = list.remove(at);
-                let next = Routes {
-                    closed: routes.closed,
-                    list,
-                };
+                let next = Routes::new(routes.closed, list);
                 (Some(next), Some(removed))
             }
         })?;
@@ -242,10 +252,7 @@ impl<E: Clone + Send + 'static> Bus<E> {
                 "bus: subscribed"
             );
             let subscription = Subscription::new(shared, rx, Arc::downgrade(inner));
-            let next = Routes {
-                closed: false,
-                list,
-            };
+            let next = Routes::new(false, list);
             (Some(next), Ok(subscription))
         })
     }
@@ -460,10 +467,7 @@ impl<E: Clone + Send + 'static> Bus<E> {
     /// subscription receives what is buffered and then reports disconnection. Idempotent.
     pub fn close(&self) {
         let removed = self.inner.change(|routes| {
-            let next = Routes {
-                closed: true,
-                list: Vec::new(),
-            };
+            let next = Routes::new(true, Vec::new());
             (Some(next), routes.list.clone())
         });
         for route in &removed {

@@ -46,8 +46,10 @@ pub(crate) struct HazardCell<T> {
     pending: CachePadded<AtomicUsize>,
     /// Replaced entries that a reader may still be inside; also serialises writers.
     retired: Mutex<Vec<usize>>,
-    /// Which hazard of a slot this cell uses.
+    /// Which hazard of a slot this cell's guarded reads use.
     hazard: usize,
+    /// Which hazard of a slot this cell's sticky reads use.
+    sticky: usize,
     /// Under loom, freed entries are marked and kept here until the cell drops.
     #[cfg(pipeline_loom)]
     graveyard: Mutex<Vec<usize>>,
@@ -78,14 +80,20 @@ unsafe fn entry<'a, T>(address: usize) -> &'a Entry<T> {
 }
 
 impl<T> HazardCell<T> {
-    /// A cell holding `value`, whose readers use hazard `hazard` of their slots.
-    pub(crate) fn new(value: T, hazard: usize) -> Self {
+    /// A cell holding `value`, whose readers use hazard `hazard` of their slots for
+    /// guarded reads and hazard `sticky` for sticky ones.
+    pub(crate) fn new(value: T, hazard: usize, sticky: usize) -> Self {
+        assert_ne!(
+            hazard, sticky,
+            "guarded and sticky reads need a hazard each"
+        );
         fence::init();
         HazardCell {
             current: CachePadded::new(AtomicUsize::new(into_address(value))),
             pending: CachePadded::new(AtomicUsize::new(0)),
             retired: Mutex::new(Vec::new()),
             hazard,
+            sticky,
             #[cfg(pipeline_loom)]
             graveyard: Mutex::new(Vec::new()),
             _owns: std::marker::PhantomData,
@@ -135,6 +143,53 @@ impl<T> HazardCell<T> {
                 address,
             },
         }
+    }
+
+    /// The current value, read under this thread's *sticky* hazard: one that stays
+    /// on the value after the read, so the next read of an unchanged cell is two loads
+    /// and a compare, with no store and no fence. The hazard moves to the new value on
+    /// the first read after a change; until then it keeps the old one alive, and it
+    /// is cleared when the thread ends (the slot is handed back).
+    ///
+    /// # Safety
+    ///
+    /// The reference must not be used after this thread's next sticky read of this
+    /// cell, which may move the hazard: between the two, the caller runs no code that
+    /// could read it (no code of the library's users: callbacks, `Clone`, `Drop`,
+    /// logging or metrics back ends).
+    #[inline(always)]
+    pub(crate) unsafe fn read_sticky<'a>(&'a self, registry: &Registry, slot: &'a Slot) -> &'a T {
+        let current = self.current.load(Ordering::Acquire);
+        if slot.hazard(self.sticky).load(Ordering::Relaxed) == current {
+            // SAFETY: our sticky hazard has named this entry since `pin_sticky` checked
+            // it against `current`, so no writer's scan has missed it: it is alive.
+            return unsafe { sticky_value(current) };
+        }
+        self.pin_sticky(registry, slot)
+    }
+
+    /// Moves this thread's sticky hazard to the current value (checked, as `enter`
+    /// does) and frees what it protected before if nobody else needs it.
+    #[cold]
+    #[inline(never)]
+    fn pin_sticky<'a>(&'a self, registry: &Registry, slot: &'a Slot) -> &'a T {
+        let hazard = slot.hazard(self.sticky);
+        let address = loop {
+            let address = self.current.load(Ordering::Acquire);
+            hazard.store(address, Ordering::Relaxed);
+            // Pairs with the heavy fence of `unused_retired`.
+            fence::light();
+            if self.current.load(Ordering::Acquire) == address {
+                break address;
+            }
+        };
+        // The value the hazard named before may be retired, and now unprotected.
+        if self.pending.load(Ordering::Acquire) != 0 {
+            self.release_unused(registry);
+        }
+        // SAFETY: our hazard, checked against `current`, keeps the entry alive until
+        // it moves (the caller's contract).
+        unsafe { sticky_value(address) }
     }
 
     #[cold]
@@ -213,7 +268,7 @@ impl<T> HazardCell<T> {
         fence::heavy();
         let mut unused = Vec::new();
         retired.retain(|&address| {
-            let in_use = registry.any_hazard(address, &[self.hazard]);
+            let in_use = registry.any_hazard(address, &[self.hazard, self.sticky]);
             if !in_use {
                 unused.push(address);
             }
@@ -270,6 +325,24 @@ impl<T> Drop for HazardCell<T> {
             drop(unsafe { Arc::from_raw(address as *const Entry<T>) });
         }
     }
+}
+
+/// The value of the entry at `address`, read under a sticky hazard (under loom,
+/// checked not to be freed).
+///
+/// # Safety
+///
+/// As [`entry`].
+#[inline(always)]
+unsafe fn sticky_value<'a, T>(address: usize) -> &'a T {
+    // SAFETY: by the caller's contract.
+    let entry = unsafe { entry::<T>(address) };
+    #[cfg(pipeline_loom)]
+    assert!(
+        !entry.freed.load(Ordering::Acquire),
+        "a value was freed under a sticky hazard"
+    );
+    &entry.value
 }
 
 /// A read of a [`HazardCell`]'s value, from [`HazardCell::enter`]; leaves on drop.
@@ -343,6 +416,57 @@ impl<T> std::ops::Deref for CellRef<T> {
 
 /// Loom models of the cell: `RUSTFLAGS="--cfg pipeline_loom" cargo test -p
 /// pipeline-core --release --lib hazard`.
+#[cfg(all(test, not(pipeline_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::thread;
+
+    /// A thread's sticky hazard keeps the value it last read alive after a
+    /// replacement, for as long as the thread lives; once the thread has ended, the
+    /// next replacement frees it.
+    #[test]
+    fn sticky_hazards_end_with_their_thread() {
+        let registry = Registry::new();
+        let probe = Arc::new(());
+        let cell = Arc::new(HazardCell::new(probe.clone(), 0, 1));
+        let (pinned, wait_pinned) = mpsc::channel();
+        let (end, ended) = mpsc::channel::<()>();
+        let reader = thread::spawn({
+            let (cell, registry) = (cell.clone(), registry.clone());
+            move || {
+                // SAFETY: the reference is dropped at once.
+                let _ = unsafe { cell.read_sticky(&registry, registry.slot()) };
+                pinned.send(()).unwrap();
+                ended.recv().unwrap();
+            }
+        });
+        wait_pinned.recv().unwrap();
+        cell.update(&registry, |_| (Some(Arc::new(())), ()));
+        assert_eq!(Arc::strong_count(&probe), 2, "freed under a sticky hazard");
+        end.send(()).unwrap();
+        reader.join().unwrap();
+        cell.update(&registry, |_| (Some(Arc::new(())), ()));
+        assert_eq!(Arc::strong_count(&probe), 1, "kept after its reader ended");
+    }
+
+    /// A thread whose sticky hazard moves to a newer value frees the older one on the
+    /// way, when nobody else holds it.
+    #[test]
+    fn moving_a_sticky_hazard_frees_what_it_left() {
+        let registry = Registry::new();
+        let probe = Arc::new(());
+        let cell = HazardCell::new(probe.clone(), 0, 1);
+        let slot = registry.slot();
+        // SAFETY: each reference is dropped at once.
+        let _ = unsafe { cell.read_sticky(&registry, slot) };
+        cell.update(&registry, |_| (Some(Arc::new(())), ()));
+        assert_eq!(Arc::strong_count(&probe), 2);
+        let _ = unsafe { cell.read_sticky(&registry, slot) };
+        assert_eq!(Arc::strong_count(&probe), 1);
+    }
+}
+
 #[cfg(all(test, pipeline_loom))]
 mod loom_models {
     use super::*;
@@ -355,7 +479,7 @@ mod loom_models {
     fn readers_never_see_a_freed_value() {
         loom::model(|| {
             let registry = Registry::new();
-            let cell = std::sync::Arc::new(HazardCell::new(10_u32, 0));
+            let cell = std::sync::Arc::new(HazardCell::new(10_u32, 0, 1));
             let readers: Vec<_> = (0..2)
                 .map(|_| {
                     let (cell, registry) = (cell.clone(), registry.clone());
@@ -370,6 +494,35 @@ mod loom_models {
                 assert!([10, 20, 30].contains(&seen), "{seen}");
             }
             assert_eq!(*cell.load_full(), 30);
+        });
+    }
+
+    /// A sticky reader reads before, between and after two replacements: it sees the
+    /// values in order and never a freed one (`sticky_value` asserts that under loom).
+    #[test]
+    fn sticky_reads_never_see_a_freed_value() {
+        loom::model(|| {
+            let registry = Registry::new();
+            let cell = std::sync::Arc::new(HazardCell::new(10_u32, 0, 1));
+            let reader = {
+                let (cell, registry) = (cell.clone(), registry.clone());
+                thread::spawn(move || {
+                    let slot = registry.slot();
+                    // SAFETY: each value is copied out before the next read.
+                    let first = unsafe { *cell.read_sticky(&registry, slot) };
+                    let second = unsafe { *cell.read_sticky(&registry, slot) };
+                    (first, second)
+                })
+            };
+            for next in [20, 30] {
+                cell.update(&registry, |_| (Some(next), ()));
+            }
+            let (first, second) = reader.join().unwrap();
+            assert!([10, 20, 30].contains(&first), "{first}");
+            assert!(second >= first, "{first} then {second}");
+            // That the next replacement frees everything once the reader has ended is
+            // tested with std threads (`sticky_hazards_end_with_their_thread`): loom
+            // does not order a thread-local destructor's stores before `join`.
         });
     }
 }

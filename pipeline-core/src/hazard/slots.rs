@@ -226,9 +226,13 @@ impl Drop for ThreadSlots {
         for entry in self.entries.get_mut().drain(..) {
             if let Some(_alive) = entry.registry.upgrade() {
                 // SAFETY: the registry is alive (we hold it), so its slots are.
-                unsafe { &*entry.slot }
-                    .owned
-                    .store(false, Ordering::Release);
+                let slot = unsafe { &*entry.slot };
+                // No read is in progress as the thread ends; a sticky hazard still
+                // set would keep what it names alive for as long as the slot is free.
+                for hazard in &slot.hazards {
+                    hazard.store(0, Ordering::Release);
+                }
+                slot.owned.store(false, Ordering::Release);
             }
         }
     }
