@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
+use std::time::Duration;
 
 /// Receives until the subscription is closed and drained.
 fn collect(sub: Subscription<(u32, u32)>) -> thread::JoinHandle<Vec<(u32, u32)>> {
@@ -162,4 +163,63 @@ fn resizes_and_subscription_churn_under_load_lose_nothing() {
         bus.publisher().try_publish((0, 0)),
         Err(PublishError::Closed(_))
     ));
+}
+
+/// One plain subscription (the publishers' fast path, under sticky hazards) while a
+/// second comes and goes (each publish then takes the general path) and the first is
+/// resized: nothing is lost or duplicated, and each transient subscriber sees its
+/// disconnect although publishers may still hold the list it was on.
+#[test]
+fn the_fast_path_under_churn_and_resizes_loses_nothing() {
+    const PUBLISHERS: u32 = 2;
+    const PER_PUBLISHER: u32 = 100_000;
+    let bus = Bus::new();
+    let lone = collect(
+        bus.subscribe(
+            SubscriptionConfig::new("lone")
+                .capacity(8)
+                .min_capacity(1)
+                .max_capacity(256),
+        )
+        .unwrap(),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let churn = {
+        let (bus, done) = (bus.clone(), done.clone());
+        thread::spawn(move || {
+            let mut rounds = 0_u32;
+            for capacity in [1, 64, 2, 256, 3, 16].into_iter().cycle() {
+                bus.resize("lone", capacity).unwrap();
+                let transient = bus
+                    .subscribe(SubscriptionConfig::new("transient").capacity(4))
+                    .unwrap();
+                while transient.try_recv().is_ok() {}
+                bus.unsubscribe("transient").unwrap();
+                // Removed: it drains and then sees the disconnect, whoever still holds
+                // the list it was on.
+                while transient.recv_timeout(Duration::from_secs(10)).is_ok() {}
+                assert!(transient.recv_timeout(Duration::ZERO).is_err());
+                rounds += 1;
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                thread::yield_now();
+            }
+            rounds
+        })
+    };
+    let publishers: Vec<_> = (0..PUBLISHERS)
+        .map(|p| {
+            let publisher = bus.publisher();
+            thread::spawn(move || {
+                (0..PER_PUBLISHER).for_each(|n| publisher.publish((p, n)).unwrap());
+            })
+        })
+        .collect();
+    publishers.into_iter().for_each(|p| p.join().unwrap());
+    done.store(true, Ordering::Relaxed);
+    let rounds = churn.join().unwrap();
+    bus.close();
+    assert_each_once_in_order(&lone.join().unwrap(), PUBLISHERS, PER_PUBLISHER);
+    assert!(rounds > 0);
 }
