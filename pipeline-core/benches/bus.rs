@@ -7,10 +7,16 @@
 //! - `threaded/<n>sub`: one publisher thread, one receiver thread per subscription,
 //!   `MESSAGES` events.
 //!
+//! - `interleaved` (printed, not a criterion group): the single-thread cases run
+//!   alternately 40 times each, crossbeam, resizable and bus in turn; the ratios of the
+//!   fastest runs (the least disturbed by a shared machine).
+//!
 //! Run: `cargo bench -p pipeline-core --bench bus`. What the bus adds is the ratio of
 //! `bus` to `resizable`; `resizable` to `crossbeam` is the channel's own cost.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+mod common;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use pipeline_core::bus::{Bus, Publisher, Subscription, SubscriptionConfig};
 use std::hint::black_box;
 use std::thread;
@@ -170,5 +176,44 @@ fn bench_threaded(c: &mut Criterion) {
     group.finish();
 }
 
+/// The single-thread cases again, the three alternately, `rounds` times each; prints
+/// the per-event times of the fastest runs and their ratios to crossbeam.
+fn interleaved_single_thread(rounds: usize) {
+    for n in [1, 4] {
+        for cap in [64usize, 1024] {
+            let per_run = (1 << 20) / (cap * n);
+            let time = |mut f: Box<dyn FnMut()>| {
+                let start = Instant::now();
+                (0..per_run).for_each(|_| f());
+                start.elapsed().as_secs_f64() / (per_run * cap) as f64 * 1e9
+            };
+            let mut best = [f64::MAX; 3];
+            for _ in 0..rounds {
+                best[0] = best[0].min(time(Box::new(single_thread::<Crossbeam>(n, cap))));
+                best[1] = best[1].min(time(Box::new(single_thread::<Resizable>(n, cap))));
+                best[2] = best[2].min(time(Box::new(single_thread::<BusFanOut>(n, cap))));
+            }
+            let [raw, channel, bus] = best;
+            println!(
+                "interleaved/single_thread/{n}sub/cap{cap}: per event crossbeam {raw:.1} ns, \
+                 resizable {channel:.1} ns, bus {bus:.1} ns; ratio to crossbeam: resizable \
+                 {:.2}, bus {:.2}",
+                channel / raw,
+                bus / raw
+            );
+        }
+    }
+}
+
 criterion_group!(benches, bench_single_thread, bench_threaded);
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+    let args: Vec<String> = std::env::args().collect();
+    if common::filter(&args).is_none_or(|f| "interleaved".contains(f) || f.contains("interleaved"))
+    {
+        let test_mode = args.iter().any(|a| a == "--test");
+        interleaved_single_thread(if test_mode { 1 } else { 40 });
+    }
+}

@@ -12,6 +12,8 @@
 //!
 //! Run: `cargo bench -p pipeline-core --bench channel`. Ratios are in docs/performance.md.
 
+mod common;
+
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -285,35 +287,14 @@ fn interleaved_single_thread(rounds: usize) {
     }
 }
 
-/// Criterion's filter, if one was given (the first argument that is neither a flag nor
-/// a flag's value).
-fn filter(args: &[String]) -> Option<&str> {
-    let valueless = [
-        "--bench",
-        "--test",
-        "--list",
-        "--quiet",
-        "--verbose",
-        "--exact",
-    ];
-    let mut previous: Option<&str> = None;
-    for arg in args.iter().skip(1) {
-        let takes_value = previous.is_some_and(|p| p.starts_with("--") && !valueless.contains(&p));
-        if !arg.starts_with('-') && !takes_value {
-            return Some(arg);
-        }
-        previous = Some(arg);
-    }
-    None
-}
-
 criterion_group!(benches, bench_single_thread, bench_threaded, bench_resize);
 
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     let args: Vec<String> = std::env::args().collect();
-    if filter(&args).is_none_or(|f| "interleaved".contains(f) || f.contains("interleaved")) {
+    if common::filter(&args).is_none_or(|f| "interleaved".contains(f) || f.contains("interleaved"))
+    {
         let test_mode = args.iter().any(|a| a == "--test");
         interleaved_single_thread(if test_mode { 1 } else { 40 });
         interleaved(if test_mode { 1 } else { 15 });
