@@ -394,6 +394,55 @@ fn cpu_cap_keeps_one_worker_on_a_pool_with_a_backlog() {
     assert_eq!(changes(&f.decide(&obs, 0)), [resize_pool("spare", 4, 3)]);
 }
 
+#[test]
+fn at_the_cpu_cap_a_pool_with_work_and_no_worker_gets_one_from_the_least_utilised() {
+    let mut f = Fixture::new();
+    // Cap 4, all four workers taken; "late" (min 0) went to zero while idle and now has
+    // work. It cannot scale up; "calm" can spare a worker, "busy" could too but is
+    // busier.
+    let obs = Observation::new()
+        .cpu_limit(Some(4.0))
+        .pool(PoolObservation::new("late", 0, 0, 4).backlog(5))
+        .pool(PoolObservation::new("busy", 2, 1, 8).utilisation(0.9))
+        .pool(PoolObservation::new("calm", 2, 1, 8).utilisation(0.2));
+    let d = f.decide(&obs, 0);
+    assert_eq!(
+        changes(&d),
+        [resize_pool("calm", 2, 1), resize_pool("late", 0, 1)]
+    );
+    assert!(d.actions.iter().all(|a| a.reason.rule == Rule::Rebalance));
+    assert_eq!(
+        d.actions[1].to_string(),
+        "pool late: workers 4 >= cpu cap 4 and backlog 5 > 0, scale up 0 -> 1"
+    );
+    // Nobody can spare one (each at its minimum, or at one with work waiting): nothing.
+    let mut f = Fixture::new();
+    let obs = Observation::new()
+        .cpu_limit(Some(2.0))
+        .pool(PoolObservation::new("late", 0, 0, 4).backlog(5))
+        .pool(PoolObservation::new("held", 1, 1, 8))
+        .pool(PoolObservation::new("working", 1, 0, 8).backlog(3));
+    assert!(f.decide(&obs, 0).is_empty());
+}
+
+#[test]
+fn below_the_cap_the_room_goes_first_to_a_pool_with_no_worker() {
+    let mut f = Fixture::with(PolicyConfig::default().workers_per_core(1.0));
+    // One worker of room under the cap (3); "slow" wants more, "late" has none.
+    let obs = |backlog| {
+        Observation::new()
+            .cpu_limit(Some(3.0))
+            .pool(
+                PoolObservation::new("slow", 2, 1, 8)
+                    .utilisation(1.0)
+                    .backlog(backlog),
+            )
+            .pool(PoolObservation::new("late", 0, 0, 4).backlog(backlog))
+    };
+    let _ = f.decide(&obs(10), 0);
+    assert_eq!(changes(&f.decide(&obs(20), 1)), [resize_pool("late", 0, 1)]);
+}
+
 // ---- buffers: grow, throttle instead, shrink ----
 
 #[test]

@@ -376,11 +376,11 @@ impl Condition {
             self.reading.format(self.value),
             self.reading.format(self.threshold_value),
         );
-        write!(
-            f,
-            " {value} {} {} {threshold}",
-            self.comparison, self.threshold
-        )?;
+        write!(f, " {value} {}", self.comparison)?;
+        match self.threshold.to_string().as_str() {
+            "" => write!(f, " {threshold}")?,
+            name => write!(f, " {name} {threshold}")?,
+        }
         if let Some(held) = self.held_for {
             // Whole seconds as such ("for 30s"); shorter windows (tests) with a decimal.
             if held.subsec_millis() == 0 {
@@ -538,6 +538,8 @@ pub enum Threshold {
     CpuCap,
     /// The pool's backlog at the previous tick.
     PreviousBacklog,
+    /// Zero (a backlog on a pool with no worker is stuck, however small).
+    Zero,
     /// The publish-rate limit in force.
     PublishRate,
 }
@@ -561,6 +563,7 @@ impl Threshold {
             Threshold::MaxCapacity
             | Threshold::CpuCap
             | Threshold::PreviousBacklog
+            | Threshold::Zero
             | Threshold::PublishRate => return None,
         })
     }
@@ -580,6 +583,7 @@ impl fmt::Display for Threshold {
             Threshold::MaxCapacity => "max",
             Threshold::CpuCap => "cpu cap",
             Threshold::PreviousBacklog => "previous",
+            Threshold::Zero => "",
             Threshold::PublishRate => "limit",
         })
     }
@@ -618,6 +622,9 @@ pub enum Rule {
     /// A pool is busy above target, its backlog is not shrinking, errors are low, memory
     /// and CPU allow: add workers.
     ScaleUp,
+    /// At the CPU cap, a pool with work waiting has no worker: move one to it from the
+    /// least utilised pool that can spare one.
+    Rebalance,
     /// A buffer stayed below its low saturation for the stabilisation window: shrink it.
     ShrinkBuffer,
     /// A pool stayed below its low utilisation for the stabilisation window: remove a
@@ -645,6 +652,7 @@ impl Rule {
             Rule::GrowBuffer => "grow-buffer",
             Rule::Throttle => "throttle",
             Rule::ScaleUp => "scale-up",
+            Rule::Rebalance => "rebalance",
             Rule::ShrinkBuffer => "shrink-buffer",
             Rule::ScaleDown => "scale-down",
             Rule::RaiseRate => "raise-rate",

@@ -251,6 +251,7 @@ impl HysteresisPolicy {
             self.restore_overflow(obs, restore, &mut plan);
             let throttle = self.grow_buffers(obs, &memory, now, &mut plan);
             self.scale_up(obs, &memory, now, &mut plan);
+            self.rebalance(obs, &memory, now, &mut plan);
             match throttle {
                 Some(conditions) => self.throttle(obs, conditions, now, &mut plan),
                 None => self.raise_rate(obs, now, &mut plan),

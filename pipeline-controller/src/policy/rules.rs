@@ -285,7 +285,12 @@ impl HysteresisPolicy {
             return;
         }
         let cap = cpu_cap(obs, c);
-        for (i, p) in obs.pools.iter().enumerate() {
+        // Pools with work waiting and no worker first: under the CPU cap, the room
+        // left must go to the pool that cannot drain at all before one that is slow.
+        let mut order: Vec<usize> = (0..obs.pools.len()).collect();
+        order.sort_by_key(|&i| !starving(&obs.pools[i]));
+        for i in order {
+            let p = &obs.pools[i];
             let knob = Knob::Pool(p.name.clone());
             // A trend needs two ticks: the first sight of a pool only records its backlog.
             let Some(previous) = self.pools.get(&p.name).and_then(|s| s.previous_backlog) else {
@@ -349,6 +354,90 @@ impl HysteresisPolicy {
                 to,
             };
             plan.push(i, change, Rule::ScaleUp, conditions);
+        }
+    }
+
+    /// Liveness at the CPU cap: a pool with work waiting and no worker (its minimum is
+    /// 0, and it was idle when the others took the room) cannot scale up. Move one
+    /// worker to it from the least utilised pool that can spare one: above its minimum,
+    /// and above one if it has work waiting. The total stays at the cap.
+    pub(crate) fn rebalance(
+        &self,
+        obs: &Observation,
+        memory: &MemoryLevels,
+        now: Instant,
+        plan: &mut Plan,
+    ) {
+        let c = &self.config;
+        let Some(cap) = cpu_cap(obs, c) else {
+            return;
+        };
+        // The gates of `scale_up`, but for the cap: what it would not add, this does
+        // not move either.
+        if memory.caution().is_some() {
+            return;
+        }
+        for (i, p) in obs.pools.iter().enumerate() {
+            let knob = Knob::Pool(p.name.clone());
+            if plan.workers[i] != 0
+                || !starving(p)
+                || p.error_rate >= c.max_error_rate
+                || p.max == 0
+                || plan.total_workers() < cap
+                || plan.changed(&knob)
+                || !self.cooled(&knob, Direction::Up, now)
+            {
+                continue;
+            }
+            let spare = |j: usize| {
+                let d = &obs.pools[j];
+                let floor = if d.backlog > 0 { d.min.max(1) } else { d.min };
+                j != i
+                    && plan.workers[j] > floor
+                    && !plan.changed(&Knob::Pool(d.name.clone()))
+                    && self.cooled(&Knob::Pool(d.name.clone()), Direction::Down, now)
+            };
+            let Some(donor) = (0..obs.pools.len()).filter(|&j| spare(j)).min_by(|&a, &b| {
+                let (pa, pb) = (&obs.pools[a], &obs.pools[b]);
+                pa.utilisation
+                    .total_cmp(&pb.utilisation)
+                    .then_with(|| plan.workers[b].cmp(&plan.workers[a]))
+            }) else {
+                continue;
+            };
+            let at_cap = Condition {
+                reading: Reading::Workers,
+                value: plan.total_workers() as f64,
+                comparison: Comparison::AtOrAbove,
+                threshold: Threshold::CpuCap,
+                threshold_value: cap as f64,
+                held_for: None,
+            };
+            let waiting = Condition {
+                reading: Reading::Backlog {
+                    pool: p.name.clone(),
+                },
+                value: p.backlog as f64,
+                comparison: Comparison::Above,
+                threshold: Threshold::Zero,
+                threshold_value: 0.0,
+                held_for: None,
+            };
+            let d = &obs.pools[donor];
+            let from = plan.workers[donor];
+            let give = Change::ResizePool {
+                name: d.name.clone(),
+                from,
+                to: from - 1,
+            };
+            let take = Change::ResizePool {
+                name: p.name.clone(),
+                from: 0,
+                to: 1,
+            };
+            let why = vec![at_cap, waiting];
+            plan.push(donor, give, Rule::Rebalance, why.clone());
+            plan.push(i, take, Rule::Rebalance, why);
         }
     }
 
@@ -570,6 +659,11 @@ impl HysteresisPolicy {
 }
 
 /// The lower of two optional rates, either if only one is known.
+/// Work waiting and no worker to take it.
+fn starving(p: &PoolObservation) -> bool {
+    p.workers == 0 && p.backlog > 0
+}
+
 fn lowest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
