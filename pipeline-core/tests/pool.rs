@@ -341,3 +341,41 @@ fn stats_measure_utilisation_and_latency() {
     let report = pool.shutdown(PATIENCE);
     assert_eq!((report.processed, report.left), (20, 0));
 }
+
+/// Utilisation counts each worker's capacity from when it started: a pool whose
+/// workers have all been busy since they started reads (close to) 1.0 right after it
+/// grew, not the share the new workers would have had over the whole window. (It read
+/// about 0.4 here before: one worker busy for 300 ms, then four for 100 ms, measured
+/// as if all four had been there for 400 ms.)
+#[test]
+fn utilisation_after_growth_counts_new_workers_from_their_start() {
+    let (_bus, sub) = loaded(8, 8);
+    let (gate_tx, gate_rx) = mpsc::channel::<()>();
+    let gate_rx = Mutex::new(gate_rx);
+    let busy = Arc::new(AtomicU64::new(0));
+    let pool = WorkerPool::builder("growing")
+        .max_workers(4)
+        .handler({
+            let busy = busy.clone();
+            move |_: u32| {
+                busy.fetch_add(1, Ordering::SeqCst);
+                let _ = gate_rx.lock().unwrap().recv(); // busy until the gate drops
+                Ok(())
+            }
+        })
+        .spawn(sub)
+        .unwrap();
+    eventually("the first worker busy", || busy.load(Ordering::SeqCst) == 1);
+    std::thread::sleep(Duration::from_millis(300));
+    pool.resize(4).unwrap();
+    // The gate is held by one worker at a time; the others wait for its lock, inside
+    // their handlers, so all four are busy.
+    eventually("four workers busy", || busy.load(Ordering::SeqCst) == 4);
+    std::thread::sleep(Duration::from_millis(100));
+    let stats = pool.stats();
+    assert_eq!(stats.workers, 4);
+    assert!(stats.utilisation > 0.9, "{}", stats.utilisation);
+    drop(gate_tx);
+    let report = pool.shutdown(PATIENCE);
+    assert_eq!((report.processed, report.left), (8, 0));
+}

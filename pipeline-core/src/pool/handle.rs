@@ -82,7 +82,9 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
     }
 
     fn spawn_worker(&self, workers: &mut Workers) -> Result<(), PoolError> {
-        let state = Arc::new(WorkerState::new());
+        let state = Arc::new(WorkerState::new(
+            self.shared.nanos_since_epoch(Instant::now()),
+        ));
         let shared = self.shared.clone();
         let mine = state.clone();
         let thread = thread::Builder::new()
@@ -149,18 +151,24 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
         let from = window_start(now);
         let mut record = WorkerRecord::new();
         let mut in_progress = 0;
+        // Worker-nanoseconds on offer in the window: each worker counts from its start
+        // (or the window's) to its exit (or now), so a pool that just grew is not
+        // measured as if its new workers had idled through the whole window.
+        let mut capacity = 0;
         let mut retiring = 0;
         {
             // Holding `retired` keeps workers from merging into it meanwhile, so each
             // record is counted exactly once.
             let retired = lock(&shared.retired);
             record.merge(&retired);
+            capacity += retired.alive_in_window(now);
             for worker in w.active.iter().chain(&w.retiring) {
                 let state = &worker.state;
                 if state.exited.load(Ordering::Acquire) {
                     continue;
                 }
                 record.merge(&lock(&state.record));
+                capacity += now.saturating_sub(state.started.max(from));
                 let since = state.busy_since.load(Ordering::Relaxed);
                 if since != 0 {
                     in_progress += now.saturating_sub((since - 1).max(from));
@@ -178,10 +186,9 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
             .iter()
             .filter(|x| !x.state.exited.load(Ordering::Acquire))
             .count();
-        let capacity = (now - from) as f64 * workers as f64;
-        let busy = (record.busy_in_window(now) + in_progress) as f64;
-        let utilisation = if capacity > 0.0 {
-            (busy / capacity).clamp(0.0, 1.0)
+        let busy = record.busy_in_window(now) + in_progress;
+        let utilisation = if capacity > 0 {
+            (busy as f64 / capacity as f64).clamp(0.0, 1.0)
         } else {
             0.0
         };

@@ -25,8 +25,9 @@ pub struct PoolStats {
     pub min_workers: usize,
     /// The highest worker count a resize may set.
     pub max_workers: usize,
-    /// Share of the workers' time spent in the handler over the last 5 seconds (or
-    /// since the pool started, if later), between 0 and 1.
+    /// Share of the workers' time spent in the handler over the last 5 seconds, between
+    /// 0 and 1. Each worker's time counts from its start (or the window's) to its exit
+    /// (or now), so it reads right just after the pool grew or shrank.
     pub utilisation: f64,
     /// Events the handler processed successfully.
     pub processed: u64,
@@ -66,6 +67,8 @@ pub struct Latency {
 /// What one worker records per event; merged into the pool's record when it exits.
 pub(crate) struct WorkerRecord {
     window: BusyWindow,
+    /// The time exited workers were alive, per bucket: the capacity they offered.
+    alive: BusyWindow,
     latency: Histogram<u64>,
 }
 
@@ -73,6 +76,7 @@ impl WorkerRecord {
     pub(crate) fn new() -> Self {
         WorkerRecord {
             window: BusyWindow::default(),
+            alive: BusyWindow::default(),
             latency: Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 2)
                 .expect("valid histogram bounds"),
         }
@@ -86,8 +90,14 @@ impl WorkerRecord {
         self.latency.saturating_record(micros.max(1));
     }
 
+    /// The worker lived from `start` to `end` (nanoseconds since the pool's epoch).
+    pub(crate) fn lived(&mut self, start: u64, end: u64) {
+        self.alive.add(start, end);
+    }
+
     pub(crate) fn merge(&mut self, other: &WorkerRecord) {
         self.window.merge(&other.window);
+        self.alive.merge(&other.alive);
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&other.latency);
     }
@@ -95,6 +105,12 @@ impl WorkerRecord {
     /// Busy nanoseconds inside the window ending at `now`.
     pub(crate) fn busy_in_window(&self, now: u64) -> u64 {
         self.window.sum(now)
+    }
+
+    /// Nanoseconds that the exited workers recorded here were alive inside the window
+    /// ending at `now`.
+    pub(crate) fn alive_in_window(&self, now: u64) -> u64 {
+        self.alive.sum(now)
     }
 
     pub(crate) fn latency(&self) -> Latency {

@@ -107,11 +107,15 @@ pub(crate) struct WorkerState {
     pub(crate) record: Mutex<WorkerRecord>,
     /// Set, under the pool's `retired` lock, once the record has been merged there.
     pub(crate) exited: AtomicBool,
+    /// Nanoseconds since the pool's epoch when the worker was started: utilisation
+    /// counts a worker's capacity from then, not over the whole window.
+    pub(crate) started: u64,
 }
 
 impl WorkerState {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(started: u64) -> Self {
         WorkerState {
+            started,
             stop: AtomicBool::new(false),
             busy_since: AtomicU64::new(0),
             record: Mutex::new(WorkerRecord::new()),
@@ -268,8 +272,11 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
     /// Merges the worker's record into the pool's and counts the exit.
     fn exit(&self, me: &WorkerState) {
         {
+            let now = self.nanos_since_epoch(Instant::now());
+            let mut record = lock(&me.record);
+            record.lived(me.started, now);
             let mut retired = lock(&self.retired);
-            retired.merge(&lock(&me.record));
+            retired.merge(&record);
             me.exited.store(true, Ordering::Release);
         }
         *lock(&self.exits) += 1;
