@@ -292,10 +292,7 @@ criterion_group!(benches, bench_single_thread, bench_threaded, bench_resize);
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
-    let args: Vec<String> = std::env::args().collect();
-    if common::filter(&args).is_none_or(|f| "interleaved".contains(f) || f.contains("interleaved"))
-    {
-        let test_mode = args.iter().any(|a| a == "--test");
+    if let Some(test_mode) = common::interleaved_mode() {
         interleaved_single_thread(if test_mode { 1 } else { 40 });
         interleaved(if test_mode { 1 } else { 15 });
     }

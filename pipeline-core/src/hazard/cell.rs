@@ -118,20 +118,10 @@ impl<T> HazardCell<T> {
     /// reference instead.
     #[inline(always)]
     pub(crate) fn enter<'a>(&'a self, registry: &'a Registry, slot: &'a Slot) -> CellGuard<'a, T> {
-        let hazard = slot.hazard(self.hazard);
-        if hazard.load(Ordering::Relaxed) != 0 {
+        if slot.hazard(self.hazard).load(Ordering::Relaxed) != 0 {
             return self.enter_counted();
         }
-        let address = loop {
-            let address = self.current.load(Ordering::Acquire);
-            hazard.store(address, Ordering::Relaxed);
-            // Pairs with the heavy fence of `free_retired`.
-            fence::light();
-            if self.current.load(Ordering::Acquire) == address {
-                break address;
-            }
-            self.withdraw(registry, slot, address);
-        };
+        let address = self.protect(registry, slot, self.hazard);
         CellGuard {
             // SAFETY: our hazard, checked against `current`, keeps the entry alive
             // until the guard drops (also on a panic).
@@ -173,16 +163,7 @@ impl<T> HazardCell<T> {
     #[cold]
     #[inline(never)]
     fn pin_sticky<'a>(&'a self, registry: &Registry, slot: &'a Slot) -> &'a T {
-        let hazard = slot.hazard(self.sticky);
-        let address = loop {
-            let address = self.current.load(Ordering::Acquire);
-            hazard.store(address, Ordering::Relaxed);
-            // Pairs with the heavy fence of `unused_retired`.
-            fence::light();
-            if self.current.load(Ordering::Acquire) == address {
-                break address;
-            }
-        };
+        let address = self.protect(registry, slot, self.sticky);
         // The value the hazard named before may be retired, and now unprotected.
         if self.pending.load(Ordering::Acquire) != 0 {
             self.release_unused(registry);
@@ -240,11 +221,28 @@ impl<T> HazardCell<T> {
         result
     }
 
-    /// Clears the hazard; frees retired entries if this reader may have been the
+    /// Points hazard `which` of `slot` at the current entry, checked: returns its
+    /// address, which the hazard protects until it changes.
+    #[inline(always)]
+    fn protect(&self, registry: &Registry, slot: &Slot, which: usize) -> usize {
+        let hazard = slot.hazard(which);
+        loop {
+            let address = self.current.load(Ordering::Acquire);
+            hazard.store(address, Ordering::Relaxed);
+            // Pairs with the heavy fence of `unused_retired`.
+            fence::light();
+            if self.current.load(Ordering::Acquire) == address {
+                return address;
+            }
+            self.withdraw(registry, slot, which, address);
+        }
+    }
+
+    /// Clears hazard `which`; frees retired entries if this reader may have been the
     /// last inside one.
     #[inline(always)]
-    fn withdraw(&self, registry: &Registry, slot: &Slot, address: usize) {
-        slot.hazard(self.hazard).store(0, Ordering::Release);
+    fn withdraw(&self, registry: &Registry, slot: &Slot, which: usize, address: usize) {
+        slot.hazard(which).store(0, Ordering::Release);
         fence::light();
         if self.pending.load(Ordering::Acquire) != 0
             && self.current.load(Ordering::Acquire) != address
@@ -391,7 +389,7 @@ impl<T> Drop for CellGuard<'_, T> {
                     !unsafe { entry::<T>(address) }.freed.load(Ordering::Acquire),
                     "a value was freed while a reader was inside it"
                 );
-                cell.withdraw(registry, slot, address);
+                cell.withdraw(registry, slot, cell.hazard, address);
             }
             Hold::Counted(entry) => drop_counted(entry),
         }
