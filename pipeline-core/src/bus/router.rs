@@ -97,7 +97,7 @@ impl<E> BusInner<E> {
         );
         BusInner {
             routes: HazardCell::new(Routes::new(false, Vec::new()), ROUTES, ROUTES_STICKY),
-            registry: Registry::new(),
+            registry: Registry::with_sticky(ROUTES_STICKY),
             common: Arc::new(common),
             limiter,
             counters: BusCounters::default(),

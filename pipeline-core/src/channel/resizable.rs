@@ -58,6 +58,7 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             capacity,
             unclosed: Vec::new(),
             retired: Vec::new(),
+            senders_closed: false,
         }),
         registry: Registry::new(),
         senders: AtomicUsize::new(1),
@@ -167,6 +168,9 @@ struct Control {
     unclosed: Vec<usize>,
     /// Generations receivers have left; freed once no thread is inside.
     retired: Vec<usize>,
+    /// `close_all` was called (the send word carries `SENDERS_CLOSED`); kept here too
+    /// so the control paths check it without another atomic access.
+    senders_closed: bool,
 }
 
 #[derive(Default)]
@@ -436,8 +440,10 @@ impl<T> Shared<T> {
                 self.note_len(len);
                 Some(Sample {
                     len,
-                    // The receive pointer at the newest generation: no other.
-                    whole: self.recv.load(Ordering::Acquire) == word & !FLAG_MASK,
+                    // The receive pointer at the newest generation: no other. Only a
+                    // caller that wants the length asks (the high-water mark does not).
+                    whole: matches!(sample_at, SampleAt::Now(_))
+                        && self.recv.load(Ordering::Acquire) == word & !FLAG_MASK,
                 })
             }
             Ok(()) => None,
@@ -655,9 +661,7 @@ impl<T> Shared<T> {
             return Err(ResizeError::ZeroCapacity);
         }
         let mut control = lock(&self.control);
-        if self.receivers.load(Ordering::Acquire) == 0
-            || self.send.load(Ordering::Relaxed) & SENDERS_CLOSED != 0
-        {
+        if self.receivers.load(Ordering::Acquire) == 0 || control.senders_closed {
             return Err(ResizeError::Disconnected);
         }
         if control.capacity == capacity {
@@ -692,9 +696,10 @@ impl<T> Shared<T> {
     /// is inside it, else by the last send to leave. Idempotent.
     fn close_senders(&self) {
         let mut control = lock(&self.control);
-        if self.send.load(Ordering::Relaxed) & SENDERS_CLOSED != 0 {
+        if control.senders_closed {
             return;
         }
+        control.senders_closed = true;
         // Flags change only under the control lock. A send that entered before this
         // fails its check and looks again, seeing the flag; one inside is in our scan.
         self.send.fetch_or(SENDERS_CLOSED, Ordering::AcqRel);

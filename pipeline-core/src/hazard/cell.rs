@@ -425,7 +425,7 @@ mod tests {
     /// next replacement frees it.
     #[test]
     fn sticky_hazards_end_with_their_thread() {
-        let registry = Registry::new();
+        let registry = Registry::with_sticky(1);
         let probe = Arc::new(());
         let cell = Arc::new(HazardCell::new(probe.clone(), 0, 1));
         let (pinned, wait_pinned) = mpsc::channel();
@@ -452,7 +452,7 @@ mod tests {
     /// way, when nobody else holds it.
     #[test]
     fn moving_a_sticky_hazard_frees_what_it_left() {
-        let registry = Registry::new();
+        let registry = Registry::with_sticky(1);
         let probe = Arc::new(());
         let cell = HazardCell::new(probe.clone(), 0, 1);
         let slot = registry.slot();
@@ -476,7 +476,7 @@ mod loom_models {
     #[test]
     fn readers_never_see_a_freed_value() {
         loom::model(|| {
-            let registry = Registry::new();
+            let registry = Registry::with_sticky(1);
             let cell = std::sync::Arc::new(HazardCell::new(10_u32, 0, 1));
             let readers: Vec<_> = (0..2)
                 .map(|_| {
@@ -500,7 +500,7 @@ mod loom_models {
     #[test]
     fn sticky_reads_never_see_a_freed_value() {
         loom::model(|| {
-            let registry = Registry::new();
+            let registry = Registry::with_sticky(1);
             let cell = std::sync::Arc::new(HazardCell::new(10_u32, 0, 1));
             let reader = {
                 let (cell, registry) = (cell.clone(), registry.clone());

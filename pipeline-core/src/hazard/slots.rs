@@ -84,6 +84,8 @@ pub(crate) struct Registry {
     /// Unique for the life of the process, so a stale thread-local entry of a dropped
     /// channel can never match a new one at the same address.
     id: u64,
+    /// The hazard that stays set between operations, if any.
+    sticky: Option<usize>,
     /// Boxed so a slot's address is stable while the vector grows.
     #[allow(clippy::vec_box)]
     slots: Mutex<Vec<Box<Slot>>>,
@@ -94,8 +96,22 @@ static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 
 impl Registry {
     pub(crate) fn new() -> Arc<Self> {
+        Self::build(None)
+    }
+
+    /// A registry whose hazard `sticky` stays set between operations (see
+    /// `HazardCell::read_sticky`): it is cleared when a slot's thread ends. (The other
+    /// hazards are always clear by then; not touching them keeps thread exits cheap in
+    /// the loom models.)
+    pub(crate) fn with_sticky(sticky: usize) -> Arc<Self> {
+        assert!(sticky < HAZARDS, "hazard {sticky} out of range");
+        Self::build(Some(sticky))
+    }
+
+    fn build(sticky: Option<usize>) -> Arc<Self> {
         Arc::new(Registry {
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            sticky,
             slots: Mutex::new(Vec::new()),
         })
     }
@@ -233,13 +249,13 @@ impl Drop for ThreadSlots {
         #[cfg(not(pipeline_loom))]
         let _ = RECENT.try_with(|recent| recent.iter().flatten().for_each(|way| way.set(EMPTY)));
         for entry in self.entries.get_mut().drain(..) {
-            if let Some(_alive) = entry.registry.upgrade() {
+            if let Some(registry) = entry.registry.upgrade() {
                 // SAFETY: the registry is alive (we hold it), so its slots are.
                 let slot = unsafe { &*entry.slot };
                 // No read is in progress as the thread ends; a sticky hazard still
                 // set would keep what it names alive for as long as the slot is free.
-                for hazard in &slot.hazards {
-                    hazard.store(0, Ordering::Release);
+                if let Some(sticky) = registry.sticky {
+                    slot.hazards[sticky].store(0, Ordering::Release);
                 }
                 slot.owned.store(false, Ordering::Release);
             }
