@@ -1,6 +1,6 @@
 //! [`SinkStats`] and [`Latency`], and the counters behind them.
 
-use hdrhistogram::Histogram;
+use pipeline_core::pool::LatencyRecorder;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -46,22 +46,8 @@ impl SinkStats {
     }
 }
 
-/// Percentiles of a duration (microsecond resolution, 2 significant digits); all zero
-/// before the first sample.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Latency {
-    /// Samples.
-    pub count: u64,
-    /// Median.
-    pub p50: Duration,
-    /// 90th percentile.
-    pub p90: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// Slowest.
-    pub max: Duration,
-}
+/// Percentiles of a duration, as the pools report them: the same type.
+pub use pipeline_core::pool::Latency;
 
 /// The atomics behind [`SinkStats`], and the `metrics` handles beside them.
 pub(crate) struct SinkCounters {
@@ -74,7 +60,7 @@ pub(crate) struct SinkCounters {
     retries: AtomicU64,
     in_flight: AtomicU64,
     pub(crate) buffered: AtomicU64,
-    latency: Mutex<Histogram<u64>>,
+    latency: Mutex<LatencyRecorder>,
     metrics: SinkMetrics,
 }
 
@@ -114,9 +100,7 @@ impl SinkCounters {
             retries: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             buffered: AtomicU64::new(0),
-            latency: Mutex::new(
-                Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
-            ),
+            latency: Mutex::new(LatencyRecorder::new()),
             metrics: SinkMetrics {
                 delivered: metrics::counter!("pipeline_sink_delivered_events_total", "sink" => label()),
                 undelivered: metrics::counter!("pipeline_sink_undelivered_events_total", "sink" => label()),
@@ -164,13 +148,10 @@ impl SinkCounters {
             self.metrics.attempt_errors.increment(1);
         }
         self.metrics.attempt_seconds.record(elapsed.as_secs_f64());
-        let micros = u64::try_from(elapsed.as_micros())
-            .unwrap_or(u64::MAX)
-            .max(1);
         self.latency
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .saturating_record(micros);
+            .record(elapsed);
     }
 
     pub(crate) fn delivered(&self, events: u64) {
@@ -188,21 +169,11 @@ impl SinkCounters {
     }
 
     pub(crate) fn stats(&self) -> SinkStats {
-        let latency = {
-            let h = self.latency.lock().unwrap_or_else(|p| p.into_inner());
-            if h.is_empty() {
-                Latency::default()
-            } else {
-                let at = |q| Duration::from_micros(h.value_at_quantile(q));
-                Latency {
-                    count: h.len(),
-                    p50: at(0.5),
-                    p90: at(0.9),
-                    p99: at(0.99),
-                    max: Duration::from_micros(h.max()),
-                }
-            }
-        };
+        let latency = self
+            .latency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latency();
         SinkStats {
             delivered: self.delivered.load(Ordering::Relaxed),
             undelivered: self.undelivered.load(Ordering::Relaxed),

@@ -95,4 +95,4 @@ mod worker;
 pub use builder::WorkerPoolBuilder;
 pub use error::{DeadLetter, DeadLetterReason, HandlerError, PoolError};
 pub use handle::{DrainReport, WorkerPool};
-pub use stats::{Latency, PoolStats};
+pub use stats::{Latency, LatencyRecorder, PoolStats};

@@ -47,8 +47,9 @@ pub struct PoolStats {
     pub latency: Latency,
 }
 
-/// Percentiles of handler time per event (to 2 significant digits, microsecond
-/// resolution); all zero before the first event.
+/// Percentiles of a duration, such as handler time per event (to 2 significant digits,
+/// microsecond resolution); all zero before the first sample. Made by a
+/// [`LatencyRecorder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct Latency {
@@ -64,12 +65,83 @@ pub struct Latency {
     pub max: Duration,
 }
 
+/// Durations recorded into a histogram (microsecond resolution, 2 significant digits,
+/// up to an hour) and read back as [`Latency`] percentiles: what each pool worker keeps,
+/// public so that other stages (the adapters' sinks, your own) report latency the same
+/// way.
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_core::pool::LatencyRecorder;
+/// use std::time::Duration;
+///
+/// let mut recorder = LatencyRecorder::new();
+/// for ms in [1, 2, 3, 4, 100] {
+///     recorder.record(Duration::from_millis(ms));
+/// }
+/// let latency = recorder.latency();
+/// assert_eq!(latency.count, 5);
+/// // Two significant digits: within 1% of the recorded values.
+/// assert!(latency.p50 >= Duration::from_millis(3) && latency.p50 < Duration::from_micros(3030));
+/// assert!(latency.max >= Duration::from_millis(100) && latency.p90 <= latency.max);
+/// ```
+#[derive(Debug, Clone)]
+pub struct LatencyRecorder {
+    histogram: Histogram<u64>,
+}
+
+impl LatencyRecorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        LatencyRecorder {
+            histogram: Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 2)
+                .expect("valid histogram bounds"),
+        }
+    }
+
+    /// Records one duration (below a microsecond counts as one; above an hour as an
+    /// hour).
+    pub fn record(&mut self, elapsed: Duration) {
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.histogram.saturating_record(micros.max(1));
+    }
+
+    /// Adds what `other` recorded.
+    pub fn merge(&mut self, other: &LatencyRecorder) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.histogram.add(&other.histogram);
+    }
+
+    /// The percentiles so far; all zero before the first record.
+    pub fn latency(&self) -> Latency {
+        let h = &self.histogram;
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let at = |q| Duration::from_micros(h.value_at_quantile(q));
+        Latency {
+            count: h.len(),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: Duration::from_micros(h.max()),
+        }
+    }
+}
+
+impl Default for LatencyRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// What one worker records per event; merged into the pool's record when it exits.
 pub(crate) struct WorkerRecord {
     window: BusyWindow,
     /// The time exited workers were alive, per bucket: the capacity they offered.
     alive: BusyWindow,
-    latency: Histogram<u64>,
+    latency: LatencyRecorder,
 }
 
 impl WorkerRecord {
@@ -77,8 +149,7 @@ impl WorkerRecord {
         WorkerRecord {
             window: BusyWindow::default(),
             alive: BusyWindow::default(),
-            latency: Histogram::new_with_bounds(1, LATENCY_MAX_MICROS, 2)
-                .expect("valid histogram bounds"),
+            latency: LatencyRecorder::new(),
         }
     }
 
@@ -86,8 +157,7 @@ impl WorkerRecord {
     pub(crate) fn record(&mut self, start: u64, elapsed: Duration) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.window.add(start, start.saturating_add(nanos));
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency.saturating_record(micros.max(1));
+        self.latency.record(elapsed);
     }
 
     /// The worker lived from `start` to `end` (nanoseconds since the pool's epoch).
@@ -98,8 +168,7 @@ impl WorkerRecord {
     pub(crate) fn merge(&mut self, other: &WorkerRecord) {
         self.window.merge(&other.window);
         self.alive.merge(&other.alive);
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.latency.add(&other.latency);
+        self.latency.merge(&other.latency);
     }
 
     /// Busy nanoseconds inside the window ending at `now`.
@@ -114,18 +183,7 @@ impl WorkerRecord {
     }
 
     pub(crate) fn latency(&self) -> Latency {
-        let h = &self.latency;
-        if h.is_empty() {
-            return Latency::default();
-        }
-        let at = |q| Duration::from_micros(h.value_at_quantile(q));
-        Latency {
-            count: h.len(),
-            p50: at(0.5),
-            p90: at(0.9),
-            p99: at(0.99),
-            max: Duration::from_micros(h.max()),
-        }
+        self.latency.latency()
     }
 }
 
