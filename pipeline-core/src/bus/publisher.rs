@@ -156,6 +156,33 @@ impl<E: Clone + Send + 'static> Publisher<E> {
         self.publish_with(event, Wait::Never)
     }
 
+    /// Whether the bus was closed ([`Bus::close`](super::Bus::close)): from then on
+    /// every publish fails with [`PublishError::Closed`]. Cheap (two loads while the
+    /// subscription list is unchanged), for a source that wants to stop pulling input
+    /// before it has an event to hand over.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::Bus;
+    ///
+    /// let bus = Bus::<u8>::new();
+    /// let publisher = bus.publisher();
+    /// assert!(!publisher.is_closed());
+    /// bus.close();
+    /// assert!(publisher.is_closed());
+    /// ```
+    pub fn is_closed(&self) -> bool {
+        let inner = &*self.inner;
+        // SAFETY: the reference is used for one load, with no code in between.
+        unsafe {
+            inner
+                .routes
+                .read_sticky(&inner.registry, inner.registry.slot())
+        }
+        .closed
+    }
+
     #[inline]
     fn publish_with(&self, event: E, wait: Wait) -> Result<(), PublishError<E>> {
         let inner = &*self.inner;
