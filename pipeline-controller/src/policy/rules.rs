@@ -74,10 +74,7 @@ impl HysteresisPolicy {
         let mut excess = total - cap;
         for i in order {
             let p = &obs.pools[i];
-            // A pool with work waiting keeps one worker: at zero its backlog would
-            // never drain (and the scale-up rule would bring the worker straight back).
-            let floor = if p.backlog > 0 { p.min.max(1) } else { p.min };
-            let cut = excess.min(p.workers.saturating_sub(floor));
+            let cut = excess.min(p.workers.saturating_sub(floor(p)));
             if cut == 0 {
                 continue;
             }
@@ -391,9 +388,8 @@ impl HysteresisPolicy {
             }
             let spare = |j: usize| {
                 let d = &obs.pools[j];
-                let floor = if d.backlog > 0 { d.min.max(1) } else { d.min };
                 j != i
-                    && plan.workers[j] > floor
+                    && plan.workers[j] > floor(d)
                     && !plan.changed(&Knob::Pool(d.name.clone()))
                     && self.cooled(&Knob::Pool(d.name.clone()), Direction::Down, now)
             };
@@ -659,6 +655,13 @@ impl HysteresisPolicy {
 }
 
 /// The lower of two optional rates, either if only one is known.
+/// The fewest workers a rule that takes workers away may leave a pool: its minimum,
+/// and one while it has work waiting (at zero its backlog would never drain, and
+/// scale-up would bring the worker straight back).
+fn floor(p: &PoolObservation) -> usize {
+    if p.backlog > 0 { p.min.max(1) } else { p.min }
+}
+
 /// Work waiting and no worker to take it.
 fn starving(p: &PoolObservation) -> bool {
     p.workers == 0 && p.backlog > 0

@@ -42,7 +42,7 @@ pub(crate) enum Edge {
 
 /// What [`Route::try_deliver_plain`] did.
 pub(crate) enum Plain<E> {
-    /// Delivered (or the subscription is gone, which counts as delivered).
+    /// Delivered.
     Done,
     /// The buffer is full (counted); the event is handed back for the waiting path.
     Full(E),
