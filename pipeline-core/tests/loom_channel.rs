@@ -134,3 +134,86 @@ fn generation_freed_only_after_the_last_receiver_leaves() {
         assert_eq!(rx.recv(), Err(RecvError));
     });
 }
+
+/// A value that counts itself alive, so a model can check that the channel keeps no
+/// value nobody can receive.
+struct Tracked(loom::sync::Arc<loom::sync::atomic::AtomicUsize>);
+
+impl Tracked {
+    fn new(alive: &loom::sync::Arc<loom::sync::atomic::AtomicUsize>) -> Self {
+        alive.fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+        Tracked(alive.clone())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, loom::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A sender (one send that fits, one that blocks on the full buffer) races the last
+/// receiver's drop. Once the drop has returned and the sender is done, no value is
+/// left in the channel although a `Sender` still exists: a send either took effect
+/// before the disconnect (and its value was dropped with the rest) or failed and
+/// handed its value back; in particular the blocked send is never given room by the
+/// drain (issue 13, finding 3).
+#[test]
+fn send_races_the_last_receivers_drop() {
+    loom::model(|| {
+        let alive = loom::sync::Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = bounded(1);
+        let keep = tx.clone();
+        let sender = {
+            let alive = alive.clone();
+            thread::spawn(move || {
+                let first = tx.send(Tracked::new(&alive)).is_ok();
+                let second = tx.send(Tracked::new(&alive)).is_ok();
+                (first, second)
+            })
+        };
+        drop(rx);
+        let (first, second) = sender.join().unwrap();
+        assert!(
+            first || !second,
+            "a later send succeeded after an earlier failed"
+        );
+        assert_eq!(
+            alive.load(loom::sync::atomic::Ordering::SeqCst),
+            0,
+            "a value sits in a channel nobody can read (sent: {first}, {second})"
+        );
+        drop(keep);
+    });
+}
+
+/// A send that completed is visible to a later receive on the same thread, even while
+/// another sender is still inside the generation a resize replaced: `try_recv` waits
+/// for that send instead of answering `Empty` (issue 13, finding 4), and each sender's
+/// values still arrive in order.
+#[test]
+fn completed_send_visible_across_a_resize() {
+    loom::model(|| {
+        let (tx, rx) = bounded(2);
+        let other = tx.clone();
+        let resizer = tx.clone();
+        let rx2 = rx.clone();
+        let b = thread::spawn(move || {
+            other.send((1, 0)).unwrap();
+            other.send((1, 1)).unwrap();
+        });
+        let a = thread::spawn(move || {
+            tx.send((0, 0)).unwrap();
+            rx2.try_recv().expect("own completed send not visible")
+        });
+        resizer.resize(4).unwrap();
+        drop(resizer);
+        let first = a.join().unwrap();
+        b.join().unwrap();
+        let mut got = vec![first];
+        got.extend(rx.try_iter());
+        assert_eq!(got.len(), 3, "{got:?}");
+        let from_b: Vec<_> = got.iter().filter(|v| v.0 == 1).collect();
+        assert_eq!(from_b, [&(1, 0), &(1, 1)], "{got:?}");
+    });
+}

@@ -195,13 +195,22 @@ impl<E: Clone + Send + 'static> Publisher<E> {
         // read under the sticky hazard (no store while the list is unchanged).
         // SAFETY: `routes` and `route` are last used inside `try_deliver_plain` and the
         // clone below, and until then only this crate's code runs (no filter, size
-        // function, `Clone` or `Drop` of an event, and signals raised on a reference
-        // of their own), so this thread makes no other sticky read of the list.
+        // function, `Clone` or `Drop` of an event; signals are raised after, on a
+        // reference of their own), so this thread makes no other sticky read of the
+        // list while they are live.
         let routes = unsafe { inner.routes.read_sticky(&inner.registry, slot) };
         let event = match &routes.list[..] {
             [route] if routes.plain_lone => match route.try_deliver_plain(event, tick) {
                 Plain::Done => {
                     slot.add(PUBLISHED, 1);
+                    return Ok(());
+                }
+                Plain::Edge(shared, edge, len) => {
+                    // `routes` and `route` are dead here: the signal runs user code
+                    // (which may publish on this bus and move the sticky hazard) on a
+                    // reference of its own.
+                    slot.add(PUBLISHED, 1);
+                    shared.raise_edge(edge, len);
                     return Ok(());
                 }
                 Plain::Full(event) => {

@@ -44,6 +44,10 @@ pub(crate) enum Edge {
 pub(crate) enum Plain<E> {
     /// Delivered.
     Done,
+    /// Delivered, and the length crossed a saturation edge: the caller raises it with
+    /// [`SubShared::raise_edge`] once it has left its read of the route list (raising
+    /// runs the user's logging and metrics back ends).
+    Edge(Arc<SubShared>, Edge, usize),
     /// The buffer is full (counted); the event is handed back for the waiting path.
     Full(E),
     /// For the general path (a dropping policy, or the subscription is gone); nothing
@@ -428,10 +432,10 @@ impl<E> Route<E> {
 
     /// The whole of a publish to a plain `Block` route that finds room: no user code
     /// runs while `self` is borrowed (the caller reads it under a sticky hazard, see
-    /// `HazardCell::read_sticky`). A saturation edge holds its own reference to the
-    /// shared half before raising signals (logging and metrics back ends are user
-    /// code), and a gone subscription hands the event back for the caller to drop
-    /// later. `tick` is as for [`try_deliver`](Self::try_deliver).
+    /// `HazardCell::read_sticky`). A saturation edge comes back with its own reference
+    /// to the shared half, for the caller to raise after the read (logging and
+    /// metrics back ends are user code), and a gone subscription hands the event back
+    /// for the caller to drop later. `tick` is as for [`try_deliver`](Self::try_deliver).
     #[inline(always)]
     pub(crate) fn try_deliver_plain(&self, event: E, tick: u64) -> Plain<E> {
         if self.shared.policy() != OverflowPolicy::Block {
@@ -440,13 +444,10 @@ impl<E> Route<E> {
         let sample = tick & self.shared.send_sample_mask() == 0;
         match self.tx.try_send_sampled(event, sample) {
             Ok(None) => Plain::Done,
-            Ok(Some(len)) => {
-                if let Some(edge) = self.shared.edge(len) {
-                    let shared = Arc::clone(&self.shared);
-                    shared.raise_edge(edge, len);
-                }
-                Plain::Done
-            }
+            Ok(Some(len)) => match self.shared.edge(len) {
+                Some(edge) => Plain::Edge(Arc::clone(&self.shared), edge, len),
+                None => Plain::Done,
+            },
             Err(TrySendError::Full(event)) => Plain::Full(event),
             Err(TrySendError::Disconnected(event)) => Plain::Elsewhere(event),
         }

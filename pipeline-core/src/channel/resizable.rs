@@ -59,6 +59,9 @@ pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
             unclosed: Vec::new(),
             retired: Vec::new(),
             senders_closed: false,
+            receivers_gone: false,
+            drained: false,
+            leak: false,
         }),
         registry: Registry::new(),
         senders: AtomicUsize::new(1),
@@ -80,7 +83,8 @@ const RECV: usize = 1;
 const LEN: usize = 2;
 /// ...and counters.
 const RECEIVED: usize = 0;
-const TICKS: usize = 1;
+/// Successful sends: counted where they happen, so the total never goes backwards.
+const SENT: usize = 1;
 
 /// A send samples the length for the high-water mark when its thread's send count
 /// masked with this is 0: one send in 32.
@@ -101,11 +105,15 @@ enum SampleAt {
 }
 
 impl SampleAt {
+    /// Counts a successful send in this thread's slot and says whether it samples.
     #[inline(always)]
-    fn now(self, slot: &Slot) -> bool {
+    fn count_sent(self, slot: &Slot) -> bool {
         match self {
-            SampleAt::Tick(mask) => slot.tick(TICKS, mask),
-            SampleAt::Now(now) => now,
+            SampleAt::Tick(mask) => slot.tick(SENT, mask),
+            SampleAt::Now(now) => {
+                slot.add(SENT, 1);
+                now
+            }
         }
     }
 }
@@ -171,6 +179,14 @@ struct Control {
     /// `close_all` was called (the send word carries `SENDERS_CLOSED`); kept here too
     /// so the control paths check it without another atomic access.
     senders_closed: bool,
+    /// The last receiver is gone (the send word carries `RECEIVERS_GONE`).
+    receivers_gone: bool,
+    /// The values nobody will receive are being (or were) dropped: once, by whoever
+    /// closes the last generation after the receivers left.
+    drained: bool,
+    /// A value's `Drop` panicked while they were dropped: the rest are leaked, as
+    /// crossbeam-channel does, rather than dropped while unwinding (an abort).
+    leak: bool,
 }
 
 #[derive(Default)]
@@ -227,9 +243,10 @@ impl<T> Shared<T> {
         hazard::light();
         if self.pending.unclosed.load(Ordering::Acquire) != 0 {
             let word = self.send.load(Ordering::Acquire);
-            // Replaced by a resize, or closed to all senders where it stands.
-            if word & !FLAG_MASK != address || word & SENDERS_CLOSED != 0 {
-                self.close_pending(&mut lock(&self.control));
+            // Replaced by a resize, or closed where it stands (to all senders, or
+            // because the receivers left).
+            if word & !FLAG_MASK != address || word & REFUSING != 0 {
+                self.close_pending_and_drain();
             }
         }
     }
@@ -269,6 +286,16 @@ impl<T> Shared<T> {
         {
             self.free_retired(&mut lock(&self.control));
         }
+    }
+
+    /// `close_pending` under the control lock, then, if that closed the last
+    /// generation after the receivers left, drops the values nobody will receive
+    /// (after letting the lock go: a value's `Drop` may use this channel).
+    #[cold]
+    fn close_pending_and_drain(&self) {
+        let mut control = lock(&self.control);
+        self.close_pending(&mut control);
+        self.drain_after(control);
     }
 
     /// Closes every replaced generation that no send is inside any more: from then on
@@ -387,12 +414,13 @@ impl<T> Shared<T> {
     fn stats(&self) -> ChannelStats {
         let len = self.len();
         let received = self.registry.sum(RECEIVED);
+        let sent = self.registry.sum(SENT);
         let c = &self.counters;
         ChannelStats {
             len,
             capacity: self.capacity(),
             high_water_mark: c.high_water.load(Ordering::Relaxed).max(len),
-            sent: received + len as u64,
+            sent,
             received,
             full_events: c.full_events.load(Ordering::Relaxed),
             blocked_time: Duration::from_nanos(c.blocked_nanos.load(Ordering::Relaxed)),
@@ -435,7 +463,7 @@ impl<T> Shared<T> {
         let generation = unsafe { Generation::<T>::at(word) };
         let result = generation.queue.try_push(value);
         let sample = match result {
-            Ok(()) if sample_at.now(slot) => {
+            Ok(()) if sample_at.count_sent(slot) => {
                 let len = generation.queue.len();
                 self.note_len(len);
                 Some(Sample {
@@ -486,7 +514,10 @@ impl<T> Shared<T> {
             };
             self.leave_send(slot);
             match outcome {
-                Push::Pushed => break Ok(()),
+                Push::Pushed => {
+                    slot.add(SENT, 1);
+                    break Ok(());
+                }
                 // A resize replaced this generation (or the receivers left): look again.
                 Push::Sealed(back) => value = back,
                 Push::Timeout(back) => break Err(SendTimeoutError::Timeout(back)),
@@ -647,12 +678,34 @@ impl<T> Shared<T> {
             return None;
         }
         if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
-            return Some(Err(RecvTimeoutError::Timeout));
+            return self.finish_sends(generation);
         }
         match generation.queue.pop_blocking(deadline) {
             Pop::Popped(value) => Some(Ok(value)),
             Pop::Closed => None,
-            Pop::Timeout => Some(Err(RecvTimeoutError::Timeout)),
+            Pop::Timeout => self.finish_sends(generation),
+        }
+    }
+
+    /// A receive that may not wait (any more) found the oldest generation empty and
+    /// open. If it is the newest, that is the answer: `Empty` (or `Timeout`). If it was
+    /// replaced, a send into it is still in progress, and values whose sends have
+    /// completed may sit in newer generations: answering `Empty` would hide them from
+    /// a thread that just sent one (not linearizable), and taking one of them now
+    /// could overtake the value in progress from the same sender (its later sends go
+    /// to the newer generation). So wait for the sends in progress to finish, as
+    /// crossbeam waits for a write in progress: the last one out closes the
+    /// generation, which wakes this wait, and the caller looks again. A replaced
+    /// generation is sealed, so those sends do not wait for room; this wait is as
+    /// short as a push.
+    #[cold]
+    fn finish_sends(&self, generation: &Generation<T>) -> Option<Result<T, RecvTimeoutError>> {
+        if generation.next() == 0 {
+            return Some(Err(RecvTimeoutError::Timeout));
+        }
+        match generation.queue.pop_blocking(None) {
+            Pop::Popped(value) => Some(Ok(value)),
+            Pop::Closed | Pop::Timeout => None,
         }
     }
 
@@ -708,11 +761,14 @@ impl<T> Shared<T> {
         let generation = unsafe { Generation::<T>::at(newest) };
         // Wake senders blocked on a full buffer: they look again and see the flag.
         generation.queue.seal();
-        control.unclosed.push(newest);
+        if !control.unclosed.contains(&newest) {
+            control.unclosed.push(newest);
+        }
         self.pending
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
         self.close_pending(&mut control);
+        self.drain_after(control);
     }
 
     /// The last sender is gone: no send can start any more, so the newest generation
@@ -727,29 +783,94 @@ impl<T> Shared<T> {
             unsafe { Generation::<T>::at(address).queue.close() };
         }
         self.pending.unclosed.store(0, Ordering::Release);
+        self.drain_after(control);
     }
 
     /// The last receiver is gone: fail every send from now on, wake blocked senders,
     /// and drop the values nobody will receive.
+    ///
+    /// A send that passed its check before the flag may still be inside the newest
+    /// generation and push into it. So the newest generation is closed the way a
+    /// resize closes the one it replaces (at once if no send is inside, else by the
+    /// last send to leave), and the values are dropped only once every generation is
+    /// closed: a send that completes is then either dropped with the rest (it took
+    /// effect before the disconnect) or fails and hands its value back; none leaves a
+    /// value behind, and none is given room by the drain. The drop runs without the
+    /// control lock, so a value's `Drop` may use the channel (even drop its last
+    /// `Sender`); if one panics, the panic reaches the caller and the rest leak.
     fn disconnect_receivers(&self) {
-        let control = lock(&self.control);
+        let mut control = lock(&self.control);
+        control.receivers_gone = true;
         self.send.fetch_or(RECEIVERS_GONE, Ordering::AcqRel);
+        let newest = control.newest;
         // SAFETY: the newest generation is never freed while it is the newest.
-        unsafe { Generation::<T>::at(control.newest) }.queue.seal();
+        unsafe { Generation::<T>::at(newest) }.queue.seal();
+        if !control.unclosed.contains(&newest) {
+            control.unclosed.push(newest);
+        }
+        self.pending
+            .unclosed
+            .store(control.unclosed.len(), Ordering::Release);
+        self.close_pending(&mut control);
+        self.drain_after(control);
+    }
+
+    /// Lets the control lock go and, if the receivers are gone and every generation is
+    /// closed (no value can come in any more) and nobody did it yet, drops every
+    /// buffered value.
+    fn drain_after(&self, mut control: crate::sync::MutexGuard<'_, Control>) {
+        let due = control.receivers_gone && control.unclosed.is_empty() && !control.drained;
+        control.drained |= due;
+        drop(control);
+        if due {
+            self.drain();
+        }
+    }
+
+    /// Drops every buffered value, oldest generation first, without the control lock.
+    #[cold]
+    fn drain(&self) {
+        /// Marks the channel to leak what is left if a value's `Drop` panics: dropping
+        /// the rest while that panic unwinds would abort the process.
+        struct LeakRestOnPanic<'a, T> {
+            shared: &'a Shared<T>,
+            done: bool,
+        }
+        impl<T> Drop for LeakRestOnPanic<'_, T> {
+            fn drop(&mut self) {
+                if !self.done {
+                    lock(&self.shared.control).leak = true;
+                }
+            }
+        }
+        let mut guard = LeakRestOnPanic {
+            shared: self,
+            done: false,
+        };
         let mut address = self.recv.load(Ordering::Acquire);
         while address != 0 {
-            // SAFETY: we hold the control lock and no receiver is left, so nothing is
-            // freed or retired; every generation from the receive pointer on is alive.
+            // SAFETY: no receiver is left, so the receive pointer no longer moves and
+            // nothing is retired or freed before `Shared` drops (we hold a handle);
+            // every generation from the receive pointer on is alive. All of them are
+            // closed, so nothing is pushed while we pop.
             let generation = unsafe { Generation::<T>::at(address) };
-            while generation.queue.try_pop().is_some() {}
+            while let Some(value) = generation.queue.try_pop() {
+                drop(value);
+            }
             address = generation.next();
         }
+        guard.done = true;
     }
 }
 
 impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
         let control = lock(&self.control);
+        if control.leak {
+            // A value's `Drop` panicked while the values were dropped: leak the
+            // generations with what they hold (see `drain`).
+            return;
+        }
         for &address in &control.retired {
             // SAFETY: no handle is left, so no thread is inside; retired generations
             // are out of the chain and listed once.

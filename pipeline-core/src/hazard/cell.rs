@@ -228,7 +228,12 @@ impl<T> HazardCell<T> {
         let hazard = slot.hazard(which);
         loop {
             let address = self.current.load(Ordering::Acquire);
-            hazard.store(address, Ordering::Relaxed);
+            // Release: for a sticky hazard this store also withdraws the value it
+            // named before, so this thread's reads of that value must happen before a
+            // writer that sees the hazard gone frees it (as in `withdraw`). A plain
+            // store on x86 and ARMv8 alike (`stlr`); nothing on the guarded path, where
+            // the hazard was 0.
+            hazard.store(address, Ordering::Release);
             // Pairs with the heavy fence of `unused_retired`.
             fence::light();
             if self.current.load(Ordering::Acquire) == address {
