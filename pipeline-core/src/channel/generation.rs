@@ -4,7 +4,7 @@
 //! generation until it is *closed* (no send into it is still in progress, none can
 //! start) and empty, then move to the next one. A generation is a heap allocation that
 //! the channel frees once receivers have moved past it and no thread is still inside
-//! it (see `resizable.rs` and docs/architecture.md for the protocol).
+//! it (see `protocol.rs` and docs/architecture.md for the protocol).
 
 use super::queue::{BoundedQueue, Queue};
 use crate::sync::atomic::{AtomicUsize, Ordering};

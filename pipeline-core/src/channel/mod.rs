@@ -57,13 +57,14 @@
 
 mod error;
 mod generation;
+mod handles;
+mod protocol;
 mod queue;
-mod resizable;
 mod stats;
 
 pub use error::{
     RecvError, RecvTimeoutError, ResizeError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,
 };
-pub use resizable::{Iter, Receiver, Sender, TryIter, bounded};
+pub use handles::{Iter, Receiver, Sender, TryIter, bounded};
 pub use stats::ChannelStats;

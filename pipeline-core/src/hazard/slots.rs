@@ -46,15 +46,15 @@ impl Slot {
 
     /// Hazard `i`: the address this thread is inside, or 0.
     #[inline]
-    pub(crate) fn hazard(&self, i: usize) -> &AtomicUsize {
-        &self.hazards[i]
+    pub(crate) fn hazard(&self, i: impl Into<usize>) -> &AtomicUsize {
+        &self.hazards[i.into()]
     }
 
     /// Adds `n` to counter `i`. Only the owner calls this, so a load and a store (no
     /// locked instruction) cannot lose an update.
     #[inline]
-    pub(crate) fn add(&self, i: usize, n: u64) {
-        let counter = &self.counters[i];
+    pub(crate) fn add(&self, i: impl Into<usize>, n: u64) {
+        let counter = &self.counters[i.into()];
         counter.store(
             counter.load(Ordering::Relaxed).wrapping_add(n),
             Ordering::Relaxed,
@@ -65,8 +65,8 @@ impl Slot {
     /// 0: one call in `mask + 1` for a mask of low bits (for sampling). Owner only,
     /// like [`Slot::add`].
     #[inline]
-    pub(crate) fn tick(&self, i: usize, mask: u64) -> bool {
-        let counter = &self.counters[i];
+    pub(crate) fn tick(&self, i: impl Into<usize>, mask: u64) -> bool {
+        let counter = &self.counters[i.into()];
         let n = counter.load(Ordering::Relaxed).wrapping_add(1);
         counter.store(n, Ordering::Relaxed);
         n & mask == 0
@@ -74,8 +74,8 @@ impl Slot {
 
     /// Counter `i` as this thread (its owner) last wrote it.
     #[inline]
-    pub(crate) fn peek(&self, i: usize) -> u64 {
-        self.counters[i].load(Ordering::Relaxed)
+    pub(crate) fn peek(&self, i: impl Into<usize>) -> u64 {
+        self.counters[i.into()].load(Ordering::Relaxed)
     }
 }
 
@@ -179,11 +179,11 @@ impl Registry {
 
     /// Whether any thread's hazard `i`, for some `i` in `which`, holds `address`.
     /// Callers run a [`heavy`](super::heavy) fence first.
-    pub(crate) fn any_hazard(&self, address: usize, which: &[usize]) -> bool {
+    pub(crate) fn any_hazard<I: Copy + Into<usize>>(&self, address: usize, which: &[I]) -> bool {
         lock(&self.slots).iter().any(|slot| {
             which
                 .iter()
-                .any(|&i| slot.hazards[i].load(Ordering::Acquire) == address)
+                .any(|&i| slot.hazards[i.into()].load(Ordering::Acquire) == address)
         })
     }
 
@@ -194,7 +194,8 @@ impl Registry {
     }
 
     /// Counter `i` added up over every thread.
-    pub(crate) fn sum(&self, i: usize) -> u64 {
+    pub(crate) fn sum(&self, i: impl Into<usize>) -> u64 {
+        let i = i.into();
         lock(&self.slots)
             .iter()
             .map(|slot| slot.counters[i].load(Ordering::Relaxed))

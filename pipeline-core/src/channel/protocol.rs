@@ -1,90 +1,61 @@
-//! `Sender`, `Receiver` and the state they share.
+//! The protocol behind a resizable channel: the state every handle shares (the
+//! chain of generations, the send and receive pointers, the control lock) and the
+//! send, receive, resize and disconnect paths, with the hazards that say who is inside
+//! which generation. The public handles are in `handles.rs`; the protocol and why it
+//! is correct in docs/architecture.md.
 
-use super::error::{
-    RecvError, RecvTimeoutError, ResizeError, SendError, SendTimeoutError, TryRecvError,
-    TrySendError,
-};
+use super::error::{RecvTimeoutError, ResizeError, SendTimeoutError, TryRecvError, TrySendError};
 use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE, REFUSING, SENDERS_CLOSED};
 use super::queue::{BoundedQueue, Pop, Push};
 use super::stats::ChannelStats;
 use crate::hazard::{self, Registry, Slot};
 use crate::sync::{
-    Arc, Mutex,
+    Arc, Mutex, MutexGuard,
     atomic::{AtomicU64, AtomicUsize, Ordering},
     lock,
 };
 use crossbeam_utils::CachePadded;
-use std::fmt;
 use std::marker::PhantomData;
 use std::time::{Duration, Instant};
 
-/// Creates a channel that holds at most `capacity` values and can be resized later.
-///
-/// # Panics
-///
-/// If `capacity` is zero: a rendezvous channel cannot be resized into a buffer and
-/// back without changing its meaning, so it is not offered.
-///
-/// # Examples
-///
-/// ```
-/// use pipeline_core::channel::{bounded, TrySendError};
-///
-/// let (tx, rx) = bounded(1);
-/// tx.send(1).unwrap();
-/// assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
-///
-/// tx.resize(2).unwrap();
-/// tx.send(2).unwrap();
-/// assert_eq!(rx.recv(), Ok(1));
-/// assert_eq!(rx.recv(), Ok(2));
-/// ```
-pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
-    assert!(
-        capacity > 0,
-        "a resizable channel needs a capacity of at least 1"
-    );
-    hazard::fence::init();
-    let first = Generation::<T>::allocate(capacity);
-    let shared = Arc::new(Shared {
-        send: CachePadded::new(AtomicUsize::new(first)),
-        recv: CachePadded::new(AtomicUsize::new(first)),
-        pending: CachePadded::new(Pending {
-            unclosed: AtomicUsize::new(0),
-            unfreed: AtomicUsize::new(0),
-        }),
-        control: Mutex::new(Control {
-            newest: first,
-            capacity,
-            unclosed: Vec::new(),
-            retired: Vec::new(),
-            senders_closed: false,
-            receivers_gone: false,
-            drained: false,
-            leak: false,
-        }),
-        registry: Registry::new(),
-        senders: AtomicUsize::new(1),
-        receivers: AtomicUsize::new(1),
-        counters: CachePadded::new(Counters::default()),
-        _owns: PhantomData,
-    });
-    (
-        Sender {
-            shared: shared.clone(),
-        },
-        Receiver { shared },
-    )
+/// The hazards a channel uses in a thread's slot: the generation the thread is inside.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum Hazard {
+    /// A send, from its check against the send pointer to its exit (also while it
+    /// waits blocked on a full buffer).
+    Send,
+    /// A receive, likewise against the receive pointer.
+    Recv,
+    /// `len()` reading the only generation without the control lock.
+    Len,
 }
 
-/// The channel's uses of a thread's slot: hazards...
-const SEND: usize = 0;
-const RECV: usize = 1;
-const LEN: usize = 2;
-/// ...and counters.
-const RECEIVED: usize = 0;
-/// Successful sends: counted where they happen, so the total never goes backwards.
-const SENT: usize = 1;
+/// The counters a channel keeps in a thread's slot (only the owner writes them).
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum Counter {
+    /// Successful receives.
+    Received,
+    /// Successful sends: counted where they happen, so the total never goes
+    /// backwards (it once was `received + len`, two reads that a receive in between
+    /// could make go down).
+    Sent,
+}
+
+impl From<Hazard> for usize {
+    #[inline(always)]
+    fn from(hazard: Hazard) -> usize {
+        hazard as usize
+    }
+}
+
+impl From<Counter> for usize {
+    #[inline(always)]
+    fn from(counter: Counter) -> usize {
+        counter as usize
+    }
+}
 
 /// A send samples the length for the high-water mark when its thread's send count
 /// masked with this is 0: one send in 32.
@@ -109,9 +80,9 @@ impl SampleAt {
     #[inline(always)]
     fn count_sent(self, slot: &Slot) -> bool {
         match self {
-            SampleAt::Tick(mask) => slot.tick(SENT, mask),
+            SampleAt::Tick(mask) => slot.tick(Counter::Sent, mask),
             SampleAt::Now(now) => {
-                slot.add(SENT, 1);
+                slot.add(Counter::Sent, 1);
                 now
             }
         }
@@ -134,7 +105,7 @@ struct Sample {
 /// generation they are about to use in their thread's [`Slot`]
 /// (a *hazard*), then check that the channel still points there; the rare paths scan
 /// the slots after an expensive fence. See docs/architecture.md.
-struct Shared<T> {
+pub(super) struct Shared<T> {
     /// Address of the newest generation, where sends go, with `RECEIVERS_GONE`.
     /// Padded: written rarely, read by every send.
     send: CachePadded<AtomicUsize>,
@@ -148,8 +119,8 @@ struct Shared<T> {
     control: Mutex<Control>,
     /// One slot per thread that uses the channel: hazards and counters.
     registry: std::sync::Arc<Registry>,
-    senders: AtomicUsize,
-    receivers: AtomicUsize,
+    pub(super) senders: AtomicUsize,
+    pub(super) receivers: AtomicUsize,
     counters: CachePadded<Counters>,
     _owns: PhantomData<Box<Generation<T>>>,
 }
@@ -198,6 +169,37 @@ struct Counters {
 }
 
 impl<T> Shared<T> {
+    /// The state of a new channel of `capacity`, with one sender and one receiver.
+    pub(super) fn new(capacity: usize) -> Arc<Self> {
+        hazard::fence::init();
+        let first = Generation::<T>::allocate(capacity);
+        Arc::new(Shared {
+            send: CachePadded::new(AtomicUsize::new(first)),
+            recv: CachePadded::new(AtomicUsize::new(first)),
+            pending: CachePadded::new(Pending {
+                unclosed: AtomicUsize::new(0),
+                unfreed: AtomicUsize::new(0),
+            }),
+            control: Mutex::new(Control {
+                newest: first,
+                capacity,
+                unclosed: Vec::new(),
+                retired: Vec::new(),
+                senders_closed: false,
+                receivers_gone: false,
+                drained: false,
+                leak: false,
+            }),
+            registry: Registry::new(),
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            counters: CachePadded::new(Counters::default()),
+            _owns: PhantomData,
+        })
+    }
+}
+
+impl<T> Shared<T> {
     /// Publishes this thread as inside the newest generation and returns the send word
     /// (address and flags). The generation cannot be closed or freed until
     /// [`Shared::leave_send`].
@@ -205,7 +207,7 @@ impl<T> Shared<T> {
     fn enter_send(&self, slot: &Slot) -> usize {
         loop {
             let word = self.send.load(Ordering::Acquire);
-            slot.hazard(SEND)
+            slot.hazard(Hazard::Send)
                 .store(word & !FLAG_MASK, Ordering::Relaxed);
             // Pairs with the heavy fence of `close_pending`: either that scan sees our
             // hazard, or we see the pointer it moved.
@@ -225,7 +227,7 @@ impl<T> Shared<T> {
     /// was the last send inside one.
     #[inline(always)]
     fn leave_send(&self, slot: &Slot) {
-        let address = slot.hazard(SEND).load(Ordering::Relaxed);
+        let address = slot.hazard(Hazard::Send).load(Ordering::Relaxed);
         #[cfg(pipeline_loom)]
         // SAFETY: loom only; our hazard still protects it.
         unsafe { Generation::<T>::at(address) }.assert_alive();
@@ -236,7 +238,7 @@ impl<T> Shared<T> {
     /// failed (the generation was never used, and may already be gone).
     #[inline(always)]
     fn withdraw_send(&self, slot: &Slot, address: usize) {
-        slot.hazard(SEND).store(0, Ordering::Release);
+        slot.hazard(Hazard::Send).store(0, Ordering::Release);
         // Pairs with the heavy fence of `close_pending`: either its scan saw us gone,
         // or we see the generation it left for us to close and the pointer moved away
         // from ours. Only a thread that was inside a replaced generation has work.
@@ -256,7 +258,7 @@ impl<T> Shared<T> {
     fn enter_recv(&self, slot: &Slot) -> usize {
         loop {
             let address = self.recv.load(Ordering::Acquire);
-            slot.hazard(RECV).store(address, Ordering::Relaxed);
+            slot.hazard(Hazard::Recv).store(address, Ordering::Relaxed);
             hazard::light();
             if self.recv.load(Ordering::Acquire) == address {
                 return address;
@@ -267,7 +269,7 @@ impl<T> Shared<T> {
 
     #[inline(always)]
     fn leave_recv(&self, slot: &Slot) {
-        let address = slot.hazard(RECV).load(Ordering::Relaxed);
+        let address = slot.hazard(Hazard::Recv).load(Ordering::Relaxed);
         #[cfg(pipeline_loom)]
         // SAFETY: loom only; our hazard still protects it.
         unsafe { Generation::<T>::at(address) }.assert_alive();
@@ -278,7 +280,7 @@ impl<T> Shared<T> {
     /// failed (the generation was never used, and may already be gone).
     #[inline(always)]
     fn withdraw_recv(&self, slot: &Slot, address: usize) {
-        slot.hazard(RECV).store(0, Ordering::Release);
+        slot.hazard(Hazard::Recv).store(0, Ordering::Release);
         // Pairs with the heavy fence of `free_retired`, as in `withdraw_send`.
         hazard::light();
         if self.pending.unfreed.load(Ordering::Acquire) != 0
@@ -304,7 +306,7 @@ impl<T> Shared<T> {
     fn close_pending(&self, control: &mut Control) {
         hazard::heavy();
         control.unclosed.retain(|&address| {
-            if self.registry.any_hazard(address, &[SEND]) {
+            if self.registry.any_hazard(address, &[Hazard::Send]) {
                 return true;
             }
             // SAFETY: replaced generations are still in the chain (receivers cannot
@@ -324,7 +326,10 @@ impl<T> Shared<T> {
     fn free_retired(&self, control: &mut Control) {
         hazard::heavy();
         control.retired.retain(|&address| {
-            if self.registry.any_hazard(address, &[SEND, RECV, LEN]) {
+            if self
+                .registry
+                .any_hazard(address, &[Hazard::Send, Hazard::Recv, Hazard::Len])
+            {
                 return true;
             }
             // SAFETY: receivers moved past it before it was retired, and senders long
@@ -343,10 +348,10 @@ impl<T> Shared<T> {
     /// it reads that generation's length under a hazard, taking no lock: the bus
     /// samples it while publishing.
     #[inline]
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         let single = {
             let slot = self.registry.slot();
-            let hazard = slot.hazard(LEN);
+            let hazard = slot.hazard(Hazard::Len);
             let address = loop {
                 let address = self.recv.load(Ordering::Acquire);
                 hazard.store(address, Ordering::Relaxed);
@@ -368,7 +373,7 @@ impl<T> Shared<T> {
     /// Like `withdraw_recv`, for the hazard `len` uses.
     #[inline]
     fn withdraw_len(&self, slot: &Slot, address: usize) {
-        slot.hazard(LEN).store(0, Ordering::Release);
+        slot.hazard(Hazard::Len).store(0, Ordering::Release);
         hazard::light();
         if self.pending.unfreed.load(Ordering::Acquire) != 0
             && self.recv.load(Ordering::Acquire) != address
@@ -392,11 +397,11 @@ impl<T> Shared<T> {
         len
     }
 
-    fn capacity(&self) -> usize {
+    pub(super) fn capacity(&self) -> usize {
         lock(&self.control).capacity
     }
 
-    fn is_full(&self) -> bool {
+    pub(super) fn is_full(&self) -> bool {
         let control = lock(&self.control);
         // SAFETY: the newest generation is never freed while it is the newest.
         unsafe { Generation::<T>::at(control.newest) }
@@ -411,10 +416,10 @@ impl<T> Shared<T> {
         }
     }
 
-    fn stats(&self) -> ChannelStats {
+    pub(super) fn stats(&self) -> ChannelStats {
         let len = self.len();
-        let received = self.registry.sum(RECEIVED);
-        let sent = self.registry.sum(SENT);
+        let received = self.registry.sum(Counter::Received);
+        let sent = self.registry.sum(Counter::Sent);
         let c = &self.counters;
         ChannelStats {
             len,
@@ -429,7 +434,7 @@ impl<T> Shared<T> {
     }
 
     #[inline(always)]
-    fn send_deadline(
+    pub(super) fn send_deadline(
         &self,
         value: T,
         deadline: Option<Instant>,
@@ -515,7 +520,7 @@ impl<T> Shared<T> {
             self.leave_send(slot);
             match outcome {
                 Push::Pushed => {
-                    slot.add(SENT, 1);
+                    slot.add(Counter::Sent, 1);
                     break Ok(());
                 }
                 // A resize replaced this generation (or the receivers left): look again.
@@ -533,14 +538,18 @@ impl<T> Shared<T> {
     }
 
     #[inline(always)]
-    fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
+    pub(super) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
         self.push_once(self.registry.slot(), value, SampleAt::Tick(HIGH_WATER_MASK))
             .map(drop)
     }
 
     /// `try_send` that, with `sample`, also returns the whole length after the send.
     #[inline(always)]
-    fn try_send_sampled(&self, value: T, sample: bool) -> Result<Option<usize>, TrySendError<T>> {
+    pub(super) fn try_send_sampled(
+        &self,
+        value: T,
+        sample: bool,
+    ) -> Result<Option<usize>, TrySendError<T>> {
         let sample = self.push_once(self.registry.slot(), value, SampleAt::Now(sample))?;
         Ok(sample.map(|sample| self.whole_len(sample)))
     }
@@ -562,13 +571,17 @@ impl<T> Shared<T> {
     /// Receives from the oldest generation that may hold values; `wait` is `false` for
     /// a non-blocking attempt.
     #[inline(always)]
-    fn recv_deadline(&self, wait: bool, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    pub(super) fn recv_deadline(
+        &self,
+        wait: bool,
+        deadline: Option<Instant>,
+    ) -> Result<T, RecvTimeoutError> {
         self.recv_sampled(wait, deadline, None)
             .map(|(value, _)| value)
     }
 
     #[inline(always)]
-    fn try_recv(&self) -> Result<T, TryRecvError> {
+    pub(super) fn try_recv(&self) -> Result<T, TryRecvError> {
         self.recv_sampled(false, None, None)
             .map(|(value, _)| value)
             .map_err(|e| match e {
@@ -581,14 +594,14 @@ impl<T> Shared<T> {
     /// `Some(sample_mask)`, also returns the whole length after it when this thread's
     /// receive count masked with `sample_mask` is 0.
     #[inline(always)]
-    fn recv_sampled(
+    pub(super) fn recv_sampled(
         &self,
         wait: bool,
         deadline: Option<Instant>,
         sample_mask: Option<u64>,
     ) -> Result<(T, Option<usize>), RecvTimeoutError> {
         let slot = self.registry.slot();
-        let sample_now = sample_mask.is_some_and(|mask| slot.peek(RECEIVED) & mask == 0);
+        let sample_now = sample_mask.is_some_and(|mask| slot.peek(Counter::Received) & mask == 0);
         let result = match self.pop_once(slot, sample_now) {
             Some((value, sample)) => Ok((value, sample.map(|s| self.whole_len(s)))),
             None => self
@@ -596,7 +609,7 @@ impl<T> Shared<T> {
                 .map(|value| (value, sample_now.then(|| self.len()))),
         };
         if result.is_ok() {
-            slot.add(RECEIVED, 1);
+            slot.add(Counter::Received, 1);
         }
         result
     }
@@ -709,7 +722,7 @@ impl<T> Shared<T> {
         }
     }
 
-    fn resize(&self, capacity: usize) -> Result<(), ResizeError> {
+    pub(super) fn resize(&self, capacity: usize) -> Result<(), ResizeError> {
         if capacity == 0 {
             return Err(ResizeError::ZeroCapacity);
         }
@@ -747,7 +760,7 @@ impl<T> Shared<T> {
     /// now on, and receivers get what is buffered, then `Disconnected`. The newest
     /// generation is closed as a resize closes the one it replaces: at once if no send
     /// is inside it, else by the last send to leave. Idempotent.
-    fn close_senders(&self) {
+    pub(super) fn close_senders(&self) {
         let mut control = lock(&self.control);
         if control.senders_closed {
             return;
@@ -773,7 +786,7 @@ impl<T> Shared<T> {
 
     /// The last sender is gone: no send can start any more, so the newest generation
     /// is closed as it stands and receivers see the disconnect once it is drained.
-    fn disconnect_senders(&self) {
+    pub(super) fn disconnect_senders(&self) {
         let mut control = lock(&self.control);
         // Replaced generations too: no `Sender` is left, so no send is inside any.
         let newest = control.newest;
@@ -798,7 +811,7 @@ impl<T> Shared<T> {
     /// value behind, and none is given room by the drain. The drop runs without the
     /// control lock, so a value's `Drop` may use the channel (even drop its last
     /// `Sender`); if one panics, the panic reaches the caller and the rest leak.
-    fn disconnect_receivers(&self) {
+    pub(super) fn disconnect_receivers(&self) {
         let mut control = lock(&self.control);
         control.receivers_gone = true;
         self.send.fetch_or(RECEIVERS_GONE, Ordering::AcqRel);
@@ -818,7 +831,7 @@ impl<T> Shared<T> {
     /// Lets the control lock go and, if the receivers are gone and every generation is
     /// closed (no value can come in any more) and nobody did it yet, drops every
     /// buffered value.
-    fn drain_after(&self, mut control: crate::sync::MutexGuard<'_, Control>) {
+    fn drain_after(&self, mut control: MutexGuard<'_, Control>) {
         let due = control.receivers_gone && control.unclosed.is_empty() && !control.drained;
         control.drained |= due;
         drop(control);
@@ -886,403 +899,10 @@ impl<T> Drop for Shared<T> {
         }
     }
 }
-
-/// The sending side of a resizable channel; clone it to send from many threads.
-///
-/// See [`bounded`].
-pub struct Sender<T> {
-    shared: Arc<Shared<T>>,
-}
-
-/// The receiving side of a resizable channel; clone it to receive on many threads.
-///
-/// See [`bounded`].
-pub struct Receiver<T> {
-    shared: Arc<Shared<T>>,
-}
-
-impl<T> Sender<T> {
-    /// Sends a value, waiting while the channel is full.
-    ///
-    /// A resize that happens while this call waits wakes it, and it tries again in the
-    /// newer, perhaps larger, buffer.
-    ///
-    /// # Errors
-    ///
-    /// [`SendError`] with the value when every [`Receiver`] has been dropped.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::bounded;
-    ///
-    /// let (tx, rx) = bounded(1);
-    /// tx.send("hello").unwrap();
-    /// drop(rx);
-    /// assert_eq!(tx.send("world").unwrap_err().into_inner(), "world");
-    /// ```
-    #[inline]
-    pub fn send(&self, value: T) -> Result<(), SendError<T>> {
-        self.shared
-            .send_deadline(value, None)
-            .map_err(|e| SendError(e.into_inner()))
-    }
-
-    /// Sends a value if there is room now, without waiting.
-    ///
-    /// # Errors
-    ///
-    /// [`TrySendError::Full`] when the buffer is full, [`TrySendError::Disconnected`]
-    /// when every receiver is gone; both hand the value back.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::{bounded, TrySendError};
-    ///
-    /// let (tx, rx) = bounded(1);
-    /// assert_eq!(tx.try_send(1), Ok(()));
-    /// assert_eq!(tx.try_send(2), Err(TrySendError::Full(2)));
-    /// drop(rx);
-    /// assert_eq!(tx.try_send(3), Err(TrySendError::Disconnected(3)));
-    /// ```
-    #[inline]
-    pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.shared.try_send(value)
-    }
-
-    /// [`try_send`](Self::try_send) that, with `sample` and on success, also returns
-    /// the length after the send, read while the send was inside the buffer: the bus
-    /// watches saturation this way without a second look at the channel, and decides
-    /// which sends sample from its own count (so the channel counts nothing here).
-    #[inline]
-    pub(crate) fn try_send_sampled(
-        &self,
-        value: T,
-        sample: bool,
-    ) -> Result<Option<usize>, TrySendError<T>> {
-        self.shared.try_send_sampled(value, sample)
-    }
-
-    /// Closes the channel to every sender, this handle and its clones alike: each send
-    /// from now on fails with `Disconnected` (handing the value back), a send already
-    /// blocked wakes and fails the same way, and receivers get everything sent before,
-    /// then `Disconnected`. A resize after it fails with `ResizeError::Disconnected`.
-    /// The bus uses it when a subscription is removed, so a publisher that still holds
-    /// the route cannot keep the subscriber waiting. Idempotent.
-    pub(crate) fn close_all(&self) {
-        self.shared.close_senders();
-    }
-
-    /// Sends a value, waiting at most `timeout` for room.
-    ///
-    /// # Errors
-    ///
-    /// [`SendTimeoutError::Timeout`] when no room appeared in time,
-    /// [`SendTimeoutError::Disconnected`] when every receiver is gone; both hand the
-    /// value back.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::{bounded, SendTimeoutError};
-    /// use std::time::Duration;
-    ///
-    /// let (tx, _rx) = bounded(1);
-    /// tx.send(1).unwrap();
-    /// let err = tx.send_timeout(2, Duration::from_millis(10)).unwrap_err();
-    /// assert_eq!(err, SendTimeoutError::Timeout(2));
-    /// ```
-    pub fn send_timeout(&self, value: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
-        self.shared
-            .send_deadline(value, Some(Instant::now() + timeout))
-    }
-
-    /// Changes the capacity while senders and receivers keep running.
-    ///
-    /// New sends go to a fresh buffer of `new_capacity` at once; values already buffered
-    /// stay where they are and are received first, so nothing is copied, lost or
-    /// reordered. Senders blocked on the full old buffer wake and retry in the new one.
-    /// Until the old buffer is drained the channel may hold up to old + new capacity;
-    /// after that at most `new_capacity`. The call never waits for senders or
-    /// receivers; its cost does not depend on how many values are buffered.
-    ///
-    /// Resizing to the current capacity does nothing.
-    ///
-    /// # Errors
-    ///
-    /// [`ResizeError::ZeroCapacity`] for `new_capacity == 0`;
-    /// [`ResizeError::Disconnected`] when every receiver is gone.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::{bounded, ResizeError};
-    ///
-    /// let (tx, rx) = bounded(2);
-    /// tx.send(1).unwrap();
-    /// tx.send(2).unwrap();
-    /// tx.resize(4).unwrap();
-    /// assert_eq!(tx.capacity(), 4);
-    /// tx.send(3).unwrap();
-    /// assert_eq!(rx.try_iter().collect::<Vec<_>>(), [1, 2, 3]);
-    /// assert_eq!(tx.resize(0), Err(ResizeError::ZeroCapacity));
-    /// ```
-    pub fn resize(&self, new_capacity: usize) -> Result<(), ResizeError> {
-        self.shared.resize(new_capacity)
-    }
-
-    /// Number of values buffered, over every generation not yet drained.
-    pub fn len(&self) -> usize {
-        self.shared.len()
-    }
-
-    /// The capacity set by the latest resize (or at creation).
-    pub fn capacity(&self) -> usize {
-        self.shared.capacity()
-    }
-
-    /// Whether no value is buffered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether a `try_send` would now find the channel full.
-    pub fn is_full(&self) -> bool {
-        self.shared.is_full()
-    }
-
-    /// A snapshot of the channel's counters and gauges.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::bounded;
-    ///
-    /// let (tx, rx) = bounded(2);
-    /// tx.send(1).unwrap();
-    /// tx.send(2).unwrap();
-    /// assert!(tx.try_send(3).is_err()); // found it full: counted, high-water mark exact
-    /// rx.recv().unwrap();
-    /// let stats = tx.stats();
-    /// assert_eq!((stats.sent, stats.received, stats.len), (2, 1, 1));
-    /// assert_eq!((stats.full_events, stats.high_water_mark), (1, 2));
-    /// ```
-    pub fn stats(&self) -> ChannelStats {
-        self.shared.stats()
-    }
-}
-
-impl<T> Receiver<T> {
-    /// Receives a value, waiting until one arrives.
-    ///
-    /// # Errors
-    ///
-    /// [`RecvError`] once every [`Sender`] is gone and the channel is empty.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::{bounded, RecvError};
-    ///
-    /// let (tx, rx) = bounded(1);
-    /// std::thread::spawn(move || tx.send(7).unwrap());
-    /// assert_eq!(rx.recv(), Ok(7));
-    /// assert_eq!(rx.recv(), Err(RecvError));
-    /// ```
-    #[inline]
-    pub fn recv(&self) -> Result<T, RecvError> {
-        self.shared.recv_deadline(true, None).map_err(|_| RecvError)
-    }
-
-    /// Receives a value if one is ready, without waiting.
-    ///
-    /// In the instant after a resize while a send into the old buffer is still in
-    /// progress, this may report `Empty` even though newer values exist: they are
-    /// behind that send in order. `recv` waits it out instead.
-    ///
-    /// # Errors
-    ///
-    /// [`TryRecvError::Empty`] when nothing is ready, [`TryRecvError::Disconnected`]
-    /// when every sender is gone and the channel is empty.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::{bounded, TryRecvError};
-    ///
-    /// let (tx, rx) = bounded(1);
-    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
-    /// tx.send(1).unwrap();
-    /// drop(tx);
-    /// assert_eq!(rx.try_recv(), Ok(1));
-    /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
-    /// ```
-    #[inline]
-    pub fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.shared.try_recv()
-    }
-
-    /// Receives a value, waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`RecvTimeoutError::Timeout`] when nothing arrived in time,
-    /// [`RecvTimeoutError::Disconnected`] when every sender is gone and the channel is
-    /// empty.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::{bounded, RecvTimeoutError};
-    /// use std::time::Duration;
-    ///
-    /// let (_tx, rx) = bounded::<u8>(1);
-    /// assert_eq!(rx.recv_timeout(Duration::from_millis(5)), Err(RecvTimeoutError::Timeout));
-    /// ```
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.shared
-            .recv_deadline(true, Some(Instant::now() + timeout))
-    }
-
-    /// A receive (waiting if `wait`, until `deadline` if one is given) that, with
-    /// `Some(sample_mask)`, on one success in `sample_mask + 1` per thread also
-    /// returns the length after it, read inside the buffer it came from (see
-    /// [`Sender::try_send_sampled`]). `Timeout` without `wait` means empty.
-    #[inline]
-    pub(crate) fn recv_sampled(
-        &self,
-        wait: bool,
-        deadline: Option<Instant>,
-        sample_mask: Option<u64>,
-    ) -> Result<(T, Option<usize>), RecvTimeoutError> {
-        self.shared.recv_sampled(wait, deadline, sample_mask)
-    }
-
-    /// A blocking iterator that ends when every sender is gone and the channel is empty.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_core::channel::bounded;
-    ///
-    /// let (tx, rx) = bounded(8);
-    /// std::thread::spawn(move || (0..3).for_each(|i| tx.send(i).unwrap()));
-    /// assert_eq!(rx.iter().collect::<Vec<_>>(), [0, 1, 2]);
-    /// ```
-    pub fn iter(&self) -> Iter<'_, T> {
-        Iter { receiver: self }
-    }
-
-    /// An iterator over the values ready now; it never waits.
-    pub fn try_iter(&self) -> TryIter<'_, T> {
-        TryIter { receiver: self }
-    }
-
-    /// Number of values buffered, over every generation not yet drained.
-    pub fn len(&self) -> usize {
-        self.shared.len()
-    }
-
-    /// The capacity set by the latest resize (or at creation).
-    pub fn capacity(&self) -> usize {
-        self.shared.capacity()
-    }
-
-    /// Whether no value is buffered.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// A snapshot of the channel's counters and gauges.
-    pub fn stats(&self) -> ChannelStats {
-        self.shared.stats()
-    }
-}
-
-impl<T> Clone for Sender<T> {
-    fn clone(&self) -> Self {
-        self.shared.senders.fetch_add(1, Ordering::Relaxed);
-        Sender {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<T> Clone for Receiver<T> {
-    fn clone(&self) -> Self {
-        self.shared.receivers.fetch_add(1, Ordering::Relaxed);
-        Receiver {
-            shared: self.shared.clone(),
-        }
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.disconnect_senders();
-        }
-    }
-}
-
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        if self.shared.receivers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.disconnect_receivers();
-        }
-    }
-}
-
-impl<T> fmt::Debug for Sender<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("Sender { .. }")
-    }
-}
-
-impl<T> fmt::Debug for Receiver<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("Receiver { .. }")
-    }
-}
-
-/// Blocking iterator returned by [`Receiver::iter`].
-#[derive(Debug)]
-pub struct Iter<'a, T> {
-    receiver: &'a Receiver<T>,
-}
-
-impl<T> Iterator for Iter<'_, T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        self.receiver.recv().ok()
-    }
-}
-
-/// Non-blocking iterator returned by [`Receiver::try_iter`].
-#[derive(Debug)]
-pub struct TryIter<'a, T> {
-    receiver: &'a Receiver<T>,
-}
-
-impl<T> Iterator for TryIter<'_, T> {
-    type Item = T;
-    fn next(&mut self) -> Option<T> {
-        self.receiver.try_recv().ok()
-    }
-}
-
-impl<'a, T> IntoIterator for &'a Receiver<T> {
-    type Item = T;
-    type IntoIter = Iter<'a, T>;
-    fn into_iter(self) -> Iter<'a, T> {
-        self.iter()
-    }
-}
-
 #[cfg(all(test, not(pipeline_loom)))]
 mod tests {
     use super::*;
+    use crate::channel::{RecvError, SendError, SendTimeoutError, Sender, bounded};
     use std::cell::RefCell;
     use std::thread;
 
@@ -1448,6 +1068,7 @@ mod tests {
 #[cfg(all(test, pipeline_loom))]
 mod loom_models {
     use super::*;
+    use crate::channel::bounded;
     use loom::thread;
 
     /// A sender racing `close_all`, with a receiver already waiting: every value whose
