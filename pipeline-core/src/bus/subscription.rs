@@ -3,7 +3,7 @@
 use super::route::SubShared;
 use super::router::BusInner;
 use super::snapshot::SubscriptionSnapshot;
-use crate::channel::{Receiver, RecvError, RecvTimeoutError, TryRecvError};
+use crate::channel::{Interrupt, Receiver, RecvError, RecvTimeoutError, TryRecvError};
 use std::fmt;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -33,8 +33,23 @@ impl<E> Subscription<E> {
     /// to see the episode end.
     #[inline]
     fn receive(&self, wait: bool, deadline: Option<Instant>) -> Result<E, RecvTimeoutError> {
+        self.receive_interruptible(wait, deadline, None)
+    }
+
+    /// [`receive`](Self::receive) whose wait also ends, with `Timeout`, when
+    /// `interrupt` fires: a pool's idle worker waits here with no deadline and is woken
+    /// to stop without polling.
+    #[inline]
+    pub(crate) fn receive_interruptible(
+        &self,
+        wait: bool,
+        deadline: Option<Instant>,
+        interrupt: Option<&Interrupt>,
+    ) -> Result<E, RecvTimeoutError> {
         let sample_mask = self.shared.recv_sample_mask();
-        let (event, len) = self.rx.recv_sampled(wait, deadline, sample_mask)?;
+        let (event, len) = self
+            .rx
+            .recv_sampled(wait, deadline, sample_mask, interrupt)?;
         if let Some(len) = len {
             self.shared.check_saturation(len);
         }

@@ -7,6 +7,7 @@ use super::error::{
     TrySendError,
 };
 use super::protocol::Shared;
+use super::queue::Interrupt;
 use super::stats::ChannelStats;
 use crate::sync::{Arc, atomic::Ordering};
 use std::fmt;
@@ -255,11 +256,15 @@ impl<T> Receiver<T> {
         self.shared.recv_deadline(true, None).map_err(|_| RecvError)
     }
 
-    /// Receives a value if one is ready, without waiting.
+    /// Receives a value if one is ready, without waiting for a send.
     ///
-    /// In the instant after a resize while a send into the old buffer is still in
-    /// progress, this may report `Empty` even though newer values exist: they are
-    /// behind that send in order. `recv` waits it out instead.
+    /// A send that has completed is always visible: `Empty` means no completed send
+    /// is waiting. In the instant after a resize, while a send into the old buffer is
+    /// still in progress, values from completed sends may sit behind it in the new
+    /// one; this call then waits for that send to finish (as crossbeam's waits for a
+    /// write in progress) and returns the next value in order. That send does not
+    /// wait for room (the old buffer is sealed), so the wait is as short as a push,
+    /// unless the sending thread is descheduled in the middle of it.
     ///
     /// # Errors
     ///
@@ -285,6 +290,10 @@ impl<T> Receiver<T> {
 
     /// Receives a value, waiting at most `timeout`.
     ///
+    /// As with [`try_recv`](Self::try_recv), a completed send is never missed: if the
+    /// deadline passes while a send into a buffer that a resize replaced is still in
+    /// progress, the call waits for that send (a push's time) before it answers.
+    ///
     /// # Errors
     ///
     /// [`RecvTimeoutError::Timeout`] when nothing arrived in time,
@@ -308,15 +317,19 @@ impl<T> Receiver<T> {
     /// A receive (waiting if `wait`, until `deadline` if one is given) that, with
     /// `Some(sample_mask)`, on one success in `sample_mask + 1` per thread also
     /// returns the length after it, read inside the buffer it came from (see
-    /// [`Sender::try_send_sampled`]). `Timeout` without `wait` means empty.
+    /// [`Sender::try_send_sampled`]). `Timeout` without `wait` means empty. A wait
+    /// also ends, with `Timeout`, when `interrupt` fires (a pool's worker told to
+    /// stop), however long the deadline.
     #[inline]
     pub(crate) fn recv_sampled(
         &self,
         wait: bool,
         deadline: Option<Instant>,
         sample_mask: Option<u64>,
+        interrupt: Option<&Interrupt>,
     ) -> Result<(T, Option<usize>), RecvTimeoutError> {
-        self.shared.recv_sampled(wait, deadline, sample_mask)
+        self.shared
+            .recv_sampled(wait, deadline, sample_mask, interrupt)
     }
 
     /// A blocking iterator that ends when every sender is gone and the channel is empty.

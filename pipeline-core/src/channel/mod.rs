@@ -68,3 +68,5 @@ pub use error::{
 };
 pub use handles::{Iter, Receiver, Sender, TryIter, bounded};
 pub use stats::ChannelStats;
+
+pub(crate) use queue::Interrupt;

@@ -6,11 +6,11 @@
 
 use super::error::{RecvTimeoutError, ResizeError, SendTimeoutError, TryRecvError, TrySendError};
 use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE, REFUSING, SENDERS_CLOSED};
-use super::queue::{BoundedQueue, Pop, Push};
+use super::queue::{BoundedQueue, Interrupt, Pop, Push};
 use super::stats::ChannelStats;
 use crate::hazard::{self, Registry, Slot};
 use crate::sync::{
-    Arc, Mutex, MutexGuard,
+    Arc, Condvar, Mutex,
     atomic::{AtomicU64, AtomicUsize, Ordering},
     lock,
 };
@@ -117,6 +117,9 @@ pub(super) struct Shared<T> {
     /// Serialises resizes, closing, freeing and the disconnects; never taken by a send
     /// or receive that stays inside one generation.
     control: Mutex<Control>,
+    /// Notified when the last unclosed generation closes after the receivers left:
+    /// the last receiver's drop waits on it (with `control`) before dropping values.
+    all_closed: Condvar,
     /// One slot per thread that uses the channel: hazards and counters.
     registry: std::sync::Arc<Registry>,
     pub(super) senders: AtomicUsize,
@@ -152,9 +155,6 @@ struct Control {
     senders_closed: bool,
     /// The last receiver is gone (the send word carries `RECEIVERS_GONE`).
     receivers_gone: bool,
-    /// The values nobody will receive are being (or were) dropped: once, by whoever
-    /// closes the last generation after the receivers left.
-    drained: bool,
     /// A value's `Drop` panicked while they were dropped: the rest are leaked, as
     /// crossbeam-channel does, rather than dropped while unwinding (an abort).
     leak: bool,
@@ -187,9 +187,9 @@ impl<T> Shared<T> {
                 retired: Vec::new(),
                 senders_closed: false,
                 receivers_gone: false,
-                drained: false,
                 leak: false,
             }),
+            all_closed: Condvar::new(),
             registry: Registry::new(),
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
@@ -248,7 +248,7 @@ impl<T> Shared<T> {
             // Replaced by a resize, or closed where it stands (to all senders, or
             // because the receivers left).
             if word & !FLAG_MASK != address || word & REFUSING != 0 {
-                self.close_pending_and_drain();
+                self.close_pending(&mut lock(&self.control));
             }
         }
     }
@@ -290,16 +290,6 @@ impl<T> Shared<T> {
         }
     }
 
-    /// `close_pending` under the control lock, then, if that closed the last
-    /// generation after the receivers left, drops the values nobody will receive
-    /// (after letting the lock go: a value's `Drop` may use this channel).
-    #[cold]
-    fn close_pending_and_drain(&self) {
-        let mut control = lock(&self.control);
-        self.close_pending(&mut control);
-        self.drain_after(control);
-    }
-
     /// Closes every replaced generation that no send is inside any more: from then on
     /// no value can enter it, which is what lets receivers leave it once it is empty.
     #[cold]
@@ -319,6 +309,10 @@ impl<T> Shared<T> {
         self.pending
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
+        if control.receivers_gone && control.unclosed.is_empty() {
+            // The last receiver's drop waits for this to drop what is buffered.
+            self.all_closed.notify_all();
+        }
     }
 
     /// Frees every retired generation that no thread is inside any more.
@@ -418,6 +412,8 @@ impl<T> Shared<T> {
 
     pub(super) fn stats(&self) -> ChannelStats {
         let len = self.len();
+        // A peak only this call saw is kept too, so the mark never goes backwards.
+        self.note_len(len);
         let received = self.registry.sum(Counter::Received);
         let sent = self.registry.sum(Counter::Sent);
         let c = &self.counters;
@@ -576,13 +572,13 @@ impl<T> Shared<T> {
         wait: bool,
         deadline: Option<Instant>,
     ) -> Result<T, RecvTimeoutError> {
-        self.recv_sampled(wait, deadline, None)
+        self.recv_sampled(wait, deadline, None, None)
             .map(|(value, _)| value)
     }
 
     #[inline(always)]
     pub(super) fn try_recv(&self) -> Result<T, TryRecvError> {
-        self.recv_sampled(false, None, None)
+        self.recv_sampled(false, None, None, None)
             .map(|(value, _)| value)
             .map_err(|e| match e {
                 RecvTimeoutError::Timeout => TryRecvError::Empty,
@@ -592,20 +588,22 @@ impl<T> Shared<T> {
 
     /// A receive (`wait` is `false` for a non-blocking attempt) that, with
     /// `Some(sample_mask)`, also returns the whole length after it when this thread's
-    /// receive count masked with `sample_mask` is 0.
+    /// receive count masked with `sample_mask` is 0. A wait ends early, with
+    /// `Timeout`, when `interrupt` fires.
     #[inline(always)]
     pub(super) fn recv_sampled(
         &self,
         wait: bool,
         deadline: Option<Instant>,
         sample_mask: Option<u64>,
+        interrupt: Option<&Interrupt>,
     ) -> Result<(T, Option<usize>), RecvTimeoutError> {
         let slot = self.registry.slot();
         let sample_now = sample_mask.is_some_and(|mask| slot.peek(Counter::Received) & mask == 0);
         let result = match self.pop_once(slot, sample_now) {
             Some((value, sample)) => Ok((value, sample.map(|s| self.whole_len(s)))),
             None => self
-                .recv_in(slot, wait, deadline)
+                .recv_in(slot, wait, deadline, interrupt)
                 .map(|value| (value, sample_now.then(|| self.len()))),
         };
         if result.is_ok() {
@@ -639,6 +637,7 @@ impl<T> Shared<T> {
         slot: &Slot,
         wait: bool,
         deadline: Option<Instant>,
+        interrupt: Option<&Interrupt>,
     ) -> Result<T, RecvTimeoutError> {
         loop {
             let address = self.enter_recv(slot);
@@ -648,7 +647,7 @@ impl<T> Shared<T> {
                 self.leave_recv(slot);
                 return Ok(value);
             }
-            let outcome = self.recv_slow(generation, address, wait, deadline);
+            let outcome = self.recv_slow(generation, address, wait, deadline, interrupt);
             self.leave_recv(slot);
             match outcome {
                 Some(result) => return result,
@@ -666,6 +665,7 @@ impl<T> Shared<T> {
         address: usize,
         wait: bool,
         deadline: Option<Instant>,
+        interrupt: Option<&Interrupt>,
     ) -> Option<Result<T, RecvTimeoutError>> {
         if generation.queue.is_closed() {
             // Closed: every send into it has finished, so one more look is final.
@@ -693,10 +693,10 @@ impl<T> Shared<T> {
         if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
             return self.finish_sends(generation);
         }
-        match generation.queue.pop_blocking(deadline) {
+        match generation.queue.pop_blocking(deadline, interrupt) {
             Pop::Popped(value) => Some(Ok(value)),
             Pop::Closed => None,
-            Pop::Timeout => self.finish_sends(generation),
+            Pop::Timeout | Pop::Interrupted => self.finish_sends(generation),
         }
     }
 
@@ -716,9 +716,9 @@ impl<T> Shared<T> {
         if generation.next() == 0 {
             return Some(Err(RecvTimeoutError::Timeout));
         }
-        match generation.queue.pop_blocking(None) {
+        match generation.queue.pop_blocking(None, None) {
             Pop::Popped(value) => Some(Ok(value)),
-            Pop::Closed | Pop::Timeout => None,
+            Pop::Closed | Pop::Timeout | Pop::Interrupted => None,
         }
     }
 
@@ -781,7 +781,6 @@ impl<T> Shared<T> {
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
         self.close_pending(&mut control);
-        self.drain_after(control);
     }
 
     /// The last sender is gone: no send can start any more, so the newest generation
@@ -796,7 +795,8 @@ impl<T> Shared<T> {
             unsafe { Generation::<T>::at(address).queue.close() };
         }
         self.pending.unclosed.store(0, Ordering::Release);
-        self.drain_after(control);
+        // A last receiver's drop may be waiting for every generation to close.
+        self.all_closed.notify_all();
     }
 
     /// The last receiver is gone: fail every send from now on, wake blocked senders,
@@ -805,12 +805,15 @@ impl<T> Shared<T> {
     /// A send that passed its check before the flag may still be inside the newest
     /// generation and push into it. So the newest generation is closed the way a
     /// resize closes the one it replaces (at once if no send is inside, else by the
-    /// last send to leave), and the values are dropped only once every generation is
-    /// closed: a send that completes is then either dropped with the rest (it took
-    /// effect before the disconnect) or fails and hands its value back; none leaves a
-    /// value behind, and none is given room by the drain. The drop runs without the
-    /// control lock, so a value's `Drop` may use the channel (even drop its last
-    /// `Sender`); if one panics, the panic reaches the caller and the rest leak.
+    /// last send to leave), and this waits until every generation is closed before it
+    /// drops anything: a send that completes is then either dropped with the rest (it
+    /// took effect before the disconnect) or fails and hands its value back; none
+    /// leaves a value behind, and none is given room by the drain. The sends it waits
+    /// for are short (their generations are sealed, so none waits for room), and the
+    /// wait sleeps on a condition variable that the last one out notifies. The values
+    /// are dropped here, on the thread that dropped the last receiver, without the
+    /// control lock: a value's `Drop` may use the channel (even drop its last
+    /// `Sender`), and if one panics, the panic reaches the caller and the rest leak.
     pub(super) fn disconnect_receivers(&self) {
         let mut control = lock(&self.control);
         control.receivers_gone = true;
@@ -825,19 +828,14 @@ impl<T> Shared<T> {
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
         self.close_pending(&mut control);
-        self.drain_after(control);
-    }
-
-    /// Lets the control lock go and, if the receivers are gone and every generation is
-    /// closed (no value can come in any more) and nobody did it yet, drops every
-    /// buffered value.
-    fn drain_after(&self, mut control: MutexGuard<'_, Control>) {
-        let due = control.receivers_gone && control.unclosed.is_empty() && !control.drained;
-        control.drained |= due;
-        drop(control);
-        if due {
-            self.drain();
+        while !control.unclosed.is_empty() {
+            control = self
+                .all_closed
+                .wait(control)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
+        drop(control);
+        self.drain();
     }
 
     /// Drops every buffered value, oldest generation first, without the control lock.
@@ -976,18 +974,21 @@ mod tests {
     fn sampled_receives_report_the_whole_length() {
         let (tx, rx) = bounded(64);
         (0..10).for_each(|i| tx.send(i).unwrap());
-        assert_eq!(rx.recv_sampled(false, None, None).unwrap(), (0, None));
+        assert_eq!(rx.recv_sampled(false, None, None, None).unwrap(), (0, None));
         // One receive done: the one that finds the count at 4 samples.
         let reports: Vec<_> = (1..=4)
-            .map(|_| rx.recv_sampled(false, None, Some(3)).unwrap().1)
+            .map(|_| rx.recv_sampled(false, None, Some(3), None).unwrap().1)
             .collect();
         assert_eq!(reports, [None, None, None, Some(5)]);
         tx.resize(8).unwrap();
         (10..13).for_each(|i| tx.send(i).unwrap());
         // Old generation: 5 left; new: 3. Every receive samples with a mask of 0.
-        assert_eq!(rx.recv_sampled(false, None, Some(0)).unwrap(), (5, Some(7)));
+        assert_eq!(
+            rx.recv_sampled(false, None, Some(0), None).unwrap(),
+            (5, Some(7))
+        );
         let rest: Vec<_> =
-            std::iter::from_fn(|| rx.recv_sampled(false, None, Some(0)).ok()).collect();
+            std::iter::from_fn(|| rx.recv_sampled(false, None, Some(0), None).ok()).collect();
         assert_eq!(rest.last(), Some(&(12, Some(0))));
         assert_eq!(rest.len(), 7);
     }

@@ -27,6 +27,8 @@ pub(crate) enum Pop<T> {
     /// The generation is closed and may be empty: look again, then move on.
     Closed,
     Timeout,
+    /// The caller's [`Interrupt`] fired.
+    Interrupted,
 }
 
 /// The operations the resize protocol needs from one generation's buffer.
@@ -39,8 +41,9 @@ pub(crate) trait BoundedQueue<T>: Sized {
     fn try_push_spinning(&self, value: T) -> Result<(), T>;
     /// Waits until the value is pushed, the queue is sealed, or `deadline` passes.
     fn push_blocking(&self, value: T, deadline: Option<Instant>) -> Push<T>;
-    /// Waits until a value is popped, the queue is closed, or `deadline` passes.
-    fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T>;
+    /// Waits until a value is popped, the queue is closed, `deadline` passes, or
+    /// `interrupt` fires.
+    fn pop_blocking(&self, deadline: Option<Instant>, interrupt: Option<&Interrupt>) -> Pop<T>;
     fn len(&self) -> usize;
     fn is_full(&self) -> bool;
     /// Fires the sealed event (idempotent).
@@ -62,9 +65,9 @@ pub(crate) type Queue<T> = CrossbeamQueue<T>;
 pub(crate) type Queue<T> = LoomQueue<T>;
 
 #[cfg(not(pipeline_loom))]
-pub(crate) use crossbeam_queue::CrossbeamQueue;
+pub(crate) use crossbeam_queue::{CrossbeamQueue, Interrupt};
 #[cfg(pipeline_loom)]
-pub(crate) use loom_queue::LoomQueue;
+pub(crate) use loom_queue::{Interrupt, LoomQueue};
 
 #[cfg(not(pipeline_loom))]
 mod crossbeam_queue {
@@ -100,6 +103,27 @@ mod crossbeam_queue {
         }
     }
 
+    /// A one-shot wake-up for a receiver that waits for a value *or* a request of
+    /// its own (a pool's worker told to stop): firing it wakes that receiver's
+    /// blocking wait, wherever in the chain it waits, with no polling. Level
+    /// triggered: a wait that starts after it fired returns at once.
+    pub(crate) struct Interrupt(Event);
+
+    impl Interrupt {
+        pub(crate) fn new() -> Self {
+            Interrupt(Event::new())
+        }
+
+        /// Wakes the wait it is given to, now or when it starts (idempotent).
+        pub(crate) fn fire(&self) {
+            self.0.fire();
+        }
+
+        pub(crate) fn is_fired(&self) -> bool {
+            self.0.fired.load(Ordering::Acquire)
+        }
+    }
+
     pub(crate) struct CrossbeamQueue<T> {
         /// The only sending end; dropped by `close`, which disconnects the channel and so
         /// wakes receivers blocked in crossbeam's own (fast) `recv`.
@@ -110,6 +134,30 @@ mod crossbeam_queue {
     }
 
     impl<T> CrossbeamQueue<T> {
+        /// `pop_blocking` with an interrupt: one `Select` over the buffer and the
+        /// interrupt's event.
+        fn pop_interruptible(&self, deadline: Option<Instant>, interrupt: &Interrupt) -> Pop<T> {
+            let mut select = Select::new();
+            let pop = select.recv(&self.rx);
+            select.recv(&interrupt.0.wait);
+            let ready = match deadline {
+                Some(deadline) => match select.select_deadline(deadline) {
+                    Ok(ready) => ready,
+                    Err(_) => return Pop::Timeout,
+                },
+                None => select.select(),
+            };
+            if ready.index() == pop {
+                match ready.recv(&self.rx) {
+                    Ok(value) => Pop::Popped(value),
+                    Err(cb::RecvError) => Pop::Closed,
+                }
+            } else {
+                let _ = ready.recv(&interrupt.0.wait);
+                Pop::Interrupted
+            }
+        }
+
         #[inline]
         fn tx(&self) -> &cb::Sender<T> {
             // SAFETY: `close` (the only writer) runs only when no push can run (its
@@ -181,7 +229,10 @@ mod crossbeam_queue {
             }
         }
 
-        fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T> {
+        fn pop_blocking(&self, deadline: Option<Instant>, interrupt: Option<&Interrupt>) -> Pop<T> {
+            if let Some(interrupt) = interrupt {
+                return self.pop_interruptible(deadline, interrupt);
+            }
             let result = match deadline {
                 Some(deadline) => self.rx.recv_deadline(deadline),
                 None => self
@@ -240,7 +291,11 @@ mod crossbeam_queue {
 #[cfg(pipeline_loom)]
 mod loom_queue {
     use super::{BoundedQueue, Pop, Push};
-    use crate::sync::{Condvar, Mutex, lock};
+    use crate::sync::{
+        Condvar, Mutex,
+        atomic::{AtomicBool, Ordering},
+        lock,
+    };
     use std::collections::VecDeque;
     use std::time::Instant;
 
@@ -248,6 +303,25 @@ mod loom_queue {
         buf: VecDeque<T>,
         sealed: bool,
         closed: bool,
+    }
+
+    /// Loom stand-in for the crossbeam interrupt: a flag that a wait looks at before it
+    /// sleeps. It does not wake a wait already asleep (the crossbeam version's `Select`
+    /// is invisible to loom anyway); the models end idle workers by disconnecting.
+    pub(crate) struct Interrupt(AtomicBool);
+
+    impl Interrupt {
+        pub(crate) fn new() -> Self {
+            Interrupt(AtomicBool::new(false))
+        }
+
+        pub(crate) fn fire(&self) {
+            self.0.store(true, Ordering::Release);
+        }
+
+        pub(crate) fn is_fired(&self) -> bool {
+            self.0.load(Ordering::Acquire)
+        }
     }
 
     /// Loom stand-in for the crossbeam queue. A deadline is treated as already passed
@@ -315,7 +389,7 @@ mod loom_queue {
             }
         }
 
-        fn pop_blocking(&self, deadline: Option<Instant>) -> Pop<T> {
+        fn pop_blocking(&self, deadline: Option<Instant>, interrupt: Option<&Interrupt>) -> Pop<T> {
             let mut inner = lock(&self.inner);
             loop {
                 if let Some(value) = inner.buf.pop_front() {
@@ -324,6 +398,9 @@ mod loom_queue {
                 }
                 if inner.closed {
                     return Pop::Closed;
+                }
+                if interrupt.is_some_and(Interrupt::is_fired) {
+                    return Pop::Interrupted;
                 }
                 if deadline.is_some() {
                     return Pop::Timeout;

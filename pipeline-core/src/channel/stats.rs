@@ -16,11 +16,16 @@ pub struct ChannelStats {
     pub capacity: usize,
     /// The most values seen buffered at once since creation. Sampled, to keep sends
     /// cheap: exact whenever a send found the channel full, otherwise measured on the
-    /// first and then every 32nd send of each thread and at every `stats()` call.
+    /// first and then every 32nd send of each thread and at every `stats()` call (and
+    /// kept: it never goes backwards).
     pub high_water_mark: usize,
-    /// Values accepted by `send`/`try_send`/`send_timeout`: `received + len`.
+    /// Values accepted by `send`/`try_send`/`send_timeout`. Counted where each send
+    /// happens (per thread, no locked instruction), so it never goes backwards from
+    /// one snapshot to the next.
     pub sent: u64,
-    /// Values handed to receivers.
+    /// Values handed to receivers; never goes backwards either. A snapshot taken
+    /// while values move may count a receive before the send that fed it, so
+    /// `received` can briefly exceed `sent`.
     pub received: u64,
     /// Send attempts that found the channel full (a blocking send counts once).
     pub full_events: u64,

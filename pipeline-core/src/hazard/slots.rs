@@ -61,14 +61,15 @@ impl Slot {
         );
     }
 
-    /// Adds one to counter `i` and says whether the new count masked with `mask` is
-    /// 0: one call in `mask + 1` for a mask of low bits (for sampling). Owner only,
-    /// like [`Slot::add`].
+    /// Adds one to counter `i` and says whether the count before it, masked with
+    /// `mask`, was 0: the first call and then one in `mask + 1` for a mask of low
+    /// bits (for sampling; a thread's first send counts, so one send is enough to
+    /// move a high-water mark). Owner only, like [`Slot::add`].
     #[inline]
     pub(crate) fn tick(&self, i: impl Into<usize>, mask: u64) -> bool {
         let counter = &self.counters[i.into()];
-        let n = counter.load(Ordering::Relaxed).wrapping_add(1);
-        counter.store(n, Ordering::Relaxed);
+        let n = counter.load(Ordering::Relaxed);
+        counter.store(n.wrapping_add(1), Ordering::Relaxed);
         n & mask == 0
     }
 
