@@ -69,7 +69,10 @@ fn a_signal_handler_that_removes_the_route_and_publishes() {
             }
         }
     });
-    assert!(state.lock().unwrap().is_none(), "no saturation signal was raised");
+    assert!(
+        state.lock().unwrap().is_none(),
+        "no saturation signal was raised"
+    );
     // The nested publish found no subscription (it was just removed): nothing to do.
     assert_eq!(*nested.lock().unwrap(), [true]);
     assert!(accepted >= 1);
