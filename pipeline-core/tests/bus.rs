@@ -222,10 +222,7 @@ fn config_errors_name_the_field() {
         other => panic!("expected InvalidConfig, got {other:?}"),
     };
     assert_eq!(field(SubscriptionConfig::new("")), "name");
-    assert_eq!(
-        field(SubscriptionConfig::new("a").capacity(0)),
-        "min_capacity"
-    );
+    assert_eq!(field(SubscriptionConfig::new("a").capacity(0)), "capacity");
     assert_eq!(
         field(SubscriptionConfig::new("a").capacity(8).min_capacity(0)),
         "min_capacity"
@@ -246,6 +243,78 @@ fn config_errors_name_the_field() {
         message.contains("capacity") && message.contains("max_capacity"),
         "{message}"
     );
+}
+
+/// Regression test for issue 13, finding 10: `capacity(0)` was refused as an invalid
+/// `min_capacity`, a setter the user never called. Each error names the setter the
+/// offending value came from, and says so when an unset bound followed `capacity`.
+#[test]
+fn config_errors_name_the_setter_the_value_came_from() {
+    let bus = Bus::<u32>::new();
+    let new = || SubscriptionConfig::<u32>::new("a");
+    let cases = [
+        (
+            "capacity(0)",
+            new().capacity(0),
+            "invalid `capacity`: must be at least 1 (the minimum follows it when \
+             `min_capacity` is not set)",
+        ),
+        (
+            "capacity(0).max_capacity(4)",
+            new().capacity(0).max_capacity(4),
+            "invalid `capacity`: must be at least 1 (the minimum follows it when \
+             `min_capacity` is not set)",
+        ),
+        (
+            "capacity(0).min_capacity(1)",
+            new().capacity(0).min_capacity(1),
+            "invalid `capacity`: 0 is below min_capacity 1: need min_capacity <= capacity",
+        ),
+        (
+            "capacity(8).min_capacity(0)",
+            new().capacity(8).min_capacity(0),
+            "invalid `min_capacity`: must be at least 1",
+        ),
+        (
+            "capacity(0).min_capacity(0)",
+            new().capacity(0).min_capacity(0),
+            "invalid `min_capacity`: must be at least 1",
+        ),
+        (
+            "max_capacity(0)",
+            new().max_capacity(0),
+            "invalid `max_capacity`: must be at least 1",
+        ),
+        (
+            "capacity(8).min_capacity(16).max_capacity(4)",
+            new().capacity(8).min_capacity(16).max_capacity(4),
+            "invalid `max_capacity`: 4 is below min_capacity 16: need min_capacity <= \
+             max_capacity",
+        ),
+        (
+            "capacity(2).min_capacity(4)",
+            new().capacity(2).min_capacity(4),
+            "invalid `capacity`: 2 is below min_capacity 4: need min_capacity <= capacity",
+        ),
+        (
+            "capacity(8).max_capacity(4)",
+            new().capacity(8).max_capacity(4),
+            "invalid `capacity`: 8 is above max_capacity 4: need capacity <= max_capacity",
+        ),
+    ];
+    // Every mismatch, before failing.
+    let mismatches: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(setters, config, expected)| {
+            let got = match bus.subscribe(config) {
+                Ok(_) => "accepted".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            (got != expected)
+                .then(|| format!("{setters}:\n  got      {got}\n  expected {expected}"))
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
 #[test]

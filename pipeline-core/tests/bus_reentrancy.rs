@@ -14,9 +14,12 @@ use std::sync::{Arc, Mutex};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
+/// What the handler uses once, then drops.
+type Once = Arc<Mutex<Option<(Subscription<u32>, Publisher<u32>)>>>;
+
 /// On the first bus signal: removes the subscription and publishes again.
 struct Reenter {
-    state: Arc<Mutex<Option<(Subscription<u32>, Publisher<u32>)>>>,
+    state: Once,
     nested: Arc<Mutex<Vec<bool>>>,
 }
 

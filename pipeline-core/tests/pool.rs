@@ -192,7 +192,7 @@ fn config_errors_name_the_field() {
     assert_eq!(field(WorkerPool::builder("p")), "handler");
     assert_eq!(
         field(WorkerPool::builder("p").handler(ok).workers(0)),
-        "min_workers"
+        "workers"
     );
     assert_eq!(
         field(
@@ -220,6 +220,81 @@ fn config_errors_name_the_field() {
         ),
         "idle_poll"
     );
+}
+
+/// Regression test for issue 13, finding 10: `workers(0)` was refused as an invalid
+/// `min_workers`, a setter the user never called. Each error names the setter the
+/// offending value came from, and says so when an unset bound followed `workers`.
+#[test]
+fn config_errors_name_the_setter_the_value_came_from() {
+    let builder = || WorkerPool::builder("p").handler(|_: u32| Ok(()));
+    let cases = [
+        (
+            "workers(0)",
+            builder().workers(0),
+            "invalid `workers`: must be at least 1 (the minimum follows it when \
+             `min_workers` is not set)",
+        ),
+        (
+            "workers(0).max_workers(4)",
+            builder().workers(0).max_workers(4),
+            "invalid `workers`: must be at least 1 (the minimum follows it when \
+             `min_workers` is not set)",
+        ),
+        (
+            "workers(0).min_workers(1).max_workers(4)",
+            builder().workers(0).min_workers(1).max_workers(4),
+            "invalid `workers`: 0 is below min_workers 1: need min_workers <= workers",
+        ),
+        (
+            "workers(2).min_workers(0)",
+            builder().workers(2).min_workers(0),
+            "invalid `min_workers`: must be at least 1",
+        ),
+        (
+            "workers(0).min_workers(0)",
+            builder().workers(0).min_workers(0),
+            "invalid `min_workers`: must be at least 1",
+        ),
+        (
+            "max_workers(0)",
+            builder().max_workers(0),
+            "invalid `max_workers`: must be at least 1",
+        ),
+        (
+            "workers(2).min_workers(3).max_workers(1)",
+            builder().workers(2).min_workers(3).max_workers(1),
+            "invalid `max_workers`: 1 is below min_workers 3: need min_workers <= max_workers",
+        ),
+        (
+            "workers(2).min_workers(3)",
+            builder().workers(2).min_workers(3),
+            "invalid `workers`: 2 is below min_workers 3: need min_workers <= workers",
+        ),
+        (
+            "workers(5).max_workers(4)",
+            builder().workers(5).max_workers(4),
+            "invalid `workers`: 5 is above max_workers 4: need workers <= max_workers",
+        ),
+    ];
+    // Every mismatch, before failing.
+    let mismatches: Vec<String> = cases
+        .into_iter()
+        .filter_map(|(setters, builder, expected)| {
+            let bus = Bus::new();
+            let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+            let got = match builder.spawn(sub) {
+                Ok(pool) => {
+                    pool.shutdown(PATIENCE);
+                    "accepted".to_owned()
+                }
+                Err(e) => e.to_string(),
+            };
+            (got != expected)
+                .then(|| format!("{setters}:\n  got      {got}\n  expected {expected}"))
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
 #[test]

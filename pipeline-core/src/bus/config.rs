@@ -74,7 +74,9 @@ pub const DEFAULT_CAPACITY: usize = 1024;
 /// How to subscribe: a name, which events, how much to buffer, what to do when full.
 ///
 /// The setters return the config, so it reads as one expression; validation happens
-/// in [`Bus::subscribe`](super::Bus::subscribe), whose errors name the field.
+/// in [`Bus::subscribe`](super::Bus::subscribe), whose errors name the setter that gave
+/// the offending value. A bound left unset follows `capacity`, so `capacity(0)` alone is
+/// refused as `capacity`, and `min_capacity(0)` as `min_capacity`.
 ///
 /// | field | default | rule |
 /// | --- | --- | --- |
@@ -198,11 +200,30 @@ impl<E> SubscriptionConfig<E> {
         if self.name.is_empty() {
             return invalid("name", "must not be empty".into());
         }
-        let min = self.min_capacity.unwrap_or(self.capacity);
-        let max = self.max_capacity.unwrap_or(self.capacity);
-        if min == 0 {
+        // Each error names the setter the offending value came from: a bound that was
+        // not set follows `capacity`, so `capacity(0)` alone is refused as `capacity`.
+        if self.min_capacity == Some(0) {
             return invalid("min_capacity", "must be at least 1".into());
         }
+        if self.max_capacity == Some(0) {
+            return invalid("max_capacity", "must be at least 1".into());
+        }
+        if self.capacity == 0 && self.min_capacity.is_none() {
+            return invalid(
+                "capacity",
+                "must be at least 1 (the minimum follows it when `min_capacity` is not set)".into(),
+            );
+        }
+        if let (Some(min), Some(max)) = (self.min_capacity, self.max_capacity) {
+            if min > max {
+                return invalid(
+                    "max_capacity",
+                    format!("{max} is below min_capacity {min}: need min_capacity <= max_capacity"),
+                );
+            }
+        }
+        let min = self.min_capacity.unwrap_or(self.capacity);
+        let max = self.max_capacity.unwrap_or(self.capacity);
         if self.capacity < min {
             return invalid(
                 "capacity",

@@ -121,20 +121,50 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
     ///
     /// # Errors
     ///
-    /// [`PoolError::InvalidConfig`] naming the setting that breaks its rule,
-    /// [`PoolError::Spawn`] if a thread could not be started.
+    /// [`PoolError::InvalidConfig`] naming the setting that breaks its rule: the setter
+    /// that gave the offending value. A bound left unset follows `workers`, so
+    /// `workers(0)` alone is refused as `workers`, and `min_workers(0)` as
+    /// `min_workers`. [`PoolError::Spawn`] if a thread could not be started.
     pub fn spawn(self, subscription: Subscription<E>) -> Result<WorkerPool<E>, PoolError> {
         let invalid = |field, rule: String| Err(PoolError::InvalidConfig { field, rule });
-        let min = self.min_workers.unwrap_or(self.workers);
-        let max = self.max_workers.unwrap_or(self.workers);
-        if min == 0 {
+        // Each error names the setter the offending value came from: a bound that was
+        // not set follows `workers`, so `workers(0)` alone is refused as `workers`.
+        if self.min_workers == Some(0) {
             return invalid("min_workers", "must be at least 1".into());
         }
-        if self.workers < min || self.workers > max {
+        if self.max_workers == Some(0) {
+            return invalid("max_workers", "must be at least 1".into());
+        }
+        if self.workers == 0 && self.min_workers.is_none() {
+            return invalid(
+                "workers",
+                "must be at least 1 (the minimum follows it when `min_workers` is not set)".into(),
+            );
+        }
+        if let (Some(min), Some(max)) = (self.min_workers, self.max_workers) {
+            if min > max {
+                return invalid(
+                    "max_workers",
+                    format!("{max} is below min_workers {min}: need min_workers <= max_workers"),
+                );
+            }
+        }
+        let min = self.min_workers.unwrap_or(self.workers);
+        let max = self.max_workers.unwrap_or(self.workers);
+        if self.workers < min {
             return invalid(
                 "workers",
                 format!(
-                    "{} is outside [min_workers, max_workers] = [{min}, {max}]",
+                    "{} is below min_workers {min}: need min_workers <= workers",
+                    self.workers
+                ),
+            );
+        }
+        if self.workers > max {
+            return invalid(
+                "workers",
+                format!(
+                    "{} is above max_workers {max}: need workers <= max_workers",
                     self.workers
                 ),
             );

@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 /// See the [module docs](super) for resize, panic and shutdown semantics.
 pub struct WorkerPool<E> {
     shared: Arc<PoolShared<E>>,
+    /// Taken first: `stats()` holds it while it takes `shared.retired` and then each
+    /// worker's `record`, one at a time (the lock order is on `PoolShared::retired`).
+    /// Workers never take it.
     workers: Mutex<Workers>,
     min: usize,
     max: usize,
@@ -155,31 +158,36 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
         // (or the window's) to its exit (or now), so a pool that just grew is not
         // measured as if its new workers had idled through the whole window.
         let mut capacity = 0;
-        let mut retiring = 0;
-        {
-            // Holding `retired` keeps workers from merging into it meanwhile, so each
-            // record is counted exactly once.
+        // Each record is counted exactly once, without holding `retired` and a
+        // worker's `record` together (the lock order in `PoolShared::retired`). A worker
+        // sets `exited` under `retired` when it merges its record there, so the
+        // workers not exited as seen under `retired` are exactly those whose records
+        // are not in it. Their own records are read next; one that exits meanwhile
+        // leaves its record as it is, so it is still counted once, from there.
+        let live: Vec<&WorkerState> = {
             let retired = lock(&shared.retired);
             record.merge(&retired);
             capacity += retired.alive_in_window(now);
-            for worker in w.active.iter().chain(&w.retiring) {
-                let state = &worker.state;
-                if state.exited.load(Ordering::Acquire) {
-                    continue;
-                }
-                record.merge(&lock(&state.record));
-                capacity += now.saturating_sub(state.started.max(from));
-                let since = state.busy_since.load(Ordering::Relaxed);
-                if since != 0 {
-                    in_progress += now.saturating_sub((since - 1).max(from));
-                }
-            }
-            retiring += w
-                .retiring
+            w.active
                 .iter()
-                .filter(|x| !x.state.exited.load(Ordering::Acquire))
-                .count();
+                .chain(&w.retiring)
+                .map(|worker| &*worker.state)
+                .filter(|state| !state.exited.load(Ordering::Acquire))
+                .collect()
+        };
+        for state in live {
+            record.merge(&lock(&state.record));
+            capacity += now.saturating_sub(state.started.max(from));
+            let since = state.busy_since.load(Ordering::Relaxed);
+            if since != 0 {
+                in_progress += now.saturating_sub((since - 1).max(from));
+            }
         }
+        let retiring = w
+            .retiring
+            .iter()
+            .filter(|x| !x.state.exited.load(Ordering::Acquire))
+            .count();
         // Workers that exited on their own (the subscription was closed) no longer count.
         let workers = w
             .active

@@ -137,6 +137,7 @@ impl Default for LatencyRecorder {
 }
 
 /// What one worker records per event; merged into the pool's record when it exits.
+#[derive(Clone)]
 pub(crate) struct WorkerRecord {
     window: BusyWindow,
     /// The time exited workers were alive, per bucket: the capacity they offered.

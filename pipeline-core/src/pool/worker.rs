@@ -94,6 +94,12 @@ pub(crate) struct PoolShared<E> {
     pub(crate) exited: Condvar,
     /// The records of exited workers; also the lock that orders a worker's exit
     /// against `stats()` (see [`WorkerState::exited`]).
+    ///
+    /// Lock order: `WorkerPool::workers`, then `retired` *or* one worker's
+    /// [`WorkerState::record`], never both: each of those two is taken alone, so a
+    /// worker (which never takes `workers`) holds at most one lock at a time. `exits`
+    /// is taken alone. (Issue 13, finding 8: `stats()` nested `retired` -> `record`
+    /// while an exit nested `record` -> `retired`, and both hung.)
     pub(crate) retired: Mutex<WorkerRecord>,
     pub(crate) metrics: PoolMetrics,
 }
@@ -104,6 +110,7 @@ pub(crate) struct WorkerState {
     /// 1 + nanoseconds since the pool's epoch when the current event started; 0 when
     /// idle.
     pub(crate) busy_since: AtomicU64,
+    /// Never held together with the pool's `retired` (see the lock order there).
     pub(crate) record: Mutex<WorkerRecord>,
     /// Set, under the pool's `retired` lock, once the record has been merged there.
     pub(crate) exited: AtomicBool,
@@ -271,12 +278,18 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
 
     /// Merges the worker's record into the pool's and counts the exit.
     fn exit(&self, me: &WorkerState) {
-        {
-            let now = self.nanos_since_epoch(Instant::now());
+        let now = self.nanos_since_epoch(Instant::now());
+        // A copy, so that `record` and `retired` are never held together (the lock
+        // order on `PoolShared::retired`). The record itself stays as it is: until
+        // `exited` is set, `stats()` counts it from there; after, from `retired`.
+        let last = {
             let mut record = lock(&me.record);
             record.lived(me.started, now);
+            record.clone()
+        };
+        {
             let mut retired = lock(&self.retired);
-            retired.merge(&record);
+            retired.merge(&last);
             me.exited.store(true, Ordering::Release);
         }
         *lock(&self.exits) += 1;
