@@ -212,14 +212,6 @@ fn config_errors_name_the_field() {
         ),
         "workers"
     );
-    assert_eq!(
-        field(
-            WorkerPool::builder("p")
-                .handler(ok)
-                .idle_poll(Duration::ZERO)
-        ),
-        "idle_poll"
-    );
 }
 
 /// Regression test for issue 13, finding 10: `workers(0)` was refused as an invalid
@@ -305,7 +297,6 @@ fn resize_is_clamped_and_stopped_workers_retire() {
         .workers(2)
         .min_workers(1)
         .max_workers(4)
-        .idle_poll(Duration::from_millis(5))
         .handler(|_: u32| Ok(()))
         .spawn(sub)
         .unwrap();
@@ -318,7 +309,7 @@ fn resize_is_clamped_and_stopped_workers_retire() {
         (stats.workers, stats.min_workers, stats.max_workers),
         (1, 1, 4)
     );
-    // Idle workers notice their stop request within idle_poll.
+    // Idle stopped workers are woken at once (no polling) and exit.
     eventually("the stopped workers to exit", || pool.stats().retiring == 0);
     let report = pool.shutdown(PATIENCE);
     assert!(!report.deadline_passed);

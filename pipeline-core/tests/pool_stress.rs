@@ -31,7 +31,6 @@ fn resizing_under_load_loses_and_duplicates_nothing() {
         .workers(2)
         .min_workers(1)
         .max_workers(6)
-        .idle_poll(Duration::from_millis(2))
         .handler(move |id: u32| {
             handled[id as usize].fetch_add(1, Ordering::Relaxed);
             match id % 1000 {
@@ -122,8 +121,7 @@ fn stats_while_scaling_down_does_not_deadlock() {
         .workers(1)
         .min_workers(1)
         .max_workers(8)
-        // Stopped idle workers exit within a millisecond: many exits race `stats()`.
-        .idle_poll(Duration::from_millis(1))
+        // Stopped idle workers are woken at once: many exits race `stats()`.
         .handler(|_: u64| Ok(()))
         .spawn(sub)
         .unwrap();

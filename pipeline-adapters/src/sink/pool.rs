@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 /// | --- | --- | --- |
 /// | [`workers`](Self::workers) | 1 | `min_workers <= workers <= max_workers` |
 /// | [`min_workers`](Self::min_workers) / [`max_workers`](Self::max_workers) | `workers` | `1 <= min <= max` |
-/// | [`idle_poll`](Self::idle_poll) | 100 ms | above zero |
 ///
 /// The rules are checked by [`WorkerPool`]'s builder in [`spawn`](Self::spawn).
 #[must_use = "a builder does nothing until spawn() is called"]
@@ -27,7 +26,6 @@ pub struct SinkPoolBuilder<S> {
     workers: usize,
     min_workers: Option<usize>,
     max_workers: Option<usize>,
-    idle_poll: Duration,
 }
 
 impl<S: Sink> SinkPoolBuilder<S> {
@@ -49,12 +47,6 @@ impl<S: Sink> SinkPoolBuilder<S> {
         self
     }
 
-    /// How often an idle worker looks whether it was told to stop (default 100 ms).
-    pub fn idle_poll(mut self, interval: Duration) -> Self {
-        self.idle_poll = interval;
-        self
-    }
-
     /// Starts the workers on `subscription` (and the flush thread, if the sink has a
     /// [`flush_interval`](Sink::flush_interval)).
     ///
@@ -68,7 +60,6 @@ impl<S: Sink> SinkPoolBuilder<S> {
         let dead_sink = self.sink.clone();
         let mut builder = WorkerPool::builder(name.clone())
             .workers(self.workers)
-            .idle_poll(self.idle_poll)
             .handler(move |event: Envelope| handler_sink.handle(event))
             .dead_letter(move |letter| {
                 // A handler error was an attempt that failed; a panic was no attempt.
@@ -128,7 +119,6 @@ impl<S> fmt::Debug for SinkPoolBuilder<S> {
             .field("workers", &self.workers)
             .field("min_workers", &self.min_workers)
             .field("max_workers", &self.max_workers)
-            .field("idle_poll", &self.idle_poll)
             .finish_non_exhaustive()
     }
 }
@@ -170,7 +160,6 @@ impl<S: Sink> SinkPool<S> {
             workers: 1,
             min_workers: None,
             max_workers: None,
-            idle_poll: Duration::from_millis(100),
         }
     }
 

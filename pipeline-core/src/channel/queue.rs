@@ -118,10 +118,6 @@ mod crossbeam_queue {
         pub(crate) fn fire(&self) {
             self.0.fire();
         }
-
-        pub(crate) fn is_fired(&self) -> bool {
-            self.0.fired.load(Ordering::Acquire)
-        }
     }
 
     pub(crate) struct CrossbeamQueue<T> {

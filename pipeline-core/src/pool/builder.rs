@@ -6,7 +6,6 @@ use super::worker::{DeadLetterHook, Handler, PoolParts, PoolShared};
 use crate::bus::Subscription;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Builds a [`WorkerPool`]; from [`WorkerPool::builder`].
 ///
@@ -16,7 +15,6 @@ use std::time::Duration;
 /// | [`min_workers`](Self::min_workers) / [`max_workers`](Self::max_workers) | `workers` (fixed size) | `1 <= min <= max` |
 /// | [`handler`](Self::handler) | (required) | |
 /// | [`dead_letter`](Self::dead_letter) | none: failures are counted and logged | |
-/// | [`idle_poll`](Self::idle_poll) | 100 ms | above zero |
 ///
 /// # Examples
 ///
@@ -55,7 +53,6 @@ pub struct WorkerPoolBuilder<E> {
     max_workers: Option<usize>,
     handler: Option<Handler<E>>,
     dead_letter: Option<DeadLetterHook<E>>,
-    idle_poll: Duration,
 }
 
 impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
@@ -67,7 +64,6 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
             max_workers: None,
             handler: None,
             dead_letter: None,
-            idle_poll: Duration::from_millis(100),
         }
     }
 
@@ -106,14 +102,6 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
     /// logged.
     pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
         self.dead_letter = Some(Box::new(hook));
-        self
-    }
-
-    /// How often an idle worker wakes to see whether it was told to stop (default 100
-    /// ms): how long a scale-down may take to free an idle worker's thread. (Shutdown
-    /// does not wait for it: draining wakes idle workers at once.)
-    pub fn idle_poll(mut self, interval: Duration) -> Self {
-        self.idle_poll = interval;
         self
     }
 
@@ -169,9 +157,6 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
                 ),
             );
         }
-        if self.idle_poll.is_zero() {
-            return invalid("idle_poll", "must be above zero".into());
-        }
         let Some(handler) = self.handler else {
             return invalid("handler", "is required".into());
         };
@@ -180,7 +165,6 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
             subscription,
             handler,
             dead_letter: self.dead_letter,
-            idle_poll: self.idle_poll,
         });
         WorkerPool::start(shared, self.workers, min, max)
     }
@@ -195,7 +179,6 @@ impl<E> fmt::Debug for WorkerPoolBuilder<E> {
             .field("max_workers", &self.max_workers)
             .field("handler", &self.handler.as_ref().map(|_| ".."))
             .field("dead_letter", &self.dead_letter.as_ref().map(|_| ".."))
-            .field("idle_poll", &self.idle_poll)
             .finish()
     }
 }

@@ -105,8 +105,8 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
     /// Growing starts threads. Shrinking tells the newest workers to stop: each one
     /// finishes the event it holds and takes no other, so no event is lost; events
     /// still buffered stay for the remaining workers. A stopped worker that was waiting
-    /// for an event notices within the pool's `idle_poll`; if an event arrives first,
-    /// it handles that one, then stops.
+    /// for an event is woken at once (no polling); if an event reached it first, it
+    /// handles that one, then stops.
     ///
     /// # Errors
     ///
@@ -122,7 +122,7 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
         }
         while w.active.len() > target {
             if let Some(worker) = w.active.pop() {
-                worker.state.stop.store(true, Ordering::Release);
+                worker.state.request_stop();
                 w.retiring.push(worker);
             }
         }
@@ -281,7 +281,7 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
                 let _ = worker.thread.join();
             } else {
                 // Detached: it finishes its event and stops (see the module docs).
-                worker.state.stop.store(true, Ordering::Release);
+                worker.state.request_stop();
             }
         }
         let finished = shared.counters.finished();
@@ -325,7 +325,7 @@ impl<E> Drop for WorkerPool<E> {
     fn drop(&mut self) {
         let w = lock(&self.workers);
         for worker in w.active.iter().chain(&w.retiring) {
-            worker.state.stop.store(true, Ordering::Release);
+            worker.state.request_stop();
         }
     }
 }
@@ -337,5 +337,58 @@ impl<E> fmt::Debug for WorkerPool<E> {
             .field("min", &self.min)
             .field("max", &self.max)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(pipeline_loom)))]
+mod tests {
+    use super::*;
+    use crate::bus::{Bus, SubscriptionConfig};
+
+    /// Waits (bounded, generously: this only detects a hang) until `done`.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    fn turns(pool: &WorkerPool<u32>) -> (Vec<u64>, Vec<u64>) {
+        let w = lock(&pool.workers);
+        let of = |list: &Vec<Worker>| {
+            list.iter()
+                .map(|w| w.state.turns.load(Ordering::Relaxed))
+                .collect()
+        };
+        (of(&w.active), of(&w.retiring))
+    }
+
+    /// Issue 13, finding 11: idle workers sleep until an event or their own stop
+    /// request, and never wake to poll a flag (the old loop woke every `idle_poll`,
+    /// 100 ms, and took that long to free a stopped worker). Each loop turn is
+    /// counted: an idle worker makes exactly one, however long it idles; a stopped
+    /// one exactly one more, with no event sent.
+    #[test]
+    fn idle_workers_sleep_until_told_to_stop() {
+        let bus = Bus::new();
+        let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+        let pool = WorkerPool::builder("idle")
+            .workers(3)
+            .min_workers(1)
+            .max_workers(3)
+            .handler(|_: u32| Ok(()))
+            .spawn(sub)
+            .unwrap();
+        eventually("every worker to start waiting", || {
+            turns(&pool).0.iter().all(|&t| t == 1)
+        });
+        // Long enough for a polling worker to wake several times over.
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(turns(&pool), (vec![1, 1, 1], vec![]), "an idle worker woke");
+        assert_eq!(pool.resize(1).unwrap(), 1);
+        eventually("the stopped workers to exit", || pool.stats().retiring == 0);
+        assert_eq!(turns(&pool), (vec![1], vec![2, 2]));
+        assert!(!pool.shutdown(Duration::from_secs(60)).deadline_passed);
     }
 }

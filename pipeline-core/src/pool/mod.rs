@@ -43,8 +43,9 @@
 //! A worker checks whether it was told to stop before each receive, never after: an
 //! event it has received is always handled, by it. So scaling down loses nothing: the
 //! stopped worker finishes the event it holds, and events still buffered stay for the
-//! others. An idle worker notices the request within `idle_poll` (default 100 ms); if
-//! an event reaches it first, it handles that one and then stops.
+//! others. An idle worker waits for an event *or* its own stop request, so the request
+//! wakes it at once, with no polling; if an event reaches it first, it handles that
+//! one and then stops.
 //!
 //! # Failures
 //!

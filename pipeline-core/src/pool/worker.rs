@@ -7,7 +7,9 @@
 //! after: an event it has received is always handled, by it. So scaling down never
 //! loses an event: the stopped worker finishes the event it holds, and everything still
 //! buffered stays in the subscription for the others. A worker waiting for an event
-//! wakes every `idle_poll` to look at its flag.
+//! waits for an event *or* its own stop request (a one-shot interrupt that the
+//! request fires, `WorkerState::request_stop`), so it sleeps until one of the two and
+//! never wakes to poll its flag.
 //!
 //! Draining takes the subscription off the bus, so nothing new arrives and the
 //! channel reports disconnection once it is empty: a worker takes events until then,
@@ -18,7 +20,7 @@
 use super::error::{DeadLetter, DeadLetterReason, HandlerError};
 use super::stats::WorkerRecord;
 use crate::bus::Subscription;
-use crate::channel::RecvTimeoutError;
+use crate::channel::{Interrupt, RecvTimeoutError};
 pub(crate) use crate::sync::{Condvar, thread};
 use crate::sync::{
     Mutex,
@@ -80,7 +82,6 @@ pub(crate) struct PoolShared<E> {
     pub(crate) subscription: Subscription<E>,
     handler: Handler<E>,
     dead_letter: Option<DeadLetterHook<E>>,
-    idle_poll: Duration,
     /// The pool's time origin; worker records count nanoseconds from it.
     pub(crate) epoch: Instant,
     pub(crate) draining: AtomicBool,
@@ -106,7 +107,13 @@ pub(crate) struct PoolShared<E> {
 
 /// One worker's flags and record.
 pub(crate) struct WorkerState {
+    /// Set by [`request_stop`](Self::request_stop); read before each receive.
     pub(crate) stop: AtomicBool,
+    /// Fired with `stop`: wakes the worker if it is waiting for an event.
+    wake: Interrupt,
+    /// Turns of the worker loop (unit tests: an idle worker makes one, then sleeps).
+    #[cfg(test)]
+    pub(crate) turns: AtomicU64,
     /// 1 + nanoseconds since the pool's epoch when the current event started; 0 when
     /// idle.
     pub(crate) busy_since: AtomicU64,
@@ -120,10 +127,20 @@ pub(crate) struct WorkerState {
 }
 
 impl WorkerState {
+    /// Tells the worker to stop after the event it holds; wakes it if it is waiting
+    /// for one. Idempotent.
+    pub(crate) fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        self.wake.fire();
+    }
+
     pub(crate) fn new(started: u64) -> Self {
         WorkerState {
             started,
             stop: AtomicBool::new(false),
+            wake: Interrupt::new(),
+            #[cfg(test)]
+            turns: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
             record: Mutex::new(WorkerRecord::new()),
             exited: AtomicBool::new(false),
@@ -137,7 +154,6 @@ pub(crate) struct PoolParts<E> {
     pub(crate) subscription: Subscription<E>,
     pub(crate) handler: Handler<E>,
     pub(crate) dead_letter: Option<DeadLetterHook<E>>,
-    pub(crate) idle_poll: Duration,
 }
 
 impl<E: Clone + Send + 'static> PoolShared<E> {
@@ -148,7 +164,6 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
             subscription: parts.subscription,
             handler: parts.handler,
             dead_letter: parts.dead_letter,
-            idle_poll: parts.idle_poll,
             epoch: Instant::now(),
             draining: AtomicBool::new(false),
             drain_deadline: AtomicU64::new(0),
@@ -178,29 +193,26 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
     /// The body of a worker thread.
     pub(crate) fn run_worker(&self, me: &WorkerState) {
         loop {
+            #[cfg(test)]
+            me.turns.fetch_add(1, Ordering::Relaxed);
             if me.stop.load(Ordering::Acquire) {
                 break;
             }
-            let draining = self.draining.load(Ordering::Acquire);
-            let wait = if draining {
+            let deadline = if self.draining.load(Ordering::Acquire) {
                 let deadline = self.drain_deadline.load(Ordering::Relaxed);
-                let now = self.nanos_since_epoch(Instant::now());
-                if now >= deadline {
+                if self.nanos_since_epoch(Instant::now()) >= deadline {
                     self.deadline_hit.store(true, Ordering::Release);
                     break;
                 }
-                Duration::from_nanos(deadline - now)
+                Some(self.epoch + Duration::from_nanos(deadline))
             } else {
-                self.idle_poll
+                // Idle waits have no deadline: a stop request wakes the wait.
+                None
             };
-            match self.receive(wait) {
+            match self.receive(me, deadline) {
                 // Received: handled here whatever the flags say now (module docs).
                 Ok(event) => self.handle(me, event),
-                Err(RecvTimeoutError::Timeout) if draining => {
-                    self.deadline_hit.store(true, Ordering::Release);
-                    break;
-                }
-                // Idle: look at the stop flag again.
+                // Woken to stop, or the drain deadline passed: the flags say which.
                 Err(RecvTimeoutError::Timeout) => continue,
                 // Drained after `start_draining` (or the bus is gone).
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -209,19 +221,23 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
         self.exit(me);
     }
 
+    /// Waits for an event until `deadline` (if any) or until this worker is told to
+    /// stop (`Timeout` then).
     #[cfg(not(pipeline_loom))]
-    fn receive(&self, wait: Duration) -> Result<E, RecvTimeoutError> {
-        self.subscription.recv_timeout(wait)
+    fn receive(&self, me: &WorkerState, deadline: Option<Instant>) -> Result<E, RecvTimeoutError> {
+        self.subscription
+            .receive_interruptible(true, deadline, Some(&me.wake))
     }
 
-    /// Loom has no time (a timeout would fire at once and the idle loop would spin),
-    /// so under loom a worker waits for an event or the disconnect that draining
-    /// causes. What loom checks, the flags around the receive, is the same.
+    /// Loom has no time (a deadline would pass at once and a draining worker would
+    /// stop early), so under loom a worker waits for an event, the disconnect that
+    /// draining causes, or a stop request made before it went to sleep (loom's
+    /// stand-in interrupt does not wake a sleeping wait). What loom checks, the flags
+    /// around the receive, is the same.
     #[cfg(pipeline_loom)]
-    fn receive(&self, _wait: Duration) -> Result<E, RecvTimeoutError> {
+    fn receive(&self, me: &WorkerState, _deadline: Option<Instant>) -> Result<E, RecvTimeoutError> {
         self.subscription
-            .recv()
-            .map_err(|_| RecvTimeoutError::Disconnected)
+            .receive_interruptible(true, None, Some(&me.wake))
     }
 
     fn handle(&self, me: &WorkerState, event: E) {
