@@ -104,10 +104,18 @@ fn starts_at_the_end_when_asked_and_waits_for_a_missing_file() {
     let path = dir.path().join("app.log");
     append(&path, "old\n");
     let (_bus, sub, mut source) = follow(&path, StartAt::End);
-    // No event to wait for here: give it a few polls to (not) read "old".
-    std::thread::sleep(Duration::from_millis(100));
-    append(&path, "new\n");
-    assert_eq!(next(&sub), "new");
+    // The source opens the file on its own thread, at a moment the test cannot see:
+    // lines appended before that are skipped too. So append numbered lines until one
+    // arrives; the first to arrive must be one of them, never "old".
+    let first = (0..)
+        .find_map(|n| {
+            assert!(n < 500, "no appended line was read");
+            append(&path, &format!("new {n}\n"));
+            sub.recv_timeout(Duration::from_millis(50)).ok()
+        })
+        .unwrap();
+    let first = String::from_utf8(first.payload().to_vec()).unwrap();
+    assert!(first.starts_with("new "), "{first:?}");
     source.shutdown(Duration::from_secs(5)).unwrap();
 
     let missing = dir.path().join("later.log");

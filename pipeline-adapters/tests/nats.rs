@@ -15,9 +15,9 @@ use pipeline_core::bus::{Bus, SubscriptionConfig};
 use pipeline_core::envelope::Envelope;
 use pipeline_core::pool::{HandlerError, WorkerPool};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const STREAM: &str = "EVENTS";
 
@@ -229,10 +229,21 @@ fn two_instances_share_one_durable_consumer() {
     fill_stream(&url, N);
     let handled: Arc<Mutex<HashMap<u64, u32>>> = Arc::default();
     let config = source_config(&url, "group").max_batch(10).max_in_flight(20);
-    let instance = |handled: Arc<Mutex<HashMap<u64, u32>>>| {
+    // Until both instances have received a message, each gives back (naks) what it
+    // gets: the first to start cannot take the whole stream before the second has
+    // connected, however slowly the machine starts it. (Holding on to its messages
+    // instead would stall both: max_in_flight is also the consumer's max_ack_pending.)
+    let started: Arc<[AtomicBool; 2]> = Arc::default();
+    let instance = |index: usize, handled: Arc<Mutex<HashMap<u64, u32>>>| {
         let count = Arc::new(AtomicU64::new(0));
         let mine = count.clone();
+        let started = started.clone();
         let work = move |event: Envelope| {
+            started[index].store(true, Ordering::SeqCst);
+            if !started.iter().all(|s| s.load(Ordering::SeqCst)) {
+                std::thread::sleep(Duration::from_millis(5));
+                return Err(HandlerError::new("the other instance has no message yet"));
+            }
             std::thread::sleep(Duration::from_millis(1));
             *handled.lock().unwrap().entry(seq_of(&event)).or_default() += 1;
             mine.fetch_add(1, Ordering::Relaxed);
@@ -243,8 +254,8 @@ fn two_instances_share_one_durable_consumer() {
         });
         (c, count)
     };
-    let (mut a, count_a) = instance(handled.clone());
-    let (mut b, count_b) = instance(handled.clone());
+    let (mut a, count_a) = instance(0, handled.clone());
+    let (mut b, count_b) = instance(1, handled.clone());
     wait_until(
         "all messages handled and acked",
         Duration::from_secs(30),
@@ -283,18 +294,33 @@ fn back_pressure_shrinks_the_fetch_and_messages_wait_in_the_stream() {
     let url = server.url();
     const N: u64 = 200;
     fill_stream(&url, N);
-    // A slow stage behind a buffer of 4: the bus says Full most of the time.
+    // A slow stage behind a buffer of 4: the bus says Full most of the time. The stage
+    // also stops at its 100th event until the test has looked: then at most 99 are
+    // acked and at most 64 more delivered, so at least 37 of the 200 are still in the
+    // stream however fast or slow the machine is.
+    const HOLD_AT: u64 = 100;
     let config = source_config(&url, "slow").max_batch(32).max_in_flight(64);
-    let slow = |_e: Envelope| {
-        std::thread::sleep(Duration::from_millis(3));
-        Ok(())
+    let gate = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(AtomicU64::new(0));
+    let slow = {
+        let (gate, seen) = (gate.clone(), seen.clone());
+        move |_e: Envelope| {
+            if seen.fetch_add(1, Ordering::SeqCst) + 1 >= HOLD_AT {
+                let give_up = Instant::now() + Duration::from_secs(60);
+                while !gate.load(Ordering::SeqCst) && Instant::now() < give_up {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(3));
+            Ok(())
+        }
     };
     let mut c = consumer(config, 4, 1, |acker| {
         acker.handler(slow, FailurePolicy::Nak)
     });
     wait_until(
         "the source to meet back pressure",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || c.source.nats_stats().pressured_fetches >= 2,
     );
     let during = c.source.nats_stats();
@@ -304,6 +330,7 @@ fn back_pressure_shrinks_the_fetch_and_messages_wait_in_the_stream() {
         "messages wait in the stream, not in memory"
     );
     assert!(during.source.in_flight <= 64);
+    gate.store(true, Ordering::SeqCst);
     wait_until("everything acked", Duration::from_secs(30), || {
         c.source.nats_stats().acked == N
     });

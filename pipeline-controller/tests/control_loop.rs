@@ -19,6 +19,8 @@ struct Rig {
     bus: Bus<u64>,
     clock: ManualClock,
     memory: Arc<AtomicU64>,
+    /// How many times the controller has read the memory probe.
+    probes: Arc<AtomicU64>,
     log: Arc<DecisionLog>,
     control: ControlLoop,
     _pool: Arc<WorkerPool<u64>>,
@@ -63,6 +65,8 @@ fn rig() -> Rig {
     );
     let memory = Arc::new(AtomicU64::new(GIB / 10));
     let reading = memory.clone();
+    let probes = Arc::new(AtomicU64::new(0));
+    let probed = probes.clone();
     let log = Arc::new(DecisionLog::new(64));
     let policy =
         HysteresisPolicy::new(PolicyConfig::default().defensive_exit_hold(Duration::from_secs(10)))
@@ -71,10 +75,13 @@ fn rig() -> Rig {
         policy,
         Arc::new(bus.clone()) as Arc<dyn BusActuator>,
         vec![pool.clone() as Arc<dyn PoolActuator>],
-        Box::new(move |_now| MemoryObservation {
-            used_bytes: reading.load(Ordering::Relaxed),
-            limit_bytes: Some(GIB),
-            psi_some_avg10: None,
+        Box::new(move |_now| {
+            probed.fetch_add(1, Ordering::SeqCst);
+            MemoryObservation {
+                used_bytes: reading.load(Ordering::Relaxed),
+                limit_bytes: Some(GIB),
+                psi_some_avg10: None,
+            }
         }),
         Some(4.0),
         Arc::new(clock.clone()),
@@ -84,6 +91,7 @@ fn rig() -> Rig {
         bus,
         clock,
         memory,
+        probes,
         log,
         control,
         _pool: pool,
@@ -200,12 +208,22 @@ fn memory_critical_goes_defensive_then_recovers_in_simulated_time() {
 fn critical_memory_wakes_the_spawned_loop_early() {
     let rig = rig();
     let memory = rig.memory.clone();
+    let probes = rig.probes.clone();
     let log = rig.log.clone();
     let handle = rig.control.spawn(Duration::from_secs(3600), None);
-    // The first tick runs at once, in normal mode; then memory turns critical.
-    std::thread::sleep(Duration::from_millis(100));
+    // The first tick runs at once and reads a normal memory level; only then does
+    // memory turn critical (waiting for the read, not for a guessed time, so a slow
+    // start cannot let the first tick see critical memory itself).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while probes.load(Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first tick never read memory"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     memory.store(GIB * 95 / 100, Ordering::Relaxed);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let defensive = || {
         log.records()
             .iter()

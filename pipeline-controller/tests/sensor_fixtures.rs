@@ -363,10 +363,15 @@ fn sensors_on_this_machine() {
     let m0 = memory.read(t0).unwrap();
     cpu.read(t0).unwrap();
 
-    // Burn some CPU so there is something to measure.
+    // Burn 100 ms of this thread's CPU time (not of wall time: on a busy machine the
+    // thread may get only a sliver of a wall-clock window), so there is something to
+    // measure even at the clock-tick resolution of /proc/self/stat.
+    let cpu0 = thread_cpu_time();
     let mut x = 0u64;
-    while t0.elapsed() < Duration::from_millis(100) {
-        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    while thread_cpu_time() - cpu0 < Duration::from_millis(100) {
+        for _ in 0..10_000 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
     }
     let t1 = Instant::now();
     let m1 = memory.read(t1).unwrap();
@@ -387,6 +392,21 @@ fn sensors_on_this_machine() {
     assert!(m0.working_set_bytes > 0 && m1.working_set_bytes > 0);
     assert!(m1.growth_bytes_per_sec.is_some());
     assert!(c1.cores_used.is_some_and(|c| c > 0.0), "{c1:?}");
+}
+
+/// CPU time consumed by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid out-pointer; the thread CPU clock exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap(),
+        u32::try_from(now.tv_nsec).unwrap(),
+    )
 }
 
 fn page_size() -> u64 {

@@ -25,6 +25,19 @@ fn churn_resizing<T>(tx: &Sender<T>) {
 
 fn churn_none<T>(_tx: &Sender<T>) {}
 
+/// Whether thread `tid` of this process is asleep (state `S` in
+/// `/proc/self/task/<tid>/stat`): a thread spinning or yielding reads `R`.
+fn asleep(tid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            // The state follows the command name, which is in parentheses.
+            let rest = &stat[stat.rfind(')')? + 1..];
+            rest.split_whitespace().next().map(|state| state == "S")
+        })
+        .unwrap_or(false)
+}
+
 macro_rules! contract_suite {
     ($name:ident, $churn:path) => {
         mod $name {
@@ -141,9 +154,16 @@ macro_rules! contract_suite {
             fn send_blocks_until_room() {
                 let (tx, rx) = bounded(1);
                 tx.send(1).unwrap();
+                // SAFETY: gettid has no preconditions.
+                let sender = unsafe { libc::gettid() };
                 thread::scope(|s| {
                     s.spawn(|| {
-                        thread::sleep(ms(20));
+                        // Receive only once the sender found the buffer full and went
+                        // to sleep (not after a guessed delay: a busy machine may not
+                        // have run the sender yet).
+                        while tx.stats().full_events == 0 || !asleep(sender) {
+                            thread::yield_now();
+                        }
                         assert_eq!(rx.recv(), Ok(1));
                         assert_eq!(rx.recv(), Ok(2));
                     });

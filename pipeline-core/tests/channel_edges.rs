@@ -33,8 +33,18 @@ use std::time::{Duration, Instant};
 // Harness
 // ---------------------------------------------------------------------------------
 
-/// How long a test body may run before it counts as deadlocked.
+/// How long the tests may make no progress at all before a running body counts as
+/// deadlocked: a hang detector, not a time limit (a slow machine only delays it).
 const WATCHDOG: Duration = Duration::from_secs(30);
+
+/// Bumped by the long tests at each step: the watchdog fires only when it stands
+/// still. Shared by every test of the binary, so another test's progress can delay
+/// (never cause) the detection of a hang.
+static PROGRESS: AtomicUsize = AtomicUsize::new(0);
+
+fn progress() {
+    PROGRESS.fetch_add(1, SeqCst);
+}
 
 /// A timeout for a send or receive that must not wait: it only detects a hang.
 const HANG: Duration = Duration::from_secs(30);
@@ -127,11 +137,14 @@ fn run(mode: Mode, name: &'static str, body: fn(Mode)) {
         .name(format!("{name}-{mode:?}"))
         .spawn(move || body(mode))
         .expect("spawn the test body");
-    let deadline = Instant::now() + WATCHDOG;
+    let (mut seen, mut since) = (PROGRESS.load(SeqCst), Instant::now());
     while !handle.is_finished() {
-        if Instant::now() >= deadline {
+        let now = PROGRESS.load(SeqCst);
+        if now != seen {
+            (seen, since) = (now, Instant::now());
+        } else if since.elapsed() >= WATCHDOG {
             ABANDONED.store(true, SeqCst);
-            panic!("{name} ({mode:?}): deadlock: the body did not finish within {WATCHDOG:?}");
+            panic!("{name} ({mode:?}): deadlock: no progress for {WATCHDOG:?}");
         }
         thread::sleep(ms(5));
     }
@@ -250,6 +263,7 @@ fn linearizable_recv_timeout(mode: Mode) {
 fn linearizable_with(mode: Mode, receive: fn(&Receiver<i32>, usize) -> Result<i32, String>) {
     const THREADS: usize = 4;
     for round in 0..LINEARIZABLE_ROUNDS {
+        progress();
         let (tx, rx) = bounded(THREADS);
         let _churn = mode.churn(&tx);
         thread::scope(|s| {
@@ -257,6 +271,7 @@ fn linearizable_with(mode: Mode, receive: fn(&Receiver<i32>, usize) -> Result<i3
                 let (tx, rx) = (&tx, &rx);
                 s.spawn(move || {
                     for i in 0..LINEARIZABLE_COUNT {
+                        progress();
                         tx.send(0).unwrap();
                         if let Err(e) = receive(rx, i) {
                             panic!("round {round}, thread {t}, iteration {i}: {e} after a completed send");
@@ -287,6 +302,7 @@ fn completed_send_is_visible_to_another_thread(mode: Mode) {
             }
         });
         for i in 0..count {
+            progress();
             while announced.load(SeqCst) < i + 1 {
                 thread::yield_now();
             }
@@ -315,6 +331,7 @@ fn send_races_last_receiver_drop(mode: Mode) {
     const SENDERS: usize = 3;
     let (mut rng, seed) = Rng::new();
     for iteration in 0..ITERATIONS {
+        progress();
         let context = format!("iteration {iteration} (seed {seed:#x})");
         let ledger = Arc::new(Ledger::default());
         let (tx, rx) = bounded::<Tracked>(2);
@@ -460,6 +477,7 @@ fn blocked_senders_fail_when_the_receiver_goes(mode: Mode) {
 fn sends_end_once_the_receiver_is_gone(mode: Mode) {
     const ROUNDS: usize = if cfg!(miri) { 5 } else { 100 };
     for _ in 0..ROUNDS {
+        progress();
         let (tx, rx) = bounded(1);
         let _churn = mode.churn(&tx);
         let tx2 = tx.clone();
@@ -480,6 +498,7 @@ fn stress_send_vs_receiver_drop(mode: Mode) {
     const ROUNDS: usize = if cfg!(miri) { 10 } else { 500 };
     let ledger = Arc::new(Ledger::default());
     for round in 0..ROUNDS {
+        progress();
         let (tx, rx) = bounded(1);
         let mut churn = mode.churn(&tx);
         let dropper = thread::spawn(move || drop(rx));
@@ -764,6 +783,7 @@ fn panicking_drop_with_the_receiver_as_last_handle(mode: Mode) {
 fn panicking_drop_races_a_send(mode: Mode) {
     const ROUNDS: usize = if cfg!(miri) { 5 } else { 200 };
     for round in 0..ROUNDS {
+        progress();
         let (tx, rx) = bounded(64);
         let mut churn = mode.churn(&tx);
         let (bomb, bomb_dropped) = Bomb::new(true);
@@ -893,6 +913,7 @@ fn destructors(mode: Mode) {
     thread::scope(|s| {
         s.spawn(|| {
             for i in 0..COUNT {
+                progress();
                 tx.send(Tracked::new(i, &ledger)).unwrap();
             }
         });
@@ -1483,6 +1504,7 @@ fn channel_through_channel(mode: Mode) {
         scope.spawn(move || {
             let mut s = s;
             for _ in 0..COUNT {
+                progress();
                 let (new_s, new_r) = bounded::<T>(1);
                 if mode == Mode::Resizing {
                     new_s.resize(2).unwrap();
@@ -1496,6 +1518,7 @@ fn channel_through_channel(mode: Mode) {
         scope.spawn(move || {
             let mut r = r;
             for _ in 0..COUNT {
+                progress();
                 r = r
                     .recv()
                     .unwrap()
@@ -1518,6 +1541,7 @@ fn stress_oneshot(mode: Mode) {
         (false, Mode::Resizing) => 300,
     };
     for _ in 0..count {
+        progress();
         let (s, r) = bounded(1);
         let _churn = mode.churn(&s);
         thread::scope(|scope| {

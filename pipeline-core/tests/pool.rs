@@ -440,7 +440,11 @@ fn utilisation_after_growth_counts_new_workers_from_their_start() {
     std::thread::sleep(Duration::from_millis(100));
     let stats = pool.stats();
     assert_eq!(stats.workers, 4);
-    assert!(stats.utilisation > 0.9, "{}", stats.utilisation);
+    // Each new worker counts from its thread's start and turns busy when it takes an
+    // event: a busy machine may leave tens of milliseconds between the two, so the
+    // bound leaves room for that. The bug this pins read about 0.4 (new workers
+    // counted as idle over the whole window).
+    assert!(stats.utilisation > 0.7, "{}", stats.utilisation);
     drop(gate_tx);
     let report = pool.shutdown(PATIENCE);
     assert_eq!((report.processed, report.left), (8, 0));

@@ -74,11 +74,13 @@ fn a_baseline_run_over_the_limit_is_oom_killed_and_reported() {
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("oom.yaml");
+    // 20 000 events/s of 1 KiB fill 64 MiB in about 3 s and the kernel kills the run
+    // then; the long duration only leaves a slow or busy machine time to get there.
     std::fs::write(
         &file,
         r#"
 name: oom
-duration: 15s
+duration: 60s
 controller: false
 memory_limit: 64MiB
 cgroup: true
