@@ -39,6 +39,38 @@
 //! assert_eq!(rx.capacity(), 1);
 //! ```
 //!
+//! # From async code
+//!
+//! [`Sender::send_async`], [`Receiver::recv_async`] and [`Receiver::stream`] wait as
+//! tasks, with wakers: never a blocked runtime thread, never polling. Sync and async
+//! handles work on one channel at the same time, also while it is resized: a resize
+//! wakes the tasks waiting for room, and the async side keeps every guarantee below.
+//! Do not call the blocking `send`/`recv` on a runtime thread.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use pipeline_core::channel::bounded;
+//! # use futures::executor::block_on;
+//!
+//! let (tx, rx) = bounded(2);
+//! let sync_tx = tx.clone();
+//! let thread = std::thread::spawn(move || (0..3).for_each(|i| sync_tx.send(i).unwrap()));
+//! block_on(async {
+//!     tx.resize(8).unwrap(); // the thread's sends wait no more
+//!     tx.send_async(10).await.unwrap(); // would wait as a task while full
+//!     drop(tx);
+//! });
+//! thread.join().unwrap();
+//! let mut got: Vec<i32> = block_on(rx.stream().collect()); // ends: every sender is gone
+//! got.sort();
+//! assert_eq!(got, [0, 1, 2, 10]);
+//! ```
+//!
+//! Cancellation is as in tokio: dropping a `recv_async` future (or the stream) before
+//! it completes never loses a value, and dropping a `send_async` future drops its
+//! value without sending it. A channel that no task waits on pays one relaxed load
+//! per operation for all this; see `docs/architecture.md` ("Async waits").
+//!
 //! # What a resize guarantees
 //!
 //! 1. **Lossless**: no value is lost or duplicated, whatever the interleaving.
@@ -55,13 +87,16 @@
 //! move on when it is empty and no send into it is still in progress. See
 //! `docs/architecture.md` for the protocol and why it is correct.
 
+mod async_ops;
 mod error;
 mod generation;
 mod handles;
 mod protocol;
 mod queue;
 mod stats;
+mod wakers;
 
+pub use async_ops::{RecvFuture, RecvStream, SendFuture};
 pub use error::{
     RecvError, RecvTimeoutError, ResizeError, SendError, SendTimeoutError, TryRecvError,
     TrySendError,

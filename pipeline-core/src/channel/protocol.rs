@@ -8,6 +8,7 @@ use super::error::{RecvTimeoutError, ResizeError, SendTimeoutError, TryRecvError
 use super::generation::{FLAG_MASK, Generation, RECEIVERS_GONE, REFUSING, SENDERS_CLOSED};
 use super::queue::{BoundedQueue, Interrupt, Pop, Push};
 use super::stats::ChannelStats;
+use super::wakers::WaitList;
 use crate::hazard::{self, Registry, Slot};
 use crate::sync::{
     Arc, Condvar, Mutex,
@@ -124,6 +125,13 @@ pub(super) struct Shared<T> {
     registry: std::sync::Arc<Registry>,
     pub(super) senders: AtomicUsize,
     pub(super) receivers: AtomicUsize,
+    /// Tasks waiting in `recv_async` (or a stream) for a value, a closed generation
+    /// or the disconnect. Notified after every push (one relaxed load while no task
+    /// waits: see `wakers.rs`).
+    pub(super) recv_waiters: WaitList,
+    /// Tasks waiting in `send_async` for room, a resize or the disconnect. Notified
+    /// after every pop.
+    pub(super) send_waiters: WaitList,
     counters: CachePadded<Counters>,
     _owns: PhantomData<Box<Generation<T>>>,
 }
@@ -193,6 +201,8 @@ impl<T> Shared<T> {
             registry: Registry::new(),
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
+            recv_waiters: WaitList::new(),
+            send_waiters: WaitList::new(),
             counters: CachePadded::new(Counters::default()),
             _owns: PhantomData,
         })
@@ -248,7 +258,12 @@ impl<T> Shared<T> {
             // Replaced by a resize, or closed where it stands (to all senders, or
             // because the receivers left).
             if word & !FLAG_MASK != address || word & REFUSING != 0 {
-                self.close_pending(&mut lock(&self.control));
+                let closed = self.close_pending(&mut lock(&self.control));
+                if closed {
+                    // Async receivers waiting for this generation to close (to move
+                    // on, or to see the disconnect).
+                    self.recv_waiters.wake_all();
+                }
             }
         }
     }
@@ -292,9 +307,13 @@ impl<T> Shared<T> {
 
     /// Closes every replaced generation that no send is inside any more: from then on
     /// no value can enter it, which is what lets receivers leave it once it is empty.
+    /// Returns whether it closed any: the caller then wakes the async receivers (with
+    /// the control lock released), who may be waiting for exactly that.
     #[cold]
-    fn close_pending(&self, control: &mut Control) {
+    #[must_use]
+    fn close_pending(&self, control: &mut Control) -> bool {
         hazard::heavy();
+        let before = control.unclosed.len();
         control.unclosed.retain(|&address| {
             if self.registry.any_hazard(address, &[Hazard::Send]) {
                 return true;
@@ -313,6 +332,7 @@ impl<T> Shared<T> {
             // The last receiver's drop waits for this to drop what is buffered.
             self.all_closed.notify_all();
         }
+        control.unclosed.len() != before
     }
 
     /// Frees every retired generation that no thread is inside any more.
@@ -436,7 +456,7 @@ impl<T> Shared<T> {
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
         let slot = self.registry.slot();
-        match self.push_once(slot, value, SampleAt::Tick(HIGH_WATER_MASK)) {
+        match self.push_once(slot, value, SampleAt::Tick(HIGH_WATER_MASK), true) {
             Ok(_) => Ok(()),
             Err(TrySendError::Disconnected(value)) => Err(SendTimeoutError::Disconnected(value)),
             Err(TrySendError::Full(value)) => self.send_full(slot, value, deadline),
@@ -448,12 +468,16 @@ impl<T> Shared<T> {
     ///
     /// A send that `sample_at` picks reads the length (for the high-water mark) and
     /// returns it.
+    ///
+    /// `count_full` is `false` for the later attempts of one `send_async`, which count
+    /// a full buffer once, as `send` does.
     #[inline(always)]
     fn push_once(
         &self,
         slot: &Slot,
         value: T,
         sample_at: SampleAt,
+        count_full: bool,
     ) -> Result<Option<Sample>, TrySendError<T>> {
         let word = self.enter_send(slot);
         if word & REFUSING != 0 {
@@ -477,13 +501,20 @@ impl<T> Shared<T> {
             }
             Ok(()) => None,
             Err(_) => {
-                self.note_full(generation.queue.len());
+                if count_full {
+                    self.note_full(generation.queue.len());
+                }
                 None
             }
         };
         self.leave_send(slot);
         match result {
-            Ok(()) => Ok(sample),
+            Ok(()) => {
+                // Behind the light fence of `leave_send`: one relaxed load while no
+                // task waits for a value.
+                self.recv_waiters.notify();
+                Ok(sample)
+            }
             Err(value) => Err(TrySendError::Full(value)),
         }
     }
@@ -517,6 +548,7 @@ impl<T> Shared<T> {
             match outcome {
                 Push::Pushed => {
                     slot.add(Counter::Sent, 1);
+                    self.recv_waiters.notify();
                     break Ok(());
                 }
                 // A resize replaced this generation (or the receivers left): look again.
@@ -535,8 +567,26 @@ impl<T> Shared<T> {
 
     #[inline(always)]
     pub(super) fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        self.push_once(self.registry.slot(), value, SampleAt::Tick(HIGH_WATER_MASK))
-            .map(drop)
+        self.push_once(
+            self.registry.slot(),
+            value,
+            SampleAt::Tick(HIGH_WATER_MASK),
+            true,
+        )
+        .map(drop)
+    }
+
+    /// One attempt of `send_async`: `try_send`, counting a full buffer only on the
+    /// `first` attempt of the call.
+    #[inline]
+    pub(super) fn try_send_async(&self, value: T, first: bool) -> Result<(), TrySendError<T>> {
+        self.push_once(
+            self.registry.slot(),
+            value,
+            SampleAt::Tick(HIGH_WATER_MASK),
+            first,
+        )
+        .map(drop)
     }
 
     /// `try_send` that, with `sample`, also returns the whole length after the send.
@@ -546,7 +596,7 @@ impl<T> Shared<T> {
         value: T,
         sample: bool,
     ) -> Result<Option<usize>, TrySendError<T>> {
-        let sample = self.push_once(self.registry.slot(), value, SampleAt::Now(sample))?;
+        let sample = self.push_once(self.registry.slot(), value, SampleAt::Now(sample), true)?;
         Ok(sample.map(|sample| self.whole_len(sample)))
     }
 
@@ -603,13 +653,47 @@ impl<T> Shared<T> {
         let result = match self.pop_once(slot, sample_now) {
             Some((value, sample)) => Ok((value, sample.map(|s| self.whole_len(s)))),
             None => self
-                .recv_in(slot, wait, deadline, interrupt)
+                .recv_in(slot, wait, deadline, interrupt, true)
                 .map(|value| (value, sample_now.then(|| self.len()))),
         };
         if result.is_ok() {
             slot.add(Counter::Received, 1);
+            // Behind the light fence of `leave_recv`: one relaxed load while no task
+            // waits for room.
+            self.send_waiters.notify();
         }
         result
+    }
+
+    /// One attempt of `recv_async`: like `try_recv`, but it never waits, not even for
+    /// a send in progress in a replaced generation. `Empty` means "register, then look
+    /// again": a push wakes the registered tasks, and so does the closing of a
+    /// generation (the last send in progress leaving it).
+    #[inline]
+    pub(super) fn try_recv_async(&self) -> Result<T, TryRecvError> {
+        let slot = self.registry.slot();
+        let result = match self.pop_once(slot, false) {
+            Some((value, _)) => Ok(value),
+            None => self.recv_in(slot, false, None, None, false),
+        };
+        match result {
+            Ok(value) => {
+                slot.add(Counter::Received, 1);
+                self.send_waiters.notify();
+                Ok(value)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(TryRecvError::Empty),
+            Err(RecvTimeoutError::Disconnected) => Err(TryRecvError::Disconnected),
+        }
+    }
+
+    /// Adds the time an async send waited for room to the blocked-time counter.
+    #[cold]
+    pub(super) fn add_blocked(&self, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.counters
+            .blocked_nanos
+            .fetch_add(nanos, Ordering::Relaxed);
     }
 
     /// One attempt to pop from the oldest generation: the whole of a receive that
@@ -631,6 +715,10 @@ impl<T> Shared<T> {
         popped
     }
 
+    /// The rest of a receive whose first look found nothing. Without `wait`,
+    /// `wait_for_sends` says whether a send in progress in a replaced generation is
+    /// waited out (`try_recv`) or answered with `Timeout` (`recv_async`, which may not
+    /// block its thread and is woken when that generation closes).
     #[cold]
     fn recv_in(
         &self,
@@ -638,6 +726,7 @@ impl<T> Shared<T> {
         wait: bool,
         deadline: Option<Instant>,
         interrupt: Option<&Interrupt>,
+        wait_for_sends: bool,
     ) -> Result<T, RecvTimeoutError> {
         loop {
             let address = self.enter_recv(slot);
@@ -647,7 +736,14 @@ impl<T> Shared<T> {
                 self.leave_recv(slot);
                 return Ok(value);
             }
-            let outcome = self.recv_slow(generation, address, wait, deadline, interrupt);
+            let outcome = self.recv_slow(
+                generation,
+                address,
+                wait,
+                deadline,
+                interrupt,
+                wait_for_sends,
+            );
             self.leave_recv(slot);
             match outcome {
                 Some(result) => return result,
@@ -666,6 +762,7 @@ impl<T> Shared<T> {
         wait: bool,
         deadline: Option<Instant>,
         interrupt: Option<&Interrupt>,
+        wait_for_sends: bool,
     ) -> Option<Result<T, RecvTimeoutError>> {
         if generation.queue.is_closed() {
             // Closed: every send into it has finished, so one more look is final.
@@ -689,6 +786,9 @@ impl<T> Shared<T> {
                     .store(control.retired.len(), Ordering::Release);
             }
             return None;
+        }
+        if !wait && !wait_for_sends {
+            return Some(Err(RecvTimeoutError::Timeout));
         }
         if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
             return self.finish_sends(generation);
@@ -751,8 +851,15 @@ impl<T> Shared<T> {
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
         // Close it now if no send is inside; otherwise the last one out does.
-        self.close_pending(&mut control);
+        let closed = self.close_pending(&mut control);
+        drop(control);
         self.counters.resizes.fetch_add(1, Ordering::Relaxed);
+        // Async senders waiting for room retry in the new buffer; async receivers
+        // waiting on the old one move on if it just closed.
+        self.send_waiters.wake_all();
+        if closed {
+            self.recv_waiters.wake_all();
+        }
         Ok(())
     }
 
@@ -780,7 +887,14 @@ impl<T> Shared<T> {
         self.pending
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
-        self.close_pending(&mut control);
+        let closed = self.close_pending(&mut control);
+        drop(control);
+        // Async senders fail from now on; async receivers see the disconnect once
+        // the generation is closed and drained.
+        self.send_waiters.wake_all();
+        if closed {
+            self.recv_waiters.wake_all();
+        }
     }
 
     /// The last sender is gone: no send can start any more, so the newest generation
@@ -797,6 +911,9 @@ impl<T> Shared<T> {
         self.pending.unclosed.store(0, Ordering::Release);
         // A last receiver's drop may be waiting for every generation to close.
         self.all_closed.notify_all();
+        drop(control);
+        // Async receivers drain what is left, then see the disconnect.
+        self.recv_waiters.wake_all();
     }
 
     /// The last receiver is gone: fail every send from now on, wake blocked senders,
@@ -827,7 +944,8 @@ impl<T> Shared<T> {
         self.pending
             .unclosed
             .store(control.unclosed.len(), Ordering::Release);
-        self.close_pending(&mut control);
+        // No receiver is left, so no async receiver waits for what this closes.
+        let _ = self.close_pending(&mut control);
         while !control.unclosed.is_empty() {
             control = self
                 .all_closed
@@ -835,6 +953,8 @@ impl<T> Shared<T> {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
         }
         drop(control);
+        // Async senders wake and fail, handing their values back.
+        self.send_waiters.wake_all();
         self.drain();
     }
 
