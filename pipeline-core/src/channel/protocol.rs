@@ -125,6 +125,10 @@ pub(super) struct Shared<T> {
     registry: std::sync::Arc<Registry>,
     pub(super) senders: AtomicUsize,
     pub(super) receivers: AtomicUsize,
+    /// The process that made the channel: a forked child that blocks on a channel
+    /// made before the fork fails loudly instead of waiting for threads that were not
+    /// copied (checked only before a thread goes to sleep, where a `getpid` is cheap).
+    pid: u32,
     /// Tasks waiting in `recv_async` (or a stream) for a value, a closed generation
     /// or the disconnect. Notified after every push (one relaxed load while no task
     /// waits: see `wakers.rs`).
@@ -201,6 +205,7 @@ impl<T> Shared<T> {
             registry: Registry::new(),
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
+            pid: std::process::id(),
             recv_waiters: WaitList::new(),
             send_waiters: WaitList::new(),
             counters: CachePadded::new(Counters::default()),
@@ -333,6 +338,21 @@ impl<T> Shared<T> {
             self.all_closed.notify_all();
         }
         control.unclosed.len() != before
+    }
+
+    /// Panics if this is a forked child of the process that made the channel: the
+    /// threads that would wake a blocked send or receive were not copied, so it would
+    /// sleep forever (see docs/architecture.md, "Fork, signals and membarrier
+    /// refusal").
+    #[cold]
+    fn check_process(&self) {
+        let now = std::process::id();
+        assert!(
+            now == self.pid,
+            "pipeline-core: a channel made in process {} was used to wait in process {now}, \
+             a child forked from it; channels made before a fork must not be used in the child",
+            self.pid
+        );
     }
 
     /// Frees every retired generation that no thread is inside any more.
@@ -541,6 +561,7 @@ impl<T> Shared<T> {
                 Ok(()) => Push::Pushed,
                 Err(back) => {
                     blocked_since.get_or_insert_with(Instant::now);
+                    self.check_process();
                     generation.queue.push_blocking(back, deadline)
                 }
             };
@@ -793,6 +814,7 @@ impl<T> Shared<T> {
         if !wait || deadline.is_some_and(|d| d <= Instant::now()) {
             return self.finish_sends(generation);
         }
+        self.check_process();
         match generation.queue.pop_blocking(deadline, interrupt) {
             Pop::Popped(value) => Some(Ok(value)),
             Pop::Closed => None,
