@@ -39,7 +39,7 @@ fn assert_each_once_in_order(got: &[(u32, u32)], publishers: u32, per_publisher:
 #[test]
 fn racing_try_publishers_never_deliver_in_part() {
     const PUBLISHERS: u32 = 4;
-    const PER_PUBLISHER: u32 = 5_000;
+    const PER_PUBLISHER: u32 = if cfg!(miri) { 10 } else { 5_000 };
     let bus = Bus::new();
     let a = collect(
         bus.subscribe(SubscriptionConfig::new("a").capacity(1))
@@ -87,7 +87,7 @@ fn racing_try_publishers_never_deliver_in_part() {
 #[test]
 fn resizes_and_subscription_churn_under_load_lose_nothing() {
     const PUBLISHERS: u32 = 2;
-    const PER_PUBLISHER: u32 = 20_000;
+    const PER_PUBLISHER: u32 = if cfg!(miri) { 40 } else { 20_000 };
     let bus = Bus::new();
     let config = |name| {
         SubscriptionConfig::new(name)
@@ -172,7 +172,7 @@ fn resizes_and_subscription_churn_under_load_lose_nothing() {
 #[test]
 fn the_fast_path_under_churn_and_resizes_loses_nothing() {
     const PUBLISHERS: u32 = 2;
-    const PER_PUBLISHER: u32 = 100_000;
+    const PER_PUBLISHER: u32 = if cfg!(miri) { 60 } else { 100_000 };
     let bus = Bus::new();
     let lone = collect(
         bus.subscribe(

@@ -79,6 +79,7 @@ fn resize_never_waits_for_blocked_senders_or_receivers() {
 
 // Invariant 4: a blocked receiver sleeps, also across a resize.
 #[test]
+#[cfg_attr(miri, ignore = "Miri has no getrusage (nor a real CPU time)")]
 fn blocked_receiver_does_not_spin() {
     let (tx, rx) = bounded::<u32>(4);
     let waiter = thread::spawn(move || {
@@ -101,6 +102,7 @@ fn blocked_receiver_does_not_spin() {
 
 // Invariant 4: a blocked sender sleeps.
 #[test]
+#[cfg_attr(miri, ignore = "Miri has no getrusage (nor a real CPU time)")]
 fn blocked_sender_does_not_spin() {
     let (tx, rx) = bounded::<u32>(1);
     tx.send(0).unwrap();

@@ -2,7 +2,8 @@
 //! between 1 and 4096 about every millisecond. Checks the exact count, that no value is
 //! duplicated, and per-sender order as each receiver saw it.
 //!
-//! `PIPELINE_STRESS_PER_SENDER` raises the size (default 300 000 values per sender).
+//! `PIPELINE_STRESS_PER_SENDER` raises the size (default 300 000 values per sender;
+//! 100 under Miri, whose interpreter is about a million times slower).
 
 use pipeline_core::channel::bounded;
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -21,7 +22,7 @@ fn resize_storm_loses_nothing_and_keeps_per_sender_order() {
             v.parse()
                 .expect("PIPELINE_STRESS_PER_SENDER must be an integer")
         })
-        .unwrap_or(300_000);
+        .unwrap_or(if cfg!(miri) { 100 } else { 300_000 });
     let (tx, rx) = bounded::<(usize, u64)>(16);
     let senders_done = AtomicBool::new(false);
     let mut resizes = 0u64;
@@ -81,8 +82,10 @@ fn resize_storm_loses_nothing_and_keeps_per_sender_order() {
         }
     }
     assert_eq!(total, per_sender * SENDERS as u64, "values lost");
+    // Under Miri the senders finish after a few of the resizer's (virtual) sleeps.
+    let at_least = if cfg!(miri) { 1 } else { 10 };
     assert!(
-        resizes > 10,
+        resizes >= at_least,
         "the resizer should have run during the test, ran {resizes} times"
     );
     eprintln!(
