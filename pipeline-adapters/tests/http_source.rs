@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{any_port, wait_until};
+use common::{any_port, closed_by_server, wait_until};
 use pipeline_adapters::http::{HttpSource, HttpSourceConfig};
 use pipeline_adapters::source::Source;
 use pipeline_core::bus::{Bus, SubscriptionConfig};
@@ -172,16 +172,32 @@ fn bodies_over_the_limit_are_413_and_the_limit_itself_passes() {
     stream
         .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         .unwrap();
-    for _ in 0..3 {
-        stream.write_all(b"200\r\n").unwrap();
-        stream.write_all(&[b' '; 0x200]).unwrap();
-        stream.write_all(b"\r\n").unwrap();
-    }
-    stream.write_all(b"0\r\n\r\n").unwrap();
+    // The server may answer and close while the body is still being written: the
+    // client's later writes then fail (broken pipe) and the reset that follows may
+    // discard the answer before it is read. What does reach the client must be the
+    // 413, and the server must count the body as too large either way.
+    let sent = (|| -> std::io::Result<()> {
+        for _ in 0..3 {
+            stream.write_all(b"200\r\n")?;
+            stream.write_all(&[b' '; 0x200])?;
+            stream.write_all(b"\r\n")?;
+        }
+        stream.write_all(b"0\r\n\r\n")
+    })();
     let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
-    assert_eq!(s.source.http_stats().too_large, 2);
+    let read = stream.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 413"),
+        "{answer}"
+    );
+    if sent.is_ok() && read.is_ok() {
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
+    wait_until(
+        "the chunked body counted as too large",
+        Duration::from_secs(30),
+        || s.source.http_stats().too_large == 2,
+    );
 }
 
 #[test]
@@ -313,18 +329,6 @@ fn healthz_and_stop() {
         TcpStream::connect(addr).is_err(),
         "the listener is closed after join"
     );
-}
-
-/// Whether a read ended because the server closed the connection (end of stream or a
-/// reset), not because the client's own read timeout ran out first.
-fn closed_by_server(read: &std::io::Result<usize>) -> bool {
-    match read {
-        Ok(n) => *n == 0,
-        Err(e) => !matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
-    }
 }
 
 /// The header timeout of the tests below. The client writes its request right after

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{any_port, wait_until};
+use common::{any_port, closed_by_server, wait_until};
 use pipeline_adapters::json::{LineFormat, OutputFormat};
 use pipeline_adapters::sink::{RetryPolicy, SinkPool, Undelivered};
 use pipeline_adapters::source::Source;
@@ -76,18 +76,6 @@ fn raw_lines_on_a_topic() {
         ("syslog", &b"<13>hello"[..], &b"world"[..])
     );
     source.shutdown(Duration::from_secs(5)).unwrap();
-}
-
-/// Whether a read ended because the server closed the connection (end of stream or a
-/// reset), not because the client's own read timeout ran out first.
-fn closed_by_server(read: &std::io::Result<usize>) -> bool {
-    match read {
-        Ok(n) => *n == 0,
-        Err(e) => !matches!(
-            e.kind(),
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-        ),
-    }
 }
 
 #[test]

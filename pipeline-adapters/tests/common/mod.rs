@@ -167,3 +167,15 @@ impl Drop for NatsServer {
         }
     }
 }
+
+/// Whether a read ended because the server closed the connection (end of stream or a
+/// reset), not because the client's own read timeout ran out first.
+pub fn closed_by_server(read: &std::io::Result<usize>) -> bool {
+    match read {
+        Ok(n) => *n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
