@@ -437,7 +437,9 @@ fn utilisation_after_growth_counts_new_workers_from_their_start() {
     // The gate is held by one worker at a time; the others wait for its lock, inside
     // their handlers, so all four are busy.
     eventually("four workers busy", || busy.load(Ordering::SeqCst) == 4);
-    std::thread::sleep(Duration::from_millis(100));
+    // Long beside the start-up gap of a new worker (its thread start to its first
+    // event), which a busy machine can stretch to tens of milliseconds.
+    std::thread::sleep(Duration::from_secs(1));
     let stats = pool.stats();
     assert_eq!(stats.workers, 4);
     // Each new worker counts from its thread's start and turns busy when it takes an
