@@ -42,5 +42,6 @@ pub mod clock;
 pub mod envelope;
 pub(crate) mod hazard;
 pub mod pool;
+pub(crate) mod range;
 pub mod signal;
 pub(crate) mod sync;

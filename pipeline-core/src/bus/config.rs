@@ -1,6 +1,7 @@
 //! What a subscription wants: [`SubscriptionConfig`] and [`OverflowPolicy`].
 
 use super::error::BusError;
+use crate::range::{RangeNames, check_range};
 use std::fmt;
 use std::sync::Arc;
 
@@ -202,46 +203,13 @@ impl<E> SubscriptionConfig<E> {
         }
         // Each error names the setter the offending value came from: a bound that was
         // not set follows `capacity`, so `capacity(0)` alone is refused as `capacity`.
-        if self.min_capacity == Some(0) {
-            return invalid("min_capacity", "must be at least 1".into());
-        }
-        if self.max_capacity == Some(0) {
-            return invalid("max_capacity", "must be at least 1".into());
-        }
-        if self.capacity == 0 && self.min_capacity.is_none() {
-            return invalid(
-                "capacity",
-                "must be at least 1 (the minimum follows it when `min_capacity` is not set)".into(),
-            );
-        }
-        if let (Some(min), Some(max)) = (self.min_capacity, self.max_capacity) {
-            if min > max {
-                return invalid(
-                    "max_capacity",
-                    format!("{max} is below min_capacity {min}: need min_capacity <= max_capacity"),
-                );
-            }
-        }
-        let min = self.min_capacity.unwrap_or(self.capacity);
-        let max = self.max_capacity.unwrap_or(self.capacity);
-        if self.capacity < min {
-            return invalid(
-                "capacity",
-                format!(
-                    "{} is below min_capacity {min}: need min_capacity <= capacity",
-                    self.capacity
-                ),
-            );
-        }
-        if self.capacity > max {
-            return invalid(
-                "capacity",
-                format!(
-                    "{} is above max_capacity {max}: need capacity <= max_capacity",
-                    self.capacity
-                ),
-            );
-        }
+        let names = RangeNames {
+            initial: "capacity",
+            min: "min_capacity",
+            max: "max_capacity",
+        };
+        let (min, max) = check_range(&names, self.capacity, self.min_capacity, self.max_capacity)
+            .map_err(|(field, rule)| BusError::InvalidConfig { field, rule })?;
         if self.overflow.drops() && !self.droppable {
             return invalid(
                 "overflow",

@@ -4,6 +4,7 @@ use super::error::{DeadLetter, HandlerError, PoolError};
 use super::handle::WorkerPool;
 use super::worker::{DeadLetterHook, Handler, PoolParts, PoolShared};
 use crate::bus::Subscription;
+use crate::range::{RangeNames, check_range};
 use std::fmt;
 use std::sync::Arc;
 
@@ -117,46 +118,13 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
         let invalid = |field, rule: String| Err(PoolError::InvalidConfig { field, rule });
         // Each error names the setter the offending value came from: a bound that was
         // not set follows `workers`, so `workers(0)` alone is refused as `workers`.
-        if self.min_workers == Some(0) {
-            return invalid("min_workers", "must be at least 1".into());
-        }
-        if self.max_workers == Some(0) {
-            return invalid("max_workers", "must be at least 1".into());
-        }
-        if self.workers == 0 && self.min_workers.is_none() {
-            return invalid(
-                "workers",
-                "must be at least 1 (the minimum follows it when `min_workers` is not set)".into(),
-            );
-        }
-        if let (Some(min), Some(max)) = (self.min_workers, self.max_workers) {
-            if min > max {
-                return invalid(
-                    "max_workers",
-                    format!("{max} is below min_workers {min}: need min_workers <= max_workers"),
-                );
-            }
-        }
-        let min = self.min_workers.unwrap_or(self.workers);
-        let max = self.max_workers.unwrap_or(self.workers);
-        if self.workers < min {
-            return invalid(
-                "workers",
-                format!(
-                    "{} is below min_workers {min}: need min_workers <= workers",
-                    self.workers
-                ),
-            );
-        }
-        if self.workers > max {
-            return invalid(
-                "workers",
-                format!(
-                    "{} is above max_workers {max}: need workers <= max_workers",
-                    self.workers
-                ),
-            );
-        }
+        let names = RangeNames {
+            initial: "workers",
+            min: "min_workers",
+            max: "max_workers",
+        };
+        let (min, max) = check_range(&names, self.workers, self.min_workers, self.max_workers)
+            .map_err(|(field, rule)| PoolError::InvalidConfig { field, rule })?;
         let Some(handler) = self.handler else {
             return invalid("handler", "is required".into());
         };
