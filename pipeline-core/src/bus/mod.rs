@@ -120,7 +120,7 @@ pub use error::{BusError, PublishError};
 pub use publisher::Publisher;
 pub use router::Bus;
 pub use snapshot::{BusSnapshot, SubscriptionSnapshot};
-pub use subscription::Subscription;
+pub use subscription::{Subscription, SubscriptionRecv, SubscriptionStream};
 
 /// The examples of `docs/bus-and-pools.md`, compiled and run as doc tests so the guide
 /// stays true.
