@@ -5,14 +5,18 @@
 //! ```text
 //!  HttpSource ─┐                                                 ┌─ HttpSink
 //!  TcpSource  ─┤ Publisher ──> Bus ──> Subscription ──> SinkPool ├─ TcpSink
-//!  FileSource ─┤  (try_publish / publish_timeout)     (WorkerPool) ├─ FileSink
-//!  NatsSource ─┘                                                 └─ NatsSink
+//!  FileSource ─┤ (try_publish,                        (WorkerPool) ├─ FileSink
+//!  NatsSource ─┘  publish_async)                                 └─ NatsSink
 //! ```
 //!
 //! This crate depends on `pipeline-core` only, never on the controller: a source is a
 //! [`Source`](source::Source) handle (stats, stop, join), a sink is a
-//! [`Sink`](sink::Sink) run by a [`SinkPool`](sink::SinkPool), whose worker count is
-//! the knob a controller turns.
+//! [`Sink`](sink::Sink) run by a [`SinkPool`](sink::SinkPool): a pipeline stage whose
+//! buffer (its subscription) and worker pool are the knobs a controller turns. The pool
+//! is shared ([`SinkPool::pool`](sink::SinkPool::pool) hands out its `Arc`), so
+//! `pipeline-controller`'s `ControlLoop` takes it as an `Arc<dyn PoolActuator>` like
+//! any stage's. An async service mounts the HTTP ingest routes in its own axum app
+//! (`http::router`).
 //!
 //! # Features
 //!
@@ -20,7 +24,7 @@
 //! | --- | --- |
 //! | (none) | the [`source`] and [`sink`] traits, [`SinkPool`](sink::SinkPool), [`RetryPolicy`](sink::RetryPolicy) |
 //! | `json` | the JSON event shape and NDJSON (module `json`) |
-//! | `http` | `http::HttpSource` (axum) and `http::HttpSink` (ureq) |
+//! | `http` | `http::router` / `http::HttpIngest` (axum routes to mount), `http::HttpSource` (the same on its own server) and `http::HttpSink` (ureq) |
 //! | `http-tls` | HTTPS endpoints for `http::HttpSink` |
 //! | `tcp` | `tcp::TcpSource` and `tcp::TcpSink` |
 //! | `file` | `file::FileSource` (`tail -F`), `file::ReaderSource` (stdin) and `file::FileSink` (file, stdout) |
@@ -64,16 +68,19 @@
 //!
 //! # Back pressure
 //!
-//! No adapter buffers without bound: sources publish with `try_publish` (HTTP: the
-//! client is told 429/503) or wait for room (TCP, files: the peer is slowed; NATS: the
-//! messages stay in the stream), and sinks hold at most one open batch plus one batch
-//! per worker. See [`source`] and [`sink`].
+//! No adapter buffers without bound: sources wait for room without blocking a runtime
+//! thread (HTTP: `publish_async` for at most `publish_wait`, then the client is told
+//! 429/503; NATS: `publish_async`, while the messages stay in the stream) or block
+//! their own thread (TCP, files: the peer is slowed), and sinks hold at most one open
+//! batch plus one batch per worker. See [`source`] and [`sink`].
 //!
 //! # Shutdown
 //!
 //! Stop and join the sources first ([`Source::shutdown`](source::Source::shutdown)),
-//! then shut the sink pools down ([`SinkPool::shutdown`](sink::SinkPool::shutdown)), so
-//! they drain what the sources published last.
+//! then stop the control loop if one drives the pools, then shut the sink pools down
+//! ([`SinkPool::shutdown`](sink::SinkPool::shutdown)), so they drain what the sources
+//! published last. A sink pool drains through its shared handle, so a controller that
+//! still holds it does not stop the drain.
 #![warn(missing_docs)]
 // The shared machinery (counters, batching, retries, threads) serves the adapters; a
 // build without any adapter feature has the traits and the sink pool only.

@@ -179,7 +179,13 @@ fn many_clients_under_a_slow_stage_get_429s_and_memory_stays_bounded() {
     let mut source = HttpSource::spawn(
         HttpSourceConfig::new()
             .addr(common::any_port())
-            .worker_threads(2),
+            .worker_threads(2)
+            // Refuse at once, as before `publish_wait` existed: a request that waited
+            // for a token would sleep on the bus's manual clock, which advances it (a
+            // manual clock's sleeps move it), so the waiters would mint their own
+            // tokens and the counts below would depend on how many waited at once.
+            // With no wait the clock stands still and the counts stay exact.
+            .publish_wait(Duration::ZERO),
         bus.publisher(),
     )
     .unwrap();

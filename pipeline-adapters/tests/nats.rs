@@ -346,6 +346,74 @@ fn back_pressure_shrinks_the_fetch_and_messages_wait_in_the_stream() {
     assert_eq!(consumer_state(&url, "slow"), (0, 0));
 }
 
+/// Issue 14, adapters: the source used to retry a full subscription in a 1-50 ms
+/// back-off loop, counting a refusal at every try. It now waits with
+/// `publish_async`, woken when the stage takes an event: one refusal per message
+/// however long it waits, and a stop during the wait naks that message.
+#[test]
+fn the_source_waits_for_room_with_a_wake_up_and_a_stop_naks_the_waiting_message() {
+    if !nats_available(
+        "the_source_waits_for_room_with_a_wake_up_and_a_stop_naks_the_waiting_message",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::start(dir.path());
+    let url = server.url();
+    fill_stream(&url, 5);
+    let bus = Bus::new();
+    // No worker: the test is the stage, one event of room at a time.
+    let stage = bus
+        .subscribe(SubscriptionConfig::new("stage").capacity(1))
+        .unwrap();
+    let mut source =
+        NatsSource::spawn(source_config(&url, "waiting").max_batch(4), bus.publisher()).unwrap();
+    let acker = source.acker();
+    wait_until(
+        "the second message to wait for room",
+        Duration::from_secs(30),
+        || source.nats_stats().source.full == 1,
+    );
+    // Long enough for the old loop to have retried (and counted) several times over.
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = source.nats_stats();
+    assert_eq!(
+        (stats.source.published, stats.source.full),
+        (1, 1),
+        "one refusal, no retries"
+    );
+    // Taking the first event makes room: the waiting publish is woken and completes,
+    // and the third message waits in turn.
+    let first = stage.recv().unwrap();
+    assert_eq!(seq_of(&first), 1);
+    acker.ack(&first).unwrap();
+    wait_until("the third message to wait", Duration::from_secs(30), || {
+        let stats = source.nats_stats();
+        stats.source.published == 2 && stats.source.full == 2
+    });
+    let second = stage.recv().unwrap();
+    assert_eq!(seq_of(&second), 2);
+    acker.ack(&second).unwrap();
+    // (The third is now in the buffer and the fourth waits.)
+    wait_until(
+        "the fourth message to wait",
+        Duration::from_secs(30),
+        || source.nats_stats().source.full == 3,
+    );
+    source.shutdown(Duration::from_secs(10)).unwrap();
+    let stats = source.nats_stats();
+    assert_eq!(stats.source.published, 3);
+    assert_eq!(stats.nacked, 1, "the waiting message is nacked at stop");
+    assert_eq!(stats.source.not_published, 1);
+    assert_eq!(stats.acked, 2);
+    let third = stage.try_recv().unwrap();
+    assert_eq!(seq_of(&third), 3);
+    assert!(
+        stage.try_recv().is_err(),
+        "the nacked message never reached the bus"
+    );
+}
+
 #[test]
 fn the_sink_retries_through_a_server_restart_and_loses_nothing() {
     if !nats_available("the_sink_retries_through_a_server_restart_and_loses_nothing") {

@@ -4,6 +4,8 @@
 //!   them all, on one thread: the per-event cost of the bus, stable on a noisy machine.
 //!   The baselines send the same events to `n` channels (one send per channel, as the
 //!   bus does) and receive them.
+//!   `bus_async` is the bus again with each event published by `publish_async`,
+//!   polled once by hand (it never waits here): what the async fast path adds.
 //! - `threaded/<n>sub`: one publisher thread, one receiver thread per subscription,
 //!   `MESSAGES` events.
 //!
@@ -18,7 +20,10 @@ mod common;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use pipeline_core::bus::{Bus, Publisher, Subscription, SubscriptionConfig};
+use std::future::Future;
 use std::hint::black_box;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -107,6 +112,32 @@ impl FanOut for BusFanOut {
     }
 }
 
+/// The bus, publishing with `publish_async` polled once (no runtime).
+struct BusAsyncFanOut;
+impl FanOut for BusAsyncFanOut {
+    type Tx = Publisher<u64>;
+    type Rx = Subscription<u64>;
+    fn make(n: usize, cap: usize) -> (Self::Tx, Vec<Self::Rx>) {
+        BusFanOut::make(n, cap)
+    }
+    #[inline(always)]
+    fn send(tx: &Self::Tx, v: u64) {
+        let mut publish = tx.publish_async(v);
+        match Pin::new(&mut publish).poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => unreachable!("the single-thread cases always have room"),
+        }
+    }
+    #[inline(always)]
+    fn try_recv(rx: &Self::Rx) -> Option<u64> {
+        BusFanOut::try_recv(rx)
+    }
+    #[inline(always)]
+    fn recv(rx: &Self::Rx) -> Option<u64> {
+        BusFanOut::recv(rx)
+    }
+}
+
 fn single_thread<F: FanOut>(n: usize, cap: usize) -> impl FnMut() {
     let (tx, rxs) = F::make(n, cap);
     move || {
@@ -151,6 +182,9 @@ fn bench_single_thread(c: &mut Criterion) {
                 b.iter(single_thread::<Resizable>(n, cap))
             });
             group.bench_function(id("bus"), |b| b.iter(single_thread::<BusFanOut>(n, cap)));
+            group.bench_function(id("bus_async"), |b| {
+                b.iter(single_thread::<BusAsyncFanOut>(n, cap))
+            });
         }
     }
     group.finish();
@@ -176,8 +210,9 @@ fn bench_threaded(c: &mut Criterion) {
     group.finish();
 }
 
-/// The single-thread cases again, the three alternately, `rounds` times each; prints
-/// the per-event times of the fastest runs and their ratios to crossbeam.
+/// The single-thread cases again, the four alternately, `rounds` times each; prints
+/// the per-event times of the fastest runs and their ratios to crossbeam (and of
+/// `bus_async` to `bus`).
 fn interleaved_single_thread(rounds: usize) {
     for n in [1, 4] {
         for cap in [64usize, 1024] {
@@ -187,19 +222,23 @@ fn interleaved_single_thread(rounds: usize) {
                 (0..per_run).for_each(|_| f());
                 start.elapsed().as_secs_f64() / (per_run * cap) as f64 * 1e9
             };
-            let mut best = [f64::MAX; 3];
+            let mut best = [f64::MAX; 4];
             for _ in 0..rounds {
                 best[0] = best[0].min(time(Box::new(single_thread::<Crossbeam>(n, cap))));
                 best[1] = best[1].min(time(Box::new(single_thread::<Resizable>(n, cap))));
                 best[2] = best[2].min(time(Box::new(single_thread::<BusFanOut>(n, cap))));
+                best[3] = best[3].min(time(Box::new(single_thread::<BusAsyncFanOut>(n, cap))));
             }
-            let [raw, channel, bus] = best;
+            let [raw, channel, bus, bus_async] = best;
             println!(
                 "interleaved/single_thread/{n}sub/cap{cap}: per event crossbeam {raw:.1} ns, \
-                 resizable {channel:.1} ns, bus {bus:.1} ns; ratio to crossbeam: resizable \
-                 {:.2}, bus {:.2}",
+                 resizable {channel:.1} ns, bus {bus:.1} ns, bus_async {bus_async:.1} ns; \
+                 ratio to crossbeam: resizable {:.2}, bus {:.2}, bus_async {:.2}; \
+                 bus_async to bus {:.2}",
                 channel / raw,
-                bus / raw
+                bus / raw,
+                bus_async / raw,
+                bus_async / bus
             );
         }
     }

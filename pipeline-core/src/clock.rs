@@ -14,8 +14,25 @@
 //! clock.sleep(Duration::from_millis(750)); // a manual clock's sleep advances it
 //! assert_eq!(clock.now() - start, Duration::from_secs(1));
 //! ```
+//!
+//! Async code waits with [`Clock::sleep_async`], which never blocks a thread: on the
+//! system clock it is a runtime-agnostic timer (it works under tokio and any other
+//! executor), and on a manual clock it advances the clock and completes at once, as
+//! the blocking `sleep` does, so simulated-time tests of async code stay exact:
+//!
+//! ```
+//! use pipeline_core::clock::{Clock, ManualClock};
+//! use std::time::Duration;
+//! # use futures::executor::block_on;
+//!
+//! let clock = ManualClock::new();
+//! block_on(clock.sleep_async(Duration::from_millis(40)));
+//! assert_eq!(clock.elapsed(), Duration::from_millis(40));
+//! ```
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 // std, not `crate::sync`: time is no part of a protocol loom checks, and std types
 // keep clocks usable outside a loom model.
 use std::sync::Arc;
@@ -29,6 +46,30 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 
     /// Waits until `duration` has passed on this clock.
     fn sleep(&self, duration: Duration);
+
+    /// A future that completes once `duration` has passed on this clock, for async
+    /// code: waiting on it blocks no thread.
+    ///
+    /// The default is a runtime-agnostic timer (the `futures-timer` crate: one global
+    /// timer thread for the whole process, started on first use), so it works under
+    /// tokio, async-std or a plain `block_on` alike. It may complete a little after
+    /// `duration` (timer granularity), never before it on the real clock. A clock with
+    /// its own notion of time (a simulated one) overrides it, as [`ManualClock`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::clock::{Clock, SystemClock};
+    /// use std::time::{Duration, Instant};
+    /// # use futures::executor::block_on;
+    ///
+    /// let start = Instant::now();
+    /// block_on(SystemClock.sleep_async(Duration::from_millis(5)));
+    /// assert!(start.elapsed() >= Duration::from_millis(5));
+    /// ```
+    fn sleep_async(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(futures_timer::Delay::new(duration))
+    }
 }
 
 /// The real clock: [`Instant::now`] and [`std::thread::sleep`].
@@ -46,7 +87,8 @@ impl Clock for SystemClock {
 }
 
 /// A clock that moves only when told to: by [`advance`](ManualClock::advance), or by
-/// [`sleep`](Clock::sleep), which advances it by the time slept and returns at once.
+/// [`sleep`](Clock::sleep), which advances it by the time slept and returns at once
+/// (and [`sleep_async`](Clock::sleep_async), which advances it and completes at once).
 ///
 /// Clones share one time line. It is made for single-threaded simulated-time tests:
 /// two threads sleeping on it at once each advance it, so time moves by the sum.
@@ -95,5 +137,12 @@ impl Clock for ManualClock {
 
     fn sleep(&self, duration: Duration) {
         self.advance(duration);
+    }
+
+    /// Advances the clock by `duration` when called, like [`sleep`](Clock::sleep), and
+    /// returns a future that is already complete.
+    fn sleep_async(&self, duration: Duration) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        self.advance(duration);
+        Box::pin(std::future::ready(()))
     }
 }

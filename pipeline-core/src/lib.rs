@@ -28,12 +28,20 @@
 //!   overflow policies (block, drop newest, drop oldest), the publish-rate limit.
 //! - [`signal`]: edge-triggered saturation, back-pressure and drop signals.
 //! - [`pool`]: [`WorkerPool`](pool::WorkerPool), elastic, panic-safe, with a drain on
-//!   shutdown.
+//!   shutdown; its workers are threads, or tokio tasks running an async handler.
 //! - [`envelope`]: a ready event type with glob topic filters.
 //! - [`clock`]: the clock seam, system or manual.
 //!
 //! The controller in `pipeline-controller` turns these knobs; this crate never knows it
 //! exists. `docs/bus-and-pools.md` walks through back pressure, resizing and shutdown.
+//!
+//! # Features
+//!
+//! | feature | what it adds | dependencies |
+//! | --- | --- | --- |
+//! | (default) | everything above; the async channel and bus operations (`send_async`, `recv_async`, `stream`, `publish_async`) are runtime-agnostic | no tokio |
+//! | `tokio` | pool workers as tokio tasks running an async handler (`WorkerPoolBuilder::async_handler`, `runtime`), and `WorkerPool::shutdown_async` / `drain_async` | `tokio` (`rt`, `time`) |
+//! | `serde` | `Serialize`/`Deserialize` for [`Envelope`](envelope::Envelope) | `serde` |
 #![warn(missing_docs)]
 
 pub mod bus;

@@ -30,6 +30,7 @@ pub(crate) struct HttpCounters {
     unsupported: Counted,
     rate_limited: Counted,
     unavailable: Counted,
+    waited: Counted,
 }
 
 impl HttpCounters {
@@ -58,6 +59,7 @@ impl HttpCounters {
             unsupported: status("415"),
             rate_limited: status("429"),
             unavailable: status("503"),
+            waited: Counted::new("pipeline_http_source_publish_waits_total", source),
         }
     }
 
@@ -73,6 +75,7 @@ impl HttpCounters {
             unsupported: self.unsupported.get(),
             rate_limited: self.rate_limited.get(),
             unavailable: self.unavailable.get(),
+            publish_waits: self.waited.get(),
         }
     }
 }
@@ -84,6 +87,7 @@ pub(crate) struct Ingest {
     max_body: usize,
     body_timeout: Duration,
     full_retry_after: Duration,
+    publish_wait: Duration,
     pub(crate) stopping: AtomicBool,
     counters: Arc<HttpCounters>,
     #[cfg(feature = "prometheus")]
@@ -102,6 +106,7 @@ impl Ingest {
             max_body: config.max_body_bytes,
             body_timeout: config.body_read_timeout,
             full_retry_after: config.full_retry_after,
+            publish_wait: config.publish_wait,
             stopping: AtomicBool::new(false),
             counters,
             #[cfg(feature = "prometheus")]
@@ -114,9 +119,18 @@ impl Ingest {
     pub(crate) fn counters(&self) -> &HttpCounters {
         &self.counters
     }
+
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
 }
 
-pub(crate) fn router(ingest: Arc<Ingest>) -> Router {
+/// The three routes over `ingest`.
+pub(crate) fn routes(ingest: Arc<Ingest>) -> Router {
     Router::new()
         .route("/events", post(events))
         .route("/healthz", get(healthz))
@@ -318,64 +332,123 @@ async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bod
         Ok(events) => events,
         Err(error) => return bad_request(&ingest, &error),
     };
-    publish_all(&ingest, events)
+    publish_all(&ingest, events).await
 }
 
-/// Publishes in order with `try_publish`, stopping at the first refusal, and says
-/// exactly how far it got.
-fn publish_all(ingest: &Ingest, events: Vec<Envelope>) -> Response {
+/// Why an event was not published.
+enum Refusal {
+    /// The rate limit: `429` with this wait.
+    RateLimited(Duration),
+    /// A `Block` subscription stayed full: `503` with `full_retry_after`.
+    Full,
+    /// The bus is closed: `503`.
+    Closed,
+}
+
+/// Publishes in order, stopping at the first refusal, and says exactly how far it got.
+///
+/// Each event is tried first (`try_publish`, no waiting). One the bus refuses may
+/// wait with `publish_async` (a waker, no blocked thread) while the request's
+/// `publish_wait` budget lasts: for room in a full subscription, or for a rate-limit
+/// token the bus says is free within the budget. A wait that runs out drops the
+/// publish future, which hands nothing to the bus when the event had reached no
+/// subscription yet, so the count the client is told stays exact. (The one exception
+/// is documented on the module: with several matching `Block` subscriptions, a
+/// publish that had reached one of them is completed by the bus.)
+async fn publish_all(ingest: &Ingest, events: Vec<Envelope>) -> Response {
     let counters = &ingest.counters;
     let total = events.len();
     counters.source.received.add(total as u64);
+    // One budget for the whole request, however many of its events wait.
+    let mut deadline: Option<tokio::time::Instant> = None;
     for (accepted, event) in events.into_iter().enumerate() {
-        let Err(error) = ingest.publisher.try_publish(event) else {
-            continue;
-        };
-        counters.source.published.add(accepted as u64);
-        counters.source.not_published.add((total - accepted) as u64);
-        let body = |what: &str| {
-            json!({
-                "accepted": accepted,
-                "rejected_from": accepted,
-                "total": total,
-                "error": what,
-            })
-        };
-        return match error {
-            PublishError::Backoff { retry_after, .. } => {
-                counters.source.backoff.add(1);
-                counters.rate_limited.add(1);
-                let response = json_response(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    body("the publish rate limit is reached"),
-                );
-                with_retry_after(response, retry_after)
-            }
-            PublishError::Full(_) => {
+        let (event, refusal) = match ingest.publisher.try_publish(event) {
+            Ok(()) => continue,
+            Err(PublishError::Full(event)) => {
                 counters.source.full.add(1);
-                counters.unavailable.add(1);
-                let response = json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    body("a subscription is full"),
-                );
-                with_retry_after(response, ingest.full_retry_after)
+                (event, Refusal::Full)
             }
-            _ => {
-                counters.unavailable.add(1);
-                json_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    body("the pipeline is shutting down"),
-                )
+            Err(PublishError::Backoff { event, retry_after }) => {
+                counters.source.backoff.add(1);
+                (event, Refusal::RateLimited(retry_after))
             }
+            // `Closed` (a try never times out).
+            Err(_) => return refuse(ingest, accepted, total, Refusal::Closed),
         };
+        let deadline =
+            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + ingest.publish_wait);
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let worth_waiting = match refusal {
+            Refusal::RateLimited(retry_after) => !left.is_zero() && retry_after <= left,
+            _ => !left.is_zero(),
+        };
+        if !worth_waiting {
+            return refuse(ingest, accepted, total, refusal);
+        }
+        let waited_from = tokio::time::Instant::now();
+        let mut publish = ingest.publisher.publish_async(event);
+        match tokio::time::timeout(left, &mut publish).await {
+            Ok(Ok(())) => counters.waited.add(1),
+            Ok(Err(_closed)) => return refuse(ingest, accepted, total, Refusal::Closed),
+            Err(_elapsed) => {
+                let refusal = match refusal {
+                    Refusal::RateLimited(retry_after) => {
+                        Refusal::RateLimited(retry_after.saturating_sub(waited_from.elapsed()))
+                    }
+                    other => other,
+                };
+                return refuse(ingest, accepted, total, refusal);
+            }
+        }
     }
     counters.source.published.add(total as u64);
     counters.accepted.add(1);
     json_response(StatusCode::ACCEPTED, json!({ "accepted": total }))
 }
 
+/// The answer when event `accepted` of `total` was refused: events before it are in the
+/// bus, it and the rest are not.
+fn refuse(ingest: &Ingest, accepted: usize, total: usize, refusal: Refusal) -> Response {
+    let counters = &ingest.counters;
+    counters.source.published.add(accepted as u64);
+    counters.source.not_published.add((total - accepted) as u64);
+    let body = |what: &str| {
+        json!({
+            "accepted": accepted,
+            "rejected_from": accepted,
+            "total": total,
+            "error": what,
+        })
+    };
+    match refusal {
+        Refusal::RateLimited(retry_after) => {
+            counters.rate_limited.add(1);
+            let response = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                body("the publish rate limit is reached"),
+            );
+            with_retry_after(response, retry_after)
+        }
+        Refusal::Full => {
+            counters.unavailable.add(1);
+            let response = json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                body("a subscription is full"),
+            );
+            with_retry_after(response, ingest.full_retry_after)
+        }
+        Refusal::Closed => {
+            counters.unavailable.add(1);
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                body("the pipeline is shutting down"),
+            )
+        }
+    }
+}
+
 async fn healthz(State(ingest): State<Arc<Ingest>>) -> Response {
-    if ingest.stopping.load(Ordering::Acquire) {
+    if ingest.is_stopping() {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "status": "stopping" }),

@@ -1,4 +1,55 @@
-//! HTTP ingest ([`HttpSource`]) and an HTTP emitter ([`HttpSink`]) (feature `http`).
+//! HTTP ingest ([`HttpSource`], or the same routes mounted in an app with [`router`] /
+//! [`HttpIngest`]) and an HTTP emitter ([`HttpSink`]) (feature `http`).
+//!
+//! # Two ways to serve ingest
+//!
+//! - **A service with an axum app** mounts the routes: [`router`] returns an
+//!   [`axum::Router`] to `merge` into the app (or `nest` under a prefix);
+//!   [`HttpIngest::new`] does the same and keeps the counters and a stop switch for
+//!   `/healthz`. The routes run on the app's server and runtime.
+//! - **Anything else** calls [`HttpSource::spawn`]: its own tokio runtime, listener and
+//!   limits, serving the same routes, so the caller need not be async.
+//!
+//! ```
+//! use axum::Router;
+//! use axum::routing::get;
+//! use pipeline_adapters::http::{HttpIngest, HttpSourceConfig};
+//! use pipeline_core::bus::{Bus, SubscriptionConfig};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let bus = Bus::new();
+//! let _events = bus.subscribe(SubscriptionConfig::new("events").capacity(1024))?;
+//! let ingest = HttpIngest::new(
+//!     HttpSourceConfig::new()
+//!         .max_body_bytes(256 * 1024)
+//!         .publish_wait(Duration::from_millis(100)),
+//!     bus.publisher(),
+//! )?;
+//! let app = Router::new()
+//!     .route("/", get(|| async { "my service" }))
+//!     .merge(ingest.router()); // POST /events, GET /healthz, GET /metrics
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = {
+//!     let ingest = ingest.clone();
+//!     async move {
+//!         // A service awaits its stop signal here (`tokio::signal`); this example
+//!         // stops at once. /healthz turns 503 first, then the server drains.
+//!         ingest.stop();
+//!     }
+//! };
+//! axum::serve(listener, app)
+//!     .with_graceful_shutdown(shutdown)
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! An app with a state of its own calls its `with_state` before merging. If the app
+//! has its own `/healthz` or `/metrics`, nest the ingest routes under a prefix
+//! (`.nest("/ingest", ingest.router())`): axum refuses overlapping routes.
 //!
 //! # The ingest protocol
 //!
@@ -14,8 +65,8 @@
 //! | `408` | the body took longer than `body_read_timeout` | `{"error"}` |
 //! | `413` | the body is larger than `max_body_bytes` (default 1 MiB) | `{"error"}` |
 //! | `415` | another content type | `{"error"}` |
-//! | `429` + `Retry-After` | the bus's publish-rate limit refused event `k` | `{"accepted": k, "rejected_from": k, "total", "error"}` |
-//! | `503` + `Retry-After` | a `Block` subscription was full at event `k` | as for `429` |
+//! | `429` + `Retry-After` | the bus's publish-rate limit refused event `k`, and its next token was not free within `publish_wait` | `{"accepted": k, "rejected_from": k, "total", "error"}` |
+//! | `503` + `Retry-After` | a `Block` subscription was full at event `k`, and stayed full for `publish_wait` | as for `429` |
 //! | `503` | the bus is closed | as for `429` |
 //!
 //! **What "accepted" means.** `202` means every event of the request is in the bus: in
@@ -24,23 +75,61 @@
 //! that survives a crash, put NATS JetStream in front ([`crate::nats`]).
 //!
 //! **Partial batches.** A body is decoded whole before anything is published, so a
-//! `400` publishes nothing. Events are then published in order with `try_publish`; the
-//! first refusal stops the request, and the answer says exactly how far it got: events
-//! `0..k` are in the bus, `k..total` are not. A client retries with the events from
-//! `rejected_from` on, after `Retry-After` seconds (rounded up from the bus's exact
-//! wait).
+//! `400` publishes nothing. Events are then published in order; the first refusal
+//! stops the request, and the answer says exactly how far it got: events `0..k` are in
+//! the bus, `k..total` are not. A client retries with the events from `rejected_from`
+//! on, after `Retry-After` seconds (for `429`, rounded up from the bus's exact wait;
+//! for `503`, `full_retry_after`).
 //!
 //! `GET /healthz` answers `200 {"status":"ok"}`, or `503 {"status":"stopping"}` once
 //! the source was told to stop. `GET /metrics` serves the Prometheus text format when
 //! the `prometheus` feature is on and [`HttpSourceConfig::metrics`] was set, `404`
 //! otherwise. Neither checks the bearer token.
 //!
-//! # Back pressure
+//! # Back pressure: how waits become `503` and `429`
 //!
-//! The source never blocks its runtime on the bus: a rate limit becomes `429`, a full
-//! subscription `503`, both with `Retry-After`, and the events stay with the client.
-//! What it holds itself is bounded: at most `max_connections` requests, each body at
-//! most `max_body_bytes`.
+//! Ingest never blocks a runtime thread on the bus. Each event is first offered with
+//! `try_publish`, which never waits. If the bus refuses it, the request may wait, for
+//! at most [`publish_wait`](HttpSourceConfig::publish_wait) in all (default 250 ms;
+//! zero: never), by awaiting [`Publisher::publish_async`](pipeline_core::bus::Publisher::publish_async)
+//! under a `tokio::time::timeout`. That future sleeps on a waker: woken when a worker
+//! takes an event (or the controller grows the buffer), and when the rate limiter has a
+//! token, so a waiting request costs a parked task, not a thread.
+//!
+//! | the bus says | the request | then, if the wait runs out |
+//! | --- | --- | --- |
+//! | a `Block` subscription is full | waits what is left of `publish_wait` | `503` + `Retry-After: full_retry_after` |
+//! | rate limit, next token within what is left | waits for it | `429` + `Retry-After` (the rest of the bus's wait) |
+//! | rate limit, next token later | answers at once | (`429` + `Retry-After` from the bus's exact wait) |
+//! | closed | answers at once | (`503`) |
+//!
+//! A wait that runs out drops the publish future, which by its contract hands nothing
+//! to the bus, so `accepted`/`rejected_from` stay exact. (One exception, from the
+//! bus's never-partial rule: with *several* matching `Block` subscriptions, if another
+//! publisher filled one of them between the bus's look and its delivery, the event may
+//! already be in another when the wait runs out; the bus then completes the publish in
+//! the background, and the event the answer calls rejected arrives anyway, so the
+//! client's retry duplicates it. With one matching `Block` subscription, the usual
+//! stage, this cannot happen.) Short waits absorb bursts the
+//! workers clear in a moment (a refusal costs the client at least a second, the
+//! smallest `Retry-After`); long stalls still reach the client as `503`/`429` within
+//! `publish_wait`, and the events stay with it.
+//!
+//! # What protects the server
+//!
+//! | threat | [`HttpSource`] (own server) | routes mounted in an app |
+//! | --- | --- | --- |
+//! | too many connections | `max_connections`; more wait in the listen backlog | the app's server: add a limit (e.g. tower's `ConcurrencyLimitLayer`) |
+//! | slow or silent headers | `header_read_timeout` | the app's server |
+//! | big bodies | `max_body_bytes` (`413`), read in chunks, never buffered past it | the same (the routes read the body themselves) |
+//! | slow bodies | `body_read_timeout` (`408`) | the same |
+//! | a stalled pipeline | `publish_wait`, then `503`/`429` | the same |
+//! | unauthenticated writers | `bearer_token` (`401`) on `POST /events` | the same |
+//!
+//! What the routes hold is bounded per request: one body of at most `max_body_bytes`
+//! (about twice that while decoded), waiting at most `publish_wait`. Under the
+//! standalone server that is at most `max_connections` requests; mounted, bound the
+//! app's concurrency the same way, or memory grows with the number of clients.
 //!
 //! # The emitter
 //!
@@ -51,10 +140,12 @@
 
 mod error;
 mod ingest;
+mod router;
 mod serve;
 mod sink;
 mod source;
 
 pub use error::{HttpAttemptError, HttpSinkError, HttpSourceError};
+pub use router::{HttpIngest, router};
 pub use sink::{HttpSink, HttpSinkConfig};
 pub use source::{HttpSource, HttpSourceConfig, HttpSourceStats};

@@ -1,6 +1,6 @@
 //! The accept loop: bounded connections, header timeouts, graceful shutdown.
 
-use super::ingest::{Ingest, router};
+use super::ingest::{Ingest, routes};
 use super::source::HttpSourceConfig;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -15,7 +15,7 @@ pub(crate) async fn serve(
     config: HttpSourceConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let app = router(ingest.clone());
+    let app = routes(ingest.clone());
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(config.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 /// | [`dead_letter`](Self::dead_letter) | none: counted and logged | |
 ///
 /// A batch is sent when it holds `max_batch_events` events or `max_batch_bytes` bytes
-/// (by [`Envelope::size`]), or `linger` after its first event. Memory held is at most
+/// (by [`Envelope::size`]), or with the first event after its `linger` (without one,
+/// by the flush thread within about two lingers). Memory held is at most
 /// one open batch plus one batch per pool worker.
 ///
 /// # Examples
@@ -95,7 +96,9 @@ impl HttpSinkConfig {
         self
     }
 
-    /// How long a batch that is not full waits for more events (default 50 ms).
+    /// How long a batch that is not full waits for more events (default 50 ms): the
+    /// first event after that sends it, or, if none comes, the flush thread half a
+    /// linger later.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
@@ -340,8 +343,7 @@ impl Sink for HttpSink {
     }
 
     fn flush_interval(&self) -> Option<Duration> {
-        // Look twice per linger, so a batch waits at most 1.5 lingers.
-        Some((self.batcher.linger() / 2).max(Duration::from_millis(1)))
+        Some(self.batcher.flush_interval())
     }
 
     fn stats(&self) -> SinkStats {

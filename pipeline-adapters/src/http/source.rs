@@ -1,30 +1,33 @@
 //! [`HttpSource`]: its config, its handle and its counters.
 
 use super::error::HttpSourceError;
-use super::ingest::{HttpCounters, Ingest};
+use super::router::HttpIngest;
 use crate::source::{JoinError, Source, SourceStats};
 use pipeline_core::bus::Publisher;
 use pipeline_core::envelope::Envelope;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// How to run an [`HttpSource`].
+/// How to run an [`HttpSource`], or the routes of an [`HttpIngest`] mounted in an app.
 ///
-/// | setting | default | rule |
-/// | --- | --- | --- |
-/// | [`name`](Self::name) | `"http"` | not empty |
-/// | [`addr`](Self::addr) | `127.0.0.1:8080` (port 0: any free port) | |
-/// | [`max_body_bytes`](Self::max_body_bytes) | 1 MiB | at least 1 |
-/// | [`bearer_token`](Self::bearer_token) | none (no check) | not empty |
-/// | [`max_connections`](Self::max_connections) | 256 | at least 1 |
-/// | [`worker_threads`](Self::worker_threads) | 2 | at least 1 |
-/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | above zero |
-/// | [`body_read_timeout`](Self::body_read_timeout) | 30 s | above zero |
-/// | [`full_retry_after`](Self::full_retry_after) | 1 s | above zero |
-/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s | |
+/// | setting | default | rule | used by |
+/// | --- | --- | --- | --- |
+/// | [`name`](Self::name) | `"http"` | not empty | routes |
+/// | [`addr`](Self::addr) | `127.0.0.1:8080` (port 0: any free port) | | server |
+/// | [`max_body_bytes`](Self::max_body_bytes) | 1 MiB | at least 1 | routes |
+/// | [`bearer_token`](Self::bearer_token) | none (no check) | not empty | routes |
+/// | [`max_connections`](Self::max_connections) | 256 | at least 1 | server |
+/// | [`worker_threads`](Self::worker_threads) | 2 | at least 1 | server |
+/// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | above zero | server |
+/// | [`body_read_timeout`](Self::body_read_timeout) | 30 s | above zero | routes |
+/// | [`full_retry_after`](Self::full_retry_after) | 1 s | above zero | routes |
+/// | [`publish_wait`](Self::publish_wait) | 250 ms | (zero: never wait) | routes |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s | | server |
+///
+/// "Server" settings apply to [`HttpSource::spawn`] only; routes mounted in an app
+/// with [`HttpIngest`] or [`router`](super::router) run on that app's server.
 ///
 /// Memory held by requests is bounded by `max_connections * max_body_bytes` (about
 /// twice that while a body is decoded): with the defaults, 256 MiB in the worst case;
@@ -56,6 +59,7 @@ pub struct HttpSourceConfig {
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
     pub(crate) full_retry_after: Duration,
+    pub(crate) publish_wait: Duration,
     pub(crate) shutdown_timeout: Duration,
     #[cfg(feature = "prometheus")]
     pub(crate) metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -73,6 +77,7 @@ impl Default for HttpSourceConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             full_retry_after: Duration::from_secs(1),
+            publish_wait: Duration::from_millis(250),
             shutdown_timeout: Duration::from_secs(5),
             #[cfg(feature = "prometheus")]
             metrics: None,
@@ -146,6 +151,21 @@ impl HttpSourceConfig {
         self
     }
 
+    /// How long one request may wait, in all, for the bus to take its events before
+    /// it is answered `503` or `429` (default 250 ms; zero: never wait, answer at once).
+    ///
+    /// An event the bus refuses waits (with `publish_async`: a waker, no blocked
+    /// thread) for room in a full `Block` subscription, or for a rate-limit token the
+    /// bus says is free within what is left of the wait. A short wait absorbs a burst
+    /// the workers clear in a moment, which is cheaper for everyone than a refusal
+    /// whose `Retry-After` (whole seconds) sends the client away for at least 1 s; a
+    /// waiting request holds its connection and its decoded body, so keep it well
+    /// under the clients' own timeouts.
+    pub fn publish_wait(mut self, wait: Duration) -> Self {
+        self.publish_wait = wait;
+        self
+    }
+
     /// How long a stop waits for requests in progress to finish before closing their
     /// connections (default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
@@ -161,7 +181,7 @@ impl HttpSourceConfig {
         self
     }
 
-    fn validate(&self) -> Result<(), HttpSourceError> {
+    pub(crate) fn validate(&self) -> Result<(), HttpSourceError> {
         let invalid = |field, rule: &str| {
             Err(HttpSourceError::InvalidConfig {
                 field,
@@ -211,6 +231,7 @@ impl std::fmt::Debug for HttpSourceConfig {
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
             .field("full_retry_after", &self.full_retry_after)
+            .field("publish_wait", &self.publish_wait)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish_non_exhaustive()
     }
@@ -238,15 +259,19 @@ pub struct HttpSourceStats {
     pub unsupported: u64,
     /// `429`: the bus's publish-rate limit refused an event.
     pub rate_limited: u64,
-    /// `503`: a subscription was full, or the bus closed.
+    /// `503`: a subscription stayed full for `publish_wait`, or the bus closed.
     pub unavailable: u64,
+    /// Events the bus first refused (full, or rate-limited) and then took within the
+    /// request's `publish_wait`.
+    pub publish_waits: u64,
 }
 
 /// An HTTP ingest server publishing what clients `POST` to `/events`; from
 /// [`HttpSource::spawn`]. See the [module docs](super) for the protocol.
 ///
 /// It runs on its own tokio runtime (threads named after the source), so the caller
-/// need not be async. [`stop`](Source::stop) stops accepting, lets requests in progress
+/// need not be async; it serves the same routes as [`HttpIngest::router`], which a
+/// service that has an axum app mounts instead. [`stop`](Source::stop) stops accepting, lets requests in progress
 /// finish for up to `shutdown_timeout`, then closes what is left; dropping the handle
 /// without joining shuts the runtime down in the background.
 pub struct HttpSource {
@@ -256,8 +281,7 @@ pub struct HttpSource {
     task: Option<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     done: mpsc::Receiver<()>,
-    ingest: Arc<Ingest>,
-    counters: Arc<HttpCounters>,
+    ingest: HttpIngest,
 }
 
 impl HttpSource {
@@ -297,7 +321,7 @@ impl HttpSource {
         config: HttpSourceConfig,
         publisher: Publisher<Envelope>,
     ) -> Result<HttpSource, HttpSourceError> {
-        config.validate()?;
+        let ingest = HttpIngest::new(config.clone(), publisher)?;
         let listener =
             std::net::TcpListener::bind(config.addr).map_err(|source| HttpSourceError::Bind {
                 addr: config.addr,
@@ -313,11 +337,9 @@ impl HttpSource {
             let _entered = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(HttpSourceError::Runtime)?
         };
-        let counters = Arc::new(HttpCounters::new(&config.name));
-        let ingest = Arc::new(Ingest::new(&config, publisher, counters.clone()));
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let (done_tx, done) = mpsc::channel::<()>();
-        let serve = super::serve::serve(listener, ingest.clone(), config.clone(), stopped);
+        let serve = super::serve::serve(listener, ingest.shared().clone(), config.clone(), stopped);
         let task = runtime.spawn(async move {
             let _done = done_tx;
             serve.await;
@@ -331,7 +353,6 @@ impl HttpSource {
             stop,
             done,
             ingest,
-            counters,
         })
     }
 
@@ -342,7 +363,7 @@ impl HttpSource {
 
     /// Responses by status, and the common counters.
     pub fn http_stats(&self) -> HttpSourceStats {
-        self.counters.stats()
+        self.ingest.stats()
     }
 }
 
@@ -352,11 +373,11 @@ impl Source for HttpSource {
     }
 
     fn stats(&self) -> SourceStats {
-        self.counters.source.stats()
+        self.ingest.stats().source
     }
 
     fn stop(&self) {
-        self.ingest.stopping.store(true, Ordering::Release);
+        self.ingest.stop();
         self.stop.send_replace(true);
     }
 

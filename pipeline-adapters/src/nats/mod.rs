@@ -5,7 +5,7 @@
 //! # At least once, end to end
 //!
 //! ```text
-//!  stream ──fetch──> NatsSource ──try_publish──> Bus ──> Subscription ──> WorkerPool
+//!  stream ──fetch──> NatsSource ─publish_async─> Bus ──> Subscription ──> WorkerPool
 //!    ^                   │ (ack id in a header,                            │ handler
 //!    │                   │  message kept in a side map)                    v
 //!    └──────────── ack / nak / term  <──────────── NatsAcker::handler(...) ┘
@@ -40,18 +40,28 @@
 //!
 //! The source only fetches what it has room for: at most `max_in_flight` messages
 //! delivered and unacknowledged, and at most the current batch size per fetch. When the
-//! bus pushes back (`Full`, or `Backoff` from its rate limit) the source waits (the
-//! exact `retry_after`, or a short doubling pause) and halves its next fetch, down to
-//! `min_batch`; clean fetches grow it back by a quarter of `max_batch`. So under pressure
-//! messages wait durably in the stream, not in memory: what the source holds is at most
-//! one fetch plus what the stage has not acknowledged.
+//! bus pushes back (`Full`, or `Backoff` from its rate limit) the source waits with
+//! [`Publisher::publish_async`](pipeline_core::bus::Publisher::publish_async): its task
+//! sleeps until the subscription has room (woken by the receiver that makes it, or by
+//! a resize that grows the buffer) and the rate limit has a token, with no polling and
+//! no thread blocked. It then halves its next fetch, down to `min_batch`; clean fetches
+//! grow it back by a quarter of `max_batch`. So under pressure messages wait durably in
+//! the stream, not in memory: what the source holds is at most one fetch plus what the
+//! stage has not acknowledged. A message is acknowledged by the stage, after the bus
+//! took it and the handler succeeded, never by the source.
 //!
 //! # Stopping
 //!
 //! [`Source::stop`](crate::source::Source::stop) stops fetching; a message it was
-//! waiting to publish is nacked (redelivered at once). Events already on the bus can
-//! still be acknowledged through the acker. Dropping a source without stopping it
-//! behaves like a crash: nothing is nacked, the server redelivers after `ack_wait`.
+//! waiting to publish is nacked (redelivered at once): the wait is dropped, and a
+//! dropped `publish_async` hands nothing to the bus, so the message is neither on the
+//! bus nor lost. (If the source's events match several `Block` subscriptions, which
+//! the rule above advises against, a publish that had already reached one of them is
+//! completed by the bus: the message is then nacked *and* handled, a duplicate that
+//! at-least-once allows; its ack finds it gone, [`AckError::Unknown`].) Events
+//! already on the bus can still be acknowledged through the acker. Dropping a source
+//! without stopping it behaves like a crash: nothing is nacked, the server redelivers
+//! after `ack_wait`.
 //!
 //! The acker blocks its thread on the source's runtime: call it from worker threads,
 //! not from inside an async runtime.

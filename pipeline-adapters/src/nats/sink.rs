@@ -89,7 +89,9 @@ impl NatsSinkConfig {
         self
     }
 
-    /// How long a batch that is not full waits for more events (default 5 ms).
+    /// How long a batch that is not full waits for more events (default 5 ms): the
+    /// first event after that sends it, or, if none comes, the flush thread half a
+    /// linger later.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
@@ -358,7 +360,7 @@ impl Sink for NatsSink {
     }
 
     fn flush_interval(&self) -> Option<Duration> {
-        Some((self.batcher.linger() / 2).max(Duration::from_millis(1)))
+        Some(self.batcher.flush_interval())
     }
 
     fn stats(&self) -> SinkStats {

@@ -30,7 +30,6 @@ use tokio::sync::watch;
 /// | [`fetch_expires`](Self::fetch_expires) | 1 s | at least 10 ms |
 /// | [`ack_wait`](Self::ack_wait) | 30 s | above zero |
 /// | [`max_deliver`](Self::max_deliver) | none (unlimited) | at least 1 |
-/// | [`max_full_backoff`](Self::max_full_backoff) | 50 ms | above zero |
 /// | [`connect_timeout`](Self::connect_timeout) | 5 s | above zero |
 ///
 /// `ack_wait`, `max_deliver` and `max_in_flight` (as the consumer's `max_ack_pending`)
@@ -51,7 +50,6 @@ pub struct NatsSourceConfig {
     pub(crate) fetch_expires: Duration,
     pub(crate) ack_wait: Duration,
     pub(crate) max_deliver: Option<i64>,
-    pub(crate) max_full_backoff: Duration,
     pub(crate) connect_timeout: Duration,
 }
 
@@ -77,7 +75,6 @@ impl NatsSourceConfig {
             fetch_expires: Duration::from_secs(1),
             ack_wait: Duration::from_secs(30),
             max_deliver: None,
-            max_full_backoff: Duration::from_millis(50),
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -146,13 +143,6 @@ impl NatsSourceConfig {
         self
     }
 
-    /// The longest pause between tries to publish into a full subscription (default
-    /// 50 ms; pauses start at 1 ms and double).
-    pub fn max_full_backoff(mut self, backoff: Duration) -> Self {
-        self.max_full_backoff = backoff;
-        self
-    }
-
     /// The limit on connecting at start (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
@@ -195,9 +185,6 @@ impl NatsSourceConfig {
         }
         if self.max_deliver.is_some_and(|d| d < 1) {
             return invalid("max_deliver", "must be at least 1");
-        }
-        if self.max_full_backoff.is_zero() {
-            return invalid("max_full_backoff", "must be above zero");
         }
         if self.connect_timeout.is_zero() {
             return invalid("connect_timeout", "must be above zero");
@@ -465,46 +452,51 @@ async fn fetch_loop(
                 .unwrap_or((0, 0));
             let (message, acker) = message.split();
             let id = registry.insert(acker);
-            let mut event = envelope_of(&message, &config.topic_prefix, id, sequence, delivered);
+            let event = envelope_of(&message, &config.topic_prefix, id, sequence, delivered);
             drop(message);
             counters.received.add(1);
-            let mut pause = Duration::from_millis(1);
-            loop {
-                let wait = match publisher.try_publish(event) {
-                    Ok(()) => {
-                        counters.published.add(1);
-                        break;
-                    }
-                    Err(PublishError::Backoff {
-                        event: back,
-                        retry_after,
-                    }) => {
-                        counters.backoff.add(1);
-                        event = back;
-                        retry_after
-                    }
-                    Err(PublishError::Full(back) | PublishError::Timeout(back)) => {
-                        counters.full.add(1);
-                        event = back;
-                        let wait = pause;
-                        pause = (pause * 2).min(config.max_full_backoff);
-                        wait
-                    }
-                    Err(PublishError::Closed(_)) => {
-                        counters.not_published.add(1);
-                        nak(registry, id).await;
-                        break 'fetching;
-                    }
-                };
-                pressured = true;
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    () = stopped(&mut stop) => {
-                        // Not published: let another instance have it now.
-                        counters.not_published.add(1);
-                        nak(registry, id).await;
-                        break 'fetching;
-                    }
+            // Try first, so a refusal is counted and shrinks the next fetch; then wait
+            // for room or a token with `publish_async`: a waker, no polling, no
+            // blocked thread. The message is acknowledged by the stage, after the bus
+            // took it, never here.
+            let event = match publisher.try_publish(event) {
+                Ok(()) => {
+                    counters.published.add(1);
+                    continue;
+                }
+                Err(PublishError::Backoff { event, .. }) => {
+                    counters.backoff.add(1);
+                    event
+                }
+                Err(PublishError::Full(event) | PublishError::Timeout(event)) => {
+                    counters.full.add(1);
+                    event
+                }
+                Err(PublishError::Closed(_)) => {
+                    counters.not_published.add(1);
+                    nak(registry, id).await;
+                    break 'fetching;
+                }
+            };
+            pressured = true;
+            let published = tokio::select! {
+                // A publish that completes wins over a stop asked at the same moment.
+                biased;
+                published = publisher.publish_async(event) => published,
+                () = stopped(&mut stop) => {
+                    // Dropping the publish future handed nothing to the bus: let
+                    // another instance have the message now.
+                    counters.not_published.add(1);
+                    nak(registry, id).await;
+                    break 'fetching;
+                }
+            };
+            match published {
+                Ok(()) => counters.published.add(1),
+                Err(_closed) => {
+                    counters.not_published.add(1);
+                    nak(registry, id).await;
+                    break 'fetching;
                 }
             }
         }

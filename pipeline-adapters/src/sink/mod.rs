@@ -49,11 +49,14 @@
 //! # Batching sinks
 //!
 //! The HTTP and NATS sinks deliver batches. Each worker adds its event to the open
-//! batch; the worker whose event fills it sends it, so with `n` workers at most `n`
-//! batches are in flight (the pool size is the concurrency). A batch that does not
-//! fill within its *linger* is sent by the pool's flush thread, which calls
-//! [`Sink::flush`] every [`Sink::flush_interval`]; at shutdown, after the pool has
-//! drained, [`SinkPool::shutdown`] flushes what is left.
+//! batch; the worker whose event fills it, or arrives once the batch's *linger* has
+//! passed, sends it, so with `n` workers at most `n` batches are in flight (the pool
+//! size is the concurrency). Under traffic the workers send every batch, so their
+//! busy time, the pool's utilisation, is the time spent delivering (waiting for
+//! acknowledgements included). A batch no event comes to close (the tail of a burst)
+//! is sent by the pool's flush thread, which calls [`Sink::flush`] every
+//! [`Sink::flush_interval`], within about twice the linger; at shutdown, after the
+//! pool has drained, [`SinkPool::shutdown`] flushes what is left.
 //!
 //! # Failures and dead letters
 //!

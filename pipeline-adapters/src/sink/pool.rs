@@ -8,7 +8,7 @@ use pipeline_core::bus::Subscription;
 use pipeline_core::envelope::Envelope;
 use pipeline_core::pool::{DeadLetterReason, DrainReport, PoolError, WorkerPool};
 use std::fmt;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 ///
 /// | setting | default | rule |
 /// | --- | --- | --- |
+/// | [`name`](Self::name) | `"sink-<sink name>"` | |
 /// | [`workers`](Self::workers) | 1 | `min_workers <= workers <= max_workers` |
 /// | [`min_workers`](Self::min_workers) / [`max_workers`](Self::max_workers) | `workers` | `1 <= min <= max` |
 ///
@@ -23,12 +24,23 @@ use std::time::{Duration, Instant};
 #[must_use = "a builder does nothing until spawn() is called"]
 pub struct SinkPoolBuilder<S> {
     sink: Arc<S>,
+    name: Option<Arc<str>>,
     workers: usize,
     min_workers: Option<usize>,
     max_workers: Option<usize>,
 }
 
 impl<S: Sink> SinkPoolBuilder<S> {
+    /// The worker pool's name, in thread names, logs, the `pool` metrics label and
+    /// [`PoolStats::name`](pipeline_core::pool::PoolStats::name) (default
+    /// `"sink-<sink name>"`). A controller names the pools it resizes by it, and a
+    /// pipeline configuration names a stage's buffer and pool alike: give the pool its
+    /// subscription's name to make the sink pool that stage's pool.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// Workers to start with (default 1): concurrent deliveries.
     pub fn workers(mut self, workers: usize) -> Self {
         self.workers = workers;
@@ -55,7 +67,9 @@ impl<S: Sink> SinkPoolBuilder<S> {
     /// [`PoolError::InvalidConfig`] naming the setting that breaks its rule,
     /// [`PoolError::Spawn`] if a thread could not be started.
     pub fn spawn(self, subscription: Subscription<Envelope>) -> Result<SinkPool<S>, PoolError> {
-        let name = format!("sink-{}", self.sink.name());
+        let name: Arc<str> = self
+            .name
+            .unwrap_or_else(|| format!("sink-{}", self.sink.name()).into());
         let handler_sink = self.sink.clone();
         let dead_sink = self.sink.clone();
         let mut builder = WorkerPool::builder(name.clone())
@@ -101,14 +115,15 @@ impl<S: Sink> SinkPoolBuilder<S> {
                 Some(Flusher {
                     stop,
                     thread,
-                    exited,
+                    exited: Mutex::new(exited),
                 })
             }
         };
         Ok(SinkPool {
-            pool: Some(pool),
+            pool: Arc::new(pool),
             sink: self.sink,
             flusher,
+            drained: false,
         })
     }
 }
@@ -116,6 +131,7 @@ impl<S: Sink> SinkPoolBuilder<S> {
 impl<S> fmt::Debug for SinkPoolBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SinkPoolBuilder")
+            .field("name", &self.name)
             .field("workers", &self.workers)
             .field("min_workers", &self.min_workers)
             .field("max_workers", &self.max_workers)
@@ -123,21 +139,74 @@ impl<S> fmt::Debug for SinkPoolBuilder<S> {
     }
 }
 
-/// A [`Sink`] running on a subscription through a [`WorkerPool`].
+/// A [`Sink`] running on a subscription through a [`WorkerPool`]: a pipeline stage.
 ///
-/// Resize it through [`pool`](Self::pool) (that is the controller's knob: concurrent
-/// deliveries); read the sink's counters with [`stats`](Self::stats) and the pool's
-/// with `pool().stats()`.
+/// The worker pool is shared ([`pool`](Self::pool) hands out the `Arc`), so a
+/// controller can drive the stage like any other: `pipeline-controller`'s
+/// `PoolActuator` is implemented for `WorkerPool<E>`, so
+/// `sink_pool.pool().clone()` coerces to `Arc<dyn PoolActuator>` for a `ControlLoop`,
+/// which then resizes the pool (concurrent deliveries) within
+/// `[min_workers, max_workers]` while the stage's subscription, on the bus, is the
+/// buffer it resizes. Read the sink's counters with [`stats`](Self::stats) and the
+/// pool's with `pool().stats()`.
+///
+/// # Shutdown order
+///
+/// Stop the sources, then the control loop (`ControllerHandle::stop`), then call
+/// [`shutdown`](Self::shutdown). It drains through the shared handle
+/// ([`WorkerPool::drain`]), so it also works while a controller still holds a clone:
+/// from then on the controller's resizes start nothing, and what it reads is a pool
+/// with no workers. Stopping the controller first keeps its log free of such
+/// decisions.
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_adapters::sink::{Sink, SinkPool, SinkStats, Undelivered};
+/// use pipeline_core::bus::{Bus, SubscriptionConfig};
+/// use pipeline_core::envelope::Envelope;
+/// use pipeline_core::pool::{HandlerError, WorkerPool};
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// struct Discard;
+/// impl Sink for Discard {
+///     fn name(&self) -> &str { "discard" }
+///     fn handle(&self, _: Envelope) -> Result<(), HandlerError> { Ok(()) }
+///     fn stats(&self) -> SinkStats { SinkStats::default() }
+///     fn dead_letter(&self, _: Undelivered) {}
+/// }
+///
+/// let bus = Bus::new();
+/// let stage = bus.subscribe(SubscriptionConfig::new("out")).unwrap();
+/// let sink_pool = SinkPool::builder(Discard)
+///     .name("out") // the stage's name: its buffer and its pool
+///     .workers(1)
+///     .max_workers(4)
+///     .spawn(stage)
+///     .unwrap();
+/// // What a controller keeps (as `Arc<dyn PoolActuator>`), and turns:
+/// let knob: Arc<WorkerPool<Envelope>> = sink_pool.pool().clone();
+/// assert_eq!(knob.resize(3).unwrap(), 3);
+/// bus.publisher().publish(Envelope::new("t", "x")).unwrap();
+///
+/// let report = sink_pool.shutdown(Duration::from_secs(5)); // the knob is still held
+/// assert_eq!((report.drain.processed, report.drain.left), (1, 0));
+/// assert_eq!(knob.stats().workers, 0);
+/// ```
 pub struct SinkPool<S: Sink> {
-    pool: Option<WorkerPool<Envelope>>,
+    pool: Arc<WorkerPool<Envelope>>,
     sink: Arc<S>,
     flusher: Option<Flusher>,
+    /// Whether `shutdown` ran (then `drop` has nothing left to stop).
+    drained: bool,
 }
 
 struct Flusher {
     stop: StopSignal,
     thread: JoinHandle<()>,
-    exited: mpsc::Receiver<()>,
+    /// In a mutex only so that `SinkPool` is `Sync` (a receiver is not).
+    exited: Mutex<mpsc::Receiver<()>>,
 }
 
 /// What [`SinkPool::shutdown`] achieved.
@@ -157,15 +226,22 @@ impl<S: Sink> SinkPool<S> {
     pub fn builder(sink: S) -> SinkPoolBuilder<S> {
         SinkPoolBuilder {
             sink: Arc::new(sink),
+            name: None,
             workers: 1,
             min_workers: None,
             max_workers: None,
         }
     }
 
-    /// The worker pool: resize it, read its utilisation.
-    pub fn pool(&self) -> &WorkerPool<Envelope> {
-        self.pool.as_ref().expect("the pool lives until shutdown")
+    /// The worker pool, shared: resize it, read its utilisation, or clone the `Arc`
+    /// for a controller (it coerces to `Arc<dyn PoolActuator>`).
+    ///
+    /// Its utilisation is the share of the workers' time spent in
+    /// [`Sink::handle`]: for a batching sink, delivering (waiting for the endpoint's
+    /// answer or the server's acknowledgements counts as busy), since under traffic
+    /// the workers send every batch (see the [module docs](super)).
+    pub fn pool(&self) -> &Arc<WorkerPool<Envelope>> {
+        &self.pool
     }
 
     /// The sink.
@@ -181,17 +257,26 @@ impl<S: Sink> SinkPool<S> {
     /// Drains the subscription through the workers, stops the flush thread, and flushes
     /// what is still buffered, all within `timeout`.
     ///
-    /// Stop the sources that publish to the subscription first.
+    /// Stop the sources that publish to the subscription first, and the control loop
+    /// that resizes the pool (see [Shutdown order](SinkPool#shutdown-order)); clones
+    /// of [`pool`](Self::pool) held elsewhere do not stop the drain.
+    ///
+    /// It blocks the calling thread until done: from async code, call it in
+    /// `tokio::task::spawn_blocking`.
     pub fn shutdown(mut self, timeout: Duration) -> SinkDrainReport<S> {
         let deadline = Instant::now() + timeout;
-        let pool = self.pool.take().expect("the pool lives until shutdown");
-        let drain = pool.shutdown(timeout);
+        let drain = self.pool.drain(timeout);
+        self.drained = true;
         if let Some(flusher) = self.flusher.take() {
             flusher.stop.stop();
             // The flusher may be in the middle of sending a batch: wait for it as long
             // as the deadline allows, then leave it detached.
             let left = deadline.saturating_duration_since(Instant::now());
-            if let Err(mpsc::RecvTimeoutError::Disconnected) = flusher.exited.recv_timeout(left) {
+            let exited = flusher
+                .exited
+                .into_inner()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Err(mpsc::RecvTimeoutError::Disconnected) = exited.recv_timeout(left) {
                 let _ = flusher.thread.join();
             }
         }
@@ -208,11 +293,16 @@ impl<S: Sink> SinkPool<S> {
 }
 
 impl<S: Sink> Drop for SinkPool<S> {
-    /// Stops the flush thread and the workers after their current event; does not wait
+    /// Stops the flush thread and the workers after their current event, also while
+    /// a controller still holds the pool; does not wait for a worker in its handler
     /// and does not flush (use [`shutdown`](SinkPool::shutdown) for that).
     fn drop(&mut self) {
         if let Some(flusher) = &self.flusher {
             flusher.stop.stop();
+        }
+        if !self.drained {
+            // A drain whose deadline has passed: every worker stops after its event.
+            let _ = self.pool.drain(Duration::ZERO);
         }
     }
 }

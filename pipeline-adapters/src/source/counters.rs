@@ -10,7 +10,7 @@ pub(crate) struct Counted {
 }
 
 impl Counted {
-    fn new(name: &'static str, source: &str) -> Self {
+    pub(crate) fn new(name: &'static str, source: &str) -> Self {
         Counted {
             value: AtomicU64::new(0),
             metric: metrics::counter!(name, "source" => source.to_owned()),

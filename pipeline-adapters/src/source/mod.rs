@@ -19,9 +19,9 @@
 //!
 //! | source | on `Full` / `Backoff` from the bus |
 //! | --- | --- |
-//! | HTTP | answers `503` / `429` with `Retry-After` (never blocks the runtime) |
+//! | HTTP | waits with `publish_async` for at most `publish_wait`, then answers `503` / `429` with `Retry-After` (never blocks the runtime) |
 //! | TCP, file, stdin | stops reading (the socket's window or the file holds the rest) |
-//! | NATS | leaves messages in the stream: smaller fetches, fewer in flight |
+//! | NATS | waits with `publish_async` (a waker, no polling) and leaves messages in the stream: smaller fetches, fewer in flight |
 //!
 //! # Shutdown
 //!

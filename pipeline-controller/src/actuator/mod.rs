@@ -4,7 +4,8 @@
 //! loop holds `dyn` values and never sees the event type or core's internals:
 //! [`BusActuator`] (buffer capacities, overflow modes, the publish-rate limit, and the
 //! readings that go with them) is implemented for [`Bus<E>`], and [`PoolActuator`]
-//! (worker count and stats) for [`WorkerPool<E>`]. [`apply`] routes one policy
+//! (worker count and stats) for [`WorkerPool<E>`], for any `Send` event type (`Clone`
+//! or not) and for thread and task workers alike. [`apply`] routes one policy
 //! [`Change`] to the knob it names.
 //!
 //! ```
@@ -50,7 +51,7 @@ pub trait BusActuator: Send + Sync {
     fn set_publish_rate(&self, rate: Option<f64>) -> Result<(), BusError>;
 }
 
-impl<E: Clone + Send + 'static> BusActuator for Bus<E> {
+impl<E: Send + 'static> BusActuator for Bus<E> {
     fn snapshot(&self) -> BusSnapshot {
         Bus::snapshot(self)
     }
@@ -79,7 +80,7 @@ pub trait PoolActuator: Send + Sync {
     fn resize(&self, workers: usize) -> Result<usize, PoolError>;
 }
 
-impl<E: Clone + Send + 'static> PoolActuator for WorkerPool<E> {
+impl<E: Send + 'static> PoolActuator for WorkerPool<E> {
     fn name(&self) -> &str {
         WorkerPool::name(self)
     }

@@ -8,7 +8,9 @@ use crate::policy::{Decision, HysteresisPolicy, Mode};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use pipeline_core::clock::Clock;
 use pipeline_core::signal::{Signal, SignalKind};
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -245,7 +247,9 @@ impl ControlLoop {
     /// [`with_config`](Self::with_config)) on a new thread, and early (at most every
     /// `interval / 10`) when `signals` reports back pressure starting or a buffer
     /// saturating, or when memory, looked at every quarter interval (at most every
-    /// 250 ms), is critical. Stop it with the returned handle.
+    /// 250 ms), is critical. Stop it with the returned handle, from a thread
+    /// ([`ControllerHandle::stop`]) or from async code
+    /// ([`ControllerHandle::stop_async`]).
     ///
     /// # Panics
     ///
@@ -257,9 +261,12 @@ impl ControlLoop {
     ) -> ControllerHandle {
         let (stop_tx, stop_rx) = bounded::<()>(0);
         let never = crossbeam_channel::never();
+        let done = Arc::new(Done::default());
+        let finish = Finish(done.clone());
         let thread = std::thread::Builder::new()
             .name("pipeline-controller".into())
             .spawn(move || {
+                let finish = finish;
                 let signals = signals.unwrap_or(never);
                 let mut last = Instant::now();
                 let _applied = self.tick();
@@ -289,12 +296,55 @@ impl ControlLoop {
                     last = Instant::now();
                     let _applied = self.tick();
                 }
-                self
+                finish.with(self);
             })
             .expect("spawn the controller thread");
         ControllerHandle {
             stop: Some(stop_tx),
             thread: Some(thread),
+            done,
+        }
+    }
+}
+
+/// How a spawned loop ends: handed back, or `None` if its thread panicked; with the
+/// waker of an async [`ControllerHandle::stop_async`] waiting for it.
+#[derive(Default)]
+struct Done(Mutex<DoneState>);
+
+#[derive(Default)]
+struct DoneState {
+    finished: bool,
+    control: Option<ControlLoop>,
+    waker: Option<Waker>,
+}
+
+impl Done {
+    fn lock(&self) -> MutexGuard<'_, DoneState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Owned by the loop's thread: marks the loop finished when it ends, with the loop
+/// ([`with`](Self::with)) or, if the thread unwinds, without.
+struct Finish(Arc<Done>);
+
+impl Finish {
+    fn with(self, control: ControlLoop) {
+        self.0.lock().control = Some(control);
+        // `drop` marks it finished and wakes the waiter.
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        let waker = {
+            let mut state = self.0.lock();
+            state.finished = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
     }
 }
@@ -313,26 +363,96 @@ fn urgent(signal: &Signal) -> bool {
 }
 
 /// Stops a spawned [`ControlLoop`].
-#[derive(Debug)]
 pub struct ControllerHandle {
     /// Dropped to stop the loop: its receiver then reports the disconnect at once.
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<ControlLoop>>,
+    thread: Option<JoinHandle<()>>,
+    /// Where the loop is handed back when it ends.
+    done: Arc<Done>,
+}
+
+impl std::fmt::Debug for ControllerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerHandle")
+            .field("running", &self.stop.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ControllerHandle {
-    /// Stops the loop after its current tick and hands it back.
+    /// Stops the loop after its current tick and hands it back, blocking the calling
+    /// thread until its thread has ended. From async code use
+    /// [`stop_async`](Self::stop_async).
     ///
     /// # Panics
     ///
     /// If the loop's thread panicked.
     pub fn stop(mut self) -> ControlLoop {
         drop(self.stop.take());
-        self.thread
-            .take()
-            .expect("not yet stopped")
-            .join()
-            .expect("the controller thread panicked")
+        let joined = self.thread.take().expect("not yet stopped").join();
+        let control = self.done.lock().control.take();
+        match (joined, control) {
+            (Ok(()), Some(control)) => control,
+            _ => panic!("the controller thread panicked"),
+        }
+    }
+
+    /// Stops the loop after its current tick and hands it back, waiting as a task:
+    /// never blocks the calling thread (runtime-agnostic: the loop's thread wakes the
+    /// future when it ends). The thread is detached, as it is returning. Dropping the
+    /// future before it completes still stops the loop, without waiting.
+    ///
+    /// # Panics
+    ///
+    /// The future panics if the loop's thread panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use pipeline_controller::control::{ControlLoop, DecisionLog};
+    /// # use pipeline_controller::policy::{HysteresisPolicy, MemoryObservation, PolicyConfig};
+    /// # use pipeline_core::bus::Bus;
+    /// # use pipeline_core::clock::SystemClock;
+    /// # use std::sync::Arc;
+    /// # use std::time::{Duration, Instant};
+    /// let bus: Bus<u32> = Bus::new();
+    /// let control = ControlLoop::new(
+    ///     HysteresisPolicy::new(PolicyConfig::default()).unwrap(),
+    ///     Arc::new(bus),
+    ///     Vec::new(),
+    ///     Box::new(|_: Instant| MemoryObservation::default()),
+    ///     None,
+    ///     Arc::new(SystemClock),
+    ///     Arc::new(DecisionLog::new(16)),
+    /// );
+    /// let handle = control.spawn(Duration::from_millis(10), None);
+    /// # let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    /// // In async code: `handle.stop_async().await`.
+    /// let control: ControlLoop = runtime.block_on(handle.stop_async());
+    /// # let _ = control;
+    /// ```
+    pub fn stop_async(mut self) -> impl Future<Output = ControlLoop> + Send + 'static {
+        drop(self.stop.take());
+        // Detached: it hands the loop back through `done`, then returns.
+        drop(self.thread.take());
+        let done = self.done.clone();
+        std::future::poll_fn(move |cx| {
+            let mut state = done.lock();
+            if !state.finished {
+                if !state
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    state.waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            match state.control.take() {
+                Some(control) => Poll::Ready(control),
+                None => panic!("the controller thread panicked"),
+            }
+        })
     }
 }
 

@@ -36,6 +36,90 @@
 //! assert_eq!(done.load(Ordering::Relaxed), 5050);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Async stages
+//!
+//! With the `tokio` feature, [`Stage`] takes an async handler (`Stage::async_handler`):
+//! that stage's workers are tokio tasks on the runtime current when
+//! [`Pipeline::start`] runs (or the one given to `PipelineBuilder::runtime`), and the
+//! controller grows and shrinks their number exactly as it does threads: the worker
+//! count is a concurrency limit, not a number of threads. `Pipeline::shutdown_async`
+//! shuts the pipeline down from async code without blocking a runtime thread; publish
+//! with `Publisher::publish_async` there, never with the blocking `publish`.
+//!
+//! ```
+//! # #[cfg(feature = "tokio")] {
+//! use pipeline_controller::pipeline::{Pipeline, Stage};
+//! use pipeline_core::bus::SubscriptionConfig;
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//!
+//! # let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+//! # runtime.block_on(async {
+//! // Inside `#[tokio::main] async fn main()`:
+//! let stored = Arc::new(AtomicU64::new(0));
+//! let counter = stored.clone();
+//! let pipeline = Pipeline::<u64>::builder()
+//!     .stage(
+//!         Stage::new(SubscriptionConfig::new("store").capacity(64).max_capacity(4096))
+//!             .workers(4, 1, 256) // up to 256 writes in flight, on the runtime's threads
+//!             .async_handler(move |n| {
+//!                 let counter = counter.clone();
+//!                 async move {
+//!                     tokio::time::sleep(Duration::from_millis(1)).await; // the I/O
+//!                     counter.fetch_add(n, Ordering::Relaxed);
+//!                     Ok(())
+//!                 }
+//!             }),
+//!     )
+//!     .build()?;
+//! pipeline.start()?; // the workers are tasks on this runtime
+//! let publisher = pipeline.publisher();
+//! for n in 1..=100 {
+//!     publisher.publish_async(n).await?; // waits as a task under back pressure
+//! }
+//! let report = pipeline.shutdown_async(Duration::from_secs(10)).await;
+//! assert_eq!(report.left(), 0);
+//! assert_eq!(stored.load(Ordering::Relaxed), 5050);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! # }
+//! ```
+//!
+//! # Events that are not `Clone`
+//!
+//! Fan-out clones an event for every extra stage that takes it, so
+//! [`PipelineBuilder::stage`] needs `E: Clone`. A pipeline of one stage never copies
+//! an event: build it with [`PipelineBuilder::single_stage`], for any `Send` event
+//! type (its bus is built with
+//! [`BusBuilder::build_single`](pipeline_core::bus::BusBuilder::build_single)).
+//! Only a dead-letter hook ([`Stage::dead_letter`]) needs `Clone` there, as the pool
+//! keeps a copy of each event for it.
+//!
+//! ```
+//! use pipeline_controller::pipeline::{Pipeline, Stage};
+//! use pipeline_core::bus::SubscriptionConfig;
+//! use std::time::Duration;
+//!
+//! /// Owns a buffer that must be moved, never copied.
+//! struct Upload(Vec<u8>);
+//!
+//! let pipeline = Pipeline::<Upload>::builder()
+//!     .single_stage(
+//!         Stage::new(SubscriptionConfig::new("uploads").capacity(16))
+//!             .workers(1, 1, 4)
+//!             .handler(|upload: Upload| {
+//!                 assert_eq!(upload.0.len(), 3);
+//!                 Ok(())
+//!             }),
+//!     )
+//!     .build()?;
+//! pipeline.start()?;
+//! pipeline.publisher().publish(Upload(vec![1, 2, 3]))?;
+//! assert_eq!(pipeline.shutdown(Duration::from_secs(10)).left(), 0);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::actuator::{BusActuator, PoolActuator};
 use crate::config::{ConfigErrors, ConfigHandle, MAX_BUFFER_CAPACITY, MAX_WORKERS, PipelineConfig};
@@ -45,23 +129,27 @@ use crate::policy::{HysteresisPolicy, MemoryObservation, PolicyConfig, PolicyCon
 use crate::sensor::MemorySensor;
 use pipeline_core::bus::{Bus, BusError, Publisher, Subscription, SubscriptionConfig};
 use pipeline_core::clock::{Clock, SystemClock};
-use pipeline_core::pool::{DeadLetter, DrainReport, HandlerError, PoolError, WorkerPool};
+use pipeline_core::pool::{
+    DeadLetter, DrainReport, HandlerError, PoolError, WorkerPool, WorkerPoolBuilder,
+};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-type Handler<E> = Arc<dyn Fn(E) -> Result<(), HandlerError> + Send + Sync>;
-type DeadLetterHook<E> = Arc<dyn Fn(DeadLetter<E>) + Send + Sync>;
+/// A setting of the stage's pool builder (its handler, its dead-letter hook), applied
+/// when the pipeline starts. Keeps the handler's own type: an async handler's futures
+/// are not boxed.
+type Configure<E> = Box<dyn FnOnce(WorkerPoolBuilder<E>) -> WorkerPoolBuilder<E> + Send>;
 
 /// One stage: a subscription and the pool of workers that handles its events.
 pub struct Stage<E> {
     subscription: SubscriptionConfig<E>,
     workers: (usize, usize, usize),
-    handler: Option<Handler<E>>,
-    dead_letter: Option<DeadLetterHook<E>>,
+    handler: Option<Configure<E>>,
+    dead_letter: Option<Configure<E>>,
 }
 
-impl<E: Clone + Send + 'static> Stage<E> {
+impl<E: Send + 'static> Stage<E> {
     /// A stage on a subscription configured as `subscription` (name, filter, capacity
     /// range, overflow, droppable, event size), with one worker until set otherwise.
     pub fn new(subscription: SubscriptionConfig<E>) -> Self {
@@ -81,20 +169,42 @@ impl<E: Clone + Send + 'static> Stage<E> {
         self
     }
 
-    /// The function each worker calls per event.
+    /// The function each worker calls per event; each worker is a thread. Replaces an
+    /// `async_handler` set before.
     #[must_use]
     pub fn handler(
         mut self,
         handler: impl Fn(E) -> Result<(), HandlerError> + Send + Sync + 'static,
     ) -> Self {
-        self.handler = Some(Arc::new(handler));
+        self.handler = Some(Box::new(move |pool| pool.handler(handler)));
         self
     }
 
-    /// Where failed and panicked events go.
+    /// An async handler (feature `tokio`): each worker is a tokio task awaiting
+    /// `handler(event)`, on the runtime current when [`Pipeline::start`] runs or the
+    /// one given to [`PipelineBuilder::runtime`]. The controller grows and shrinks the
+    /// tasks as it does threads; counting, latency, utilisation (busy while the
+    /// handler's future runs), panics (caught, counted, dead-lettered) are as for
+    /// [`handler`](Self::handler), which it replaces. See
+    /// [`WorkerPoolBuilder::async_handler`].
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handler = Some(Box::new(move |pool| pool.async_handler(handler)));
+        self
+    }
+}
+
+impl<E: Clone + Send + 'static> Stage<E> {
+    /// Where failed and panicked events go. Needs `E: Clone`: the pool keeps a copy of
+    /// each event for the hook (see [`WorkerPoolBuilder::dead_letter`]).
     #[must_use]
     pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Arc::new(hook));
+        self.dead_letter = Some(Box::new(move |pool| pool.dead_letter(hook)));
         self
     }
 }
@@ -146,11 +256,22 @@ pub enum PipelineError {
     /// `start` was called twice.
     #[error("the pipeline is already started")]
     AlreadyStarted,
+    /// [`PipelineBuilder::single_stage`] was used with another stage.
+    #[error(
+        "stages: a pipeline built with single_stage has that one stage only \
+         (add several with stage(), which needs a Clone event type)"
+    )]
+    SingleStageWithOthers,
 }
 
 /// Builds a [`Pipeline`]; see the [module docs](self).
 pub struct PipelineBuilder<E> {
     stages: Vec<Stage<E>>,
+    /// How the bus is made: `None` until a stage is added; fan-out (a `Clone` event
+    /// type, from `stage`) or single (from `single_stage`).
+    bus: Option<BusKind<E>>,
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
     policy: PolicyConfig,
     interval: Duration,
     limits: Option<Limits>,
@@ -161,7 +282,56 @@ pub struct PipelineBuilder<E> {
     config: Option<PipelineConfig>,
 }
 
+/// How a pipeline's bus is built.
+enum BusKind<E> {
+    /// `Bus::new`, recorded by [`PipelineBuilder::stage`] where `E: Clone` is known.
+    FanOut(fn() -> Bus<E>),
+    /// `BusBuilder::build_single`, for [`PipelineBuilder::single_stage`].
+    Single,
+}
+
+fn fan_out_bus<E: Clone + Send + 'static>() -> Bus<E> {
+    Bus::new()
+}
+
 impl<E: Clone + Send + 'static> PipelineBuilder<E> {
+    /// Adds a stage. Every stage whose subscription matches an event gets it, so the
+    /// bus clones events (hence `E: Clone`); for a single stage of any event type see
+    /// [`single_stage`](Self::single_stage).
+    #[must_use]
+    pub fn stage(mut self, stage: Stage<E>) -> Self {
+        self.stages.push(stage);
+        self.bus.get_or_insert(BusKind::FanOut(fan_out_bus::<E>));
+        self
+    }
+}
+
+impl<E: Send + 'static> PipelineBuilder<E> {
+    /// The pipeline's one stage, for any `Send` event type, `Clone` or not: each event
+    /// is moved to the stage, never copied (the bus is built with
+    /// [`BusBuilder::build_single`](pipeline_core::bus::BusBuilder::build_single)).
+    /// Everything else is as with [`stage`](Self::stage); see the
+    /// [module docs](self#events-that-are-not-clone) for an example.
+    ///
+    /// [`build`](Self::build) refuses it together with any other stage
+    /// ([`PipelineError::SingleStageWithOthers`]).
+    #[must_use]
+    pub fn single_stage(mut self, stage: Stage<E>) -> Self {
+        self.stages.push(stage);
+        self.bus = Some(BusKind::Single);
+        self
+    }
+
+    /// The tokio runtime the tasks of async stages run on (feature `tokio`; default:
+    /// the runtime current when [`Pipeline::start`] runs). Stages with a sync handler
+    /// ignore it.
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// Takes the policy, the interval, the decision log's size and every stage's
     /// buffer range, worker range, overflow and droppable flag from `config`, and keeps
     /// it live: [`Pipeline::config`] then returns its handle. `config.stages` must name
@@ -173,13 +343,6 @@ impl<E: Clone + Send + 'static> PipelineBuilder<E> {
     #[must_use]
     pub fn config(mut self, config: PipelineConfig) -> Self {
         self.config = Some(config);
-        self
-    }
-
-    /// Adds a stage.
-    #[must_use]
-    pub fn stage(mut self, stage: Stage<E>) -> Self {
-        self.stages.push(stage);
         self
     }
 
@@ -240,15 +403,21 @@ impl<E: Clone + Send + 'static> PipelineBuilder<E> {
     ///
     /// # Errors
     ///
-    /// A [`PipelineError`] naming the field and the rule it breaks.
+    /// A [`PipelineError`] naming the field and the rule it breaks;
+    /// [`PipelineError::SingleStageWithOthers`] for a
+    /// [`single_stage`](Self::single_stage) with another stage.
     pub fn build(mut self) -> Result<Pipeline<E>, PipelineError> {
         let live = match self.config.take() {
             Some(config) => Some(self.use_config(config)?),
             None => None,
         };
-        if self.stages.is_empty() {
-            return Err(PipelineError::NoStages);
-        }
+        let bus_kind = match self.bus.take() {
+            None => return Err(PipelineError::NoStages),
+            Some(BusKind::Single) if self.stages.len() > 1 => {
+                return Err(PipelineError::SingleStageWithOthers);
+            }
+            Some(kind) => kind,
+        };
         if self.interval.is_zero() {
             return Err(PipelineError::ZeroInterval);
         }
@@ -280,7 +449,17 @@ impl<E: Clone + Send + 'static> PipelineBuilder<E> {
                 })
             }
         };
-        let bus = Bus::new();
+        let bus = match bus_kind {
+            BusKind::FanOut(make) => make(),
+            BusKind::Single => {
+                Bus::builder()
+                    .build_single()
+                    .map_err(|source| PipelineError::Bus {
+                        stage: self.stages[0].subscription.name().to_owned(),
+                        source,
+                    })?
+            }
+        };
         let mut pending = Vec::new();
         for stage in self.stages {
             let name = stage.subscription.name().to_owned();
@@ -312,6 +491,8 @@ impl<E: Clone + Send + 'static> PipelineBuilder<E> {
             clock: self.clock,
             controller: self.controller,
             live,
+            #[cfg(feature = "tokio")]
+            runtime: self.runtime,
         })
     }
 
@@ -368,8 +549,8 @@ struct PendingStage<E> {
     name: String,
     subscription: Subscription<E>,
     workers: (usize, usize, usize),
-    handler: Handler<E>,
-    dead_letter: Option<DeadLetterHook<E>>,
+    handler: Configure<E>,
+    dead_letter: Option<Configure<E>>,
 }
 
 struct Pending<E> {
@@ -394,9 +575,11 @@ pub struct Pipeline<E> {
     clock: Arc<dyn Clock>,
     controller: bool,
     live: Option<ConfigHandle>,
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
 }
 
-impl<E: Clone + Send + 'static> Pipeline<E> {
+impl<E: Send + 'static> Pipeline<E> {
     /// The live configuration, when the pipeline was built with
     /// [`PipelineBuilder::config`]: read it, change it, watch its file. The controller
     /// applies accepted changes at its next tick.
@@ -408,6 +591,9 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
     pub fn builder() -> PipelineBuilder<E> {
         PipelineBuilder {
             stages: Vec::new(),
+            bus: None,
+            #[cfg(feature = "tokio")]
+            runtime: None,
             policy: PolicyConfig::default(),
             interval: Duration::from_secs(1),
             limits: None,
@@ -419,12 +605,14 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
         }
     }
 
-    /// Starts every stage's workers and the control loop.
+    /// Starts every stage's workers and the control loop. The workers of an async stage
+    /// are tasks on the runtime given to the builder, or else on the one current here.
     ///
     /// # Errors
     ///
     /// [`PipelineError::AlreadyStarted`] on a second call; [`PipelineError::Pool`] if a
-    /// pool's configuration is invalid or a thread cannot start.
+    /// pool's configuration is invalid, a thread cannot start, or an async stage finds
+    /// no runtime (the pool's error names `runtime`).
     pub fn start(&self) -> Result<(), PipelineError> {
         let Pending {
             stages,
@@ -438,14 +626,17 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
             .ok_or(PipelineError::AlreadyStarted)?;
         let mut pools = Vec::new();
         for stage in stages {
-            let handler = stage.handler;
             let mut builder = WorkerPool::builder(stage.name.as_str())
                 .workers(stage.workers.0)
                 .min_workers(stage.workers.1)
-                .max_workers(stage.workers.2)
-                .handler(move |event| handler(event));
+                .max_workers(stage.workers.2);
+            builder = (stage.handler)(builder);
             if let Some(hook) = stage.dead_letter {
-                builder = builder.dead_letter(move |letter| hook(letter));
+                builder = hook(builder);
+            }
+            #[cfg(feature = "tokio")]
+            if let Some(runtime) = &self.runtime {
+                builder = builder.runtime(runtime.clone());
             }
             let pool = builder
                 .spawn(stage.subscription)
@@ -509,18 +700,69 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
     /// Stops the controller, closes the bus to publishers, drains every stage within
     /// `deadline` (shared by all stages), joins the workers, and reports what each
     /// stage processed and what was left.
+    ///
+    /// This blocks the calling thread; from async code use `shutdown_async` (feature
+    /// `tokio`).
     pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
         let until = Instant::now() + deadline;
+        let Running { pools, controller } = match self.take_running() {
+            Ok(running) => running,
+            Err(report) => return report,
+        };
+        // The loop holds the pools as actuators; stopping it hands them back.
+        drop(controller.map(ControllerHandle::stop));
+        self.bus.close();
+        let mut reports = Vec::new();
+        for pool in pools {
+            let remaining = until.saturating_duration_since(Instant::now());
+            let report = pool.drain(remaining);
+            reports.push((pool.name().to_owned(), report));
+        }
+        ShutdownReport::from_pools(reports)
+    }
+
+    /// [`shutdown`](Self::shutdown) from async code (feature `tokio`), blocking no
+    /// runtime thread: the control loop is told to stop and awaited
+    /// ([`ControllerHandle::stop_async`]), and each stage is drained with
+    /// [`WorkerPool::drain_async`], thread and task workers alike. The same report.
+    /// Needs a runtime with its time driver enabled (for the deadline).
+    ///
+    /// # Examples
+    ///
+    /// See the [module docs](self#async-stages).
+    #[cfg(feature = "tokio")]
+    pub async fn shutdown_async(self, deadline: Duration) -> ShutdownReport {
+        let until = Instant::now() + deadline;
+        let Running { pools, controller } = match self.take_running() {
+            Ok(running) => running,
+            Err(report) => return report,
+        };
+        if let Some(controller) = controller {
+            drop(controller.stop_async().await);
+        }
+        self.bus.close();
+        let mut reports = Vec::new();
+        for pool in pools {
+            let remaining = until.saturating_duration_since(Instant::now());
+            let report = pool.drain_async(remaining).await;
+            reports.push((pool.name().to_owned(), report));
+        }
+        ShutdownReport::from_pools(reports)
+    }
+
+    /// The running parts, or (never started) the report of what is still buffered,
+    /// with the bus closed.
+    fn take_running(&self) -> Result<Running<E>, ShutdownReport> {
         let running = self
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        let Some(Running { pools, controller }) = running else {
+        running.ok_or_else(|| {
             // Never started: what was published is still buffered.
             let snapshot = self.bus.snapshot();
             self.bus.close();
-            return ShutdownReport {
+            ShutdownReport {
                 stages: snapshot
                     .subscriptions
                     .iter()
@@ -531,35 +773,12 @@ impl<E: Clone + Send + 'static> Pipeline<E> {
                     })
                     .collect(),
                 deadline_passed: false,
-            };
-        };
-        // The loop holds the pools as actuators; stopping it hands them back.
-        drop(controller.map(ControllerHandle::stop));
-        self.bus.close();
-        let mut stages = Vec::new();
-        let mut deadline_passed = false;
-        for pool in pools {
-            let name = pool.name().to_owned();
-            let remaining = until.saturating_duration_since(Instant::now());
-            let report: DrainReport = match Arc::try_unwrap(pool) {
-                Ok(pool) => pool.shutdown(remaining),
-                Err(_) => unreachable!("the controller released its pool handles when it stopped"),
-            };
-            deadline_passed |= report.deadline_passed;
-            stages.push(StageReport {
-                name,
-                processed: report.processed,
-                left: report.left,
-            });
-        }
-        ShutdownReport {
-            stages,
-            deadline_passed,
-        }
+            }
+        })
     }
 }
 
-/// What [`Pipeline::shutdown`] achieved, per stage.
+/// What [`Pipeline::shutdown`] (or `shutdown_async`) achieved, per stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShutdownReport {
     /// One entry per stage, in the order they were added.
@@ -569,6 +788,22 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
+    fn from_pools(reports: Vec<(String, DrainReport)>) -> Self {
+        let deadline_passed = reports.iter().any(|(_, r)| r.deadline_passed);
+        let stages = reports
+            .into_iter()
+            .map(|(name, report)| StageReport {
+                name,
+                processed: report.processed,
+                left: report.left,
+            })
+            .collect();
+        ShutdownReport {
+            stages,
+            deadline_passed,
+        }
+    }
+
     /// Events left unprocessed over all stages.
     pub fn left(&self) -> u64 {
         self.stages.iter().map(|s| s.left).sum()

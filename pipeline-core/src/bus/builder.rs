@@ -1,9 +1,10 @@
 //! [`BusBuilder`]: the bus-wide settings.
 
 use super::error::BusError;
+use super::publisher;
 use super::rate::RateLimiter;
 use super::route::BusCommon;
-use super::router::{Bus, BusInner};
+use super::router::{Bus, BusInner, FanOut};
 use crate::clock::{Clock, SystemClock};
 use crate::signal::{SaturationThresholds, SignalSender};
 use std::fmt;
@@ -47,7 +48,7 @@ pub struct BusBuilder<E> {
     _events: PhantomData<fn(E)>,
 }
 
-impl<E: Clone + Send + 'static> BusBuilder<E> {
+impl<E: Send + 'static> BusBuilder<E> {
     pub(crate) fn new() -> Self {
         let defaults = SaturationThresholds::default();
         BusBuilder {
@@ -94,13 +95,44 @@ impl<E: Clone + Send + 'static> BusBuilder<E> {
         self
     }
 
-    /// Builds the bus.
+    /// Builds a bus that holds **one subscription at a time**, for an event type that
+    /// need not be `Clone` (a one-stage pipeline, a bus with one consumer).
+    ///
+    /// Everything else works as on a bus from [`build`](Self::build): filters, overflow
+    /// policies, resizing, the rate limit, signals, `publish_async`. A second
+    /// [`subscribe`](Bus::subscribe) while one subscription is live fails with
+    /// [`BusError::FanOutNeedsClone`]; once that one is removed (unsubscribed or
+    /// dropped), another may take its place.
     ///
     /// # Errors
     ///
-    /// [`BusError::InvalidConfig`] naming the setting that breaks its rule, or
-    /// [`BusError::InvalidRate`] for a bad initial rate.
-    pub fn build(self) -> Result<Bus<E>, BusError> {
+    /// As for [`build`](Self::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, BusError, SubscriptionConfig};
+    ///
+    /// /// A job that owns a resource: moved from publisher to subscriber, never copied.
+    /// struct Job(std::fs::File);
+    ///
+    /// let bus = Bus::<Job>::builder().build_single().unwrap();
+    /// let jobs = bus.subscribe(SubscriptionConfig::new("jobs").capacity(8)).unwrap();
+    /// let again = bus.subscribe(SubscriptionConfig::new("audit"));
+    /// assert!(matches!(again, Err(BusError::FanOutNeedsClone { .. })));
+    ///
+    /// let file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
+    /// bus.publisher().publish(Job(file)).unwrap();
+    /// let Job(_file) = jobs.recv().unwrap();
+    ///
+    /// drop(jobs); // the one subscription is gone: another may take its place
+    /// let _audit = bus.subscribe(SubscriptionConfig::new("audit")).unwrap();
+    /// ```
+    pub fn build_single(self) -> Result<Bus<E>, BusError> {
+        self.build_with(None)
+    }
+
+    fn build_with(self, fan_out: Option<FanOut<E>>) -> Result<Bus<E>, BusError> {
         let invalid = |field, rule: &str| BusError::InvalidConfig {
             field,
             rule: rule.to_owned(),
@@ -123,7 +155,21 @@ impl<E: Clone + Send + 'static> BusBuilder<E> {
             signals: SignalSender::new(self.signal_capacity, self.clock),
             thresholds,
         };
-        Ok(Bus::from_inner(BusInner::new(common, limiter)))
+        Ok(Bus::from_inner(BusInner::new(common, limiter, fan_out)))
+    }
+}
+
+impl<E: Clone + Send + 'static> BusBuilder<E> {
+    /// Builds the bus. Each event is cloned once per extra matching subscription (the
+    /// last one gets the event itself); for an event type that is not `Clone`, see
+    /// [`build_single`](Self::build_single).
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] naming the setting that breaks its rule, or
+    /// [`BusError::InvalidRate`] for a bad initial rate.
+    pub fn build(self) -> Result<Bus<E>, BusError> {
+        self.build_with(Some(publisher::fan_out()))
     }
 }
 

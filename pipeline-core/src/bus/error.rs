@@ -125,6 +125,20 @@ pub enum BusError {
     /// A publish rate must be a positive, finite number of events per second.
     #[error("publish rate {0} is not a positive, finite number of events per second")]
     InvalidRate(f64),
+    /// A second subscription was asked of a bus made with
+    /// [`BusBuilder::build_single`](super::BusBuilder::build_single), whose event type
+    /// need not be `Clone` and which therefore holds one subscription at a time.
+    #[error(
+        "cannot add subscription {subscription:?}: this bus holds one subscription at a time \
+         ({existing:?} is live) because it was built with build_single; events must be \
+         Clone to go to several subscriptions (build the bus with build())"
+    )]
+    FanOutNeedsClone {
+        /// The subscription that was refused.
+        subscription: Arc<str>,
+        /// The live subscription the bus already holds.
+        existing: Arc<str>,
+    },
     /// The bus was closed.
     #[error("the bus is closed")]
     Closed,

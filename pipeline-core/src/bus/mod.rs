@@ -25,7 +25,8 @@
 //!
 //! Each event is cloned once per extra matching subscription: put big payloads behind
 //! an `Arc` (or use [`Envelope`](crate::envelope::Envelope), whose payload is
-//! [`bytes::Bytes`]).
+//! [`bytes::Bytes`]). An event type that is not `Clone` can use a bus from
+//! [`BusBuilder::build_single`], which holds one subscription at a time.
 //!
 //! # Back pressure and overflow policies
 //!
@@ -70,6 +71,36 @@
 //! them all before delivering anything (see its docs for the one race it resolves by
 //! waiting rather than by delivering in part).
 //!
+//! # From async code
+//!
+//! [`Publisher::publish`] and [`Subscription::recv`] block their thread while they
+//! wait: never call them on an async runtime's thread. Their async forms wait as
+//! tasks, with the same semantics, on the same bus at the same time as threads:
+//! [`Publisher::publish_async`] (room in `Block` subscriptions, rate-limit tokens on a
+//! runtime-agnostic timer), [`Subscription::recv_async`] and [`Subscription::stream`].
+//!
+//! ```
+//! use futures::StreamExt;
+//! use pipeline_core::bus::{Bus, SubscriptionConfig};
+//! # use futures::executor::block_on;
+//!
+//! let bus = Bus::new();
+//! let sub = bus.subscribe(SubscriptionConfig::new("s").capacity(2)).unwrap();
+//! let publisher = bus.publisher();
+//! let consumer = std::thread::spawn(move || block_on(sub.stream().collect::<Vec<u32>>()));
+//! block_on(async {
+//!     for n in 0..5 {
+//!         publisher.publish_async(n).await.unwrap(); // waits as a task while full
+//!     }
+//! });
+//! bus.close(); // the stream ends once drained
+//! assert_eq!(consumer.join().unwrap(), [0, 1, 2, 3, 4]);
+//! ```
+//!
+//! Dropping a `publish_async` future before the event reached any subscription
+//! delivers nothing (the event goes with the future); dropping it later completes
+//! the publish, so it is never partial: see [`Publisher::publish_async`].
+//!
 //! # Knobs for the controller
 //!
 //! By subscription name: [`Bus::resize`] (clamped into the subscription's
@@ -107,6 +138,8 @@
 mod builder;
 mod config;
 mod error;
+mod finisher;
+mod publish_async;
 mod publisher;
 mod rate;
 mod route;
@@ -117,6 +150,7 @@ mod subscription;
 pub use builder::BusBuilder;
 pub use config::{DEFAULT_CAPACITY, OverflowPolicy, SubscriptionConfig};
 pub use error::{BusError, PublishError};
+pub use publish_async::PublishFuture;
 pub use publisher::Publisher;
 pub use router::Bus;
 pub use snapshot::{BusSnapshot, SubscriptionSnapshot};

@@ -3,7 +3,7 @@
 use super::config::OverflowPolicy;
 use super::error::PublishError;
 use super::route::{Plain, Route};
-use super::router::{BusCounters, BusInner, PUBLISHED};
+use super::router::{BusCounters, BusInner, FanOut, PUBLISHED};
 use crate::hazard::Slot;
 use crate::sync::atomic::Ordering;
 use std::fmt;
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// How long a publish may wait: for room in a `Block` subscription, and for a
 /// rate-limit token.
 #[derive(Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     Never,
     /// A deadline on the bus clock.
     Until(Instant),
@@ -40,6 +40,9 @@ enum Wait {
 /// What each method adds to that:
 /// - [`publish`](Self::publish) waits for rate-limit tokens and for room in `Block`
 ///   subscriptions, as long as needed. It fails only on a closed bus.
+/// - [`publish_async`](Self::publish_async) is `publish` for async code: it waits as
+///   a task, never blocking a thread, and may be cancelled by dropping its future
+///   (see its docs for exactly what a cancellation delivers).
 /// - [`publish_timeout`](Self::publish_timeout) waits at most `timeout` for a token
 ///   and for room in the *first* matching `Block` subscription. Once the first has the
 ///   event, the publish is committed and waits for room in the others without limit.
@@ -47,10 +50,10 @@ enum Wait {
 ///   subscription it found full; see its docs for the exact rule with several `Block`
 ///   subscriptions.
 pub struct Publisher<E> {
-    inner: Arc<BusInner<E>>,
+    pub(super) inner: Arc<BusInner<E>>,
 }
 
-impl<E: Clone + Send + 'static> Publisher<E> {
+impl<E: Send + 'static> Publisher<E> {
     pub(crate) fn new(inner: Arc<BusInner<E>>) -> Self {
         Publisher { inner }
     }
@@ -59,6 +62,9 @@ impl<E: Clone + Send + 'static> Publisher<E> {
     /// `Block` subscription (back pressure).
     ///
     /// An event no subscription matches is accepted and counted as unmatched.
+    ///
+    /// It blocks the calling thread while it waits: from async code (a task on a
+    /// runtime thread) use [`publish_async`](Self::publish_async) instead.
     ///
     /// # Errors
     ///
@@ -287,13 +293,13 @@ impl<E: Clone + Send + 'static> Publisher<E> {
 }
 
 /// A set of subscription indexes; no allocation up to 64 subscriptions.
-enum Indexes {
+pub(super) enum Indexes {
     Inline(u64),
     Heap(Vec<u64>),
 }
 
 impl Indexes {
-    fn new(len: usize) -> Self {
+    pub(super) fn new(len: usize) -> Self {
         if len <= 64 {
             Indexes::Inline(0)
         } else {
@@ -308,7 +314,7 @@ impl Indexes {
         }
     }
 
-    fn insert(&mut self, index: usize) {
+    pub(super) fn insert(&mut self, index: usize) {
         let words = match self {
             Indexes::Inline(word) => std::slice::from_mut(word),
             Indexes::Heap(words) => words,
@@ -316,11 +322,11 @@ impl Indexes {
         words[index / 64] |= 1 << (index % 64);
     }
 
-    fn count(&self) -> usize {
+    pub(super) fn count(&self) -> usize {
         self.words().iter().map(|w| w.count_ones() as usize).sum()
     }
 
-    fn last(&self) -> Option<usize> {
+    pub(super) fn last(&self) -> Option<usize> {
         let words = self.words();
         (0..words.len())
             .rev()
@@ -328,7 +334,7 @@ impl Indexes {
             .map(|i| i * 64 + 63 - words[i].leading_zeros() as usize)
     }
 
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(super) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words().iter().enumerate().flat_map(|(i, &word)| {
             let mut rest = word;
             std::iter::from_fn(move || {
@@ -348,10 +354,22 @@ enum Refused {
     Timeout,
 }
 
+/// [`deliver_many`], as the bus stores it.
+pub(crate) type DeliverMany<E> =
+    fn(&BusInner<E>, &[Arc<Route<E>>], E, Wait, u64) -> Result<(), PublishError<E>>;
+
+/// What a bus from `BusBuilder::build` fans out with.
+pub(super) fn fan_out<E: Clone + Send + 'static>() -> FanOut<E> {
+    FanOut {
+        clone: E::clone,
+        deliver_many: deliver_many::<E>,
+    }
+}
+
 /// Delivers `event` to every matching route, in the order and under the rule set out
 /// on [`Publisher`].
 #[inline]
-fn deliver<E: Clone>(
+fn deliver<E>(
     inner: &BusInner<E>,
     routes: &[Arc<Route<E>>],
     event: E,
@@ -375,10 +393,18 @@ fn deliver<E: Clone>(
         )
         .map_err(|(why, event)| refused(&inner.counters, why, event));
     }
-    deliver_many(inner, routes, event, wait, tick)
+    match inner.deliver_many() {
+        Some(deliver_many) => deliver_many(inner, routes, event, wait, tick),
+        // A bus from `build_single` has one route or none.
+        None => {
+            debug_assert!(routes.is_empty());
+            inner.counters.unmatched.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    }
 }
 
-/// [`deliver`] for any number of routes but one.
+/// [`deliver`] for any number of routes but one; `E::clone` makes the copies.
 #[inline(never)]
 fn deliver_many<E: Clone>(
     inner: &BusInner<E>,

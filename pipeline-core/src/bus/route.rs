@@ -273,6 +273,14 @@ impl SubShared {
         }
     }
 
+    /// Whether the buffer may be full: a saturation or back-pressure episode is open.
+    /// One load: a publish uses it to pick the subscriptions worth checking for room
+    /// (a buffer that filled since its last length sample is missed).
+    #[inline]
+    pub(crate) fn may_be_full(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & (SATURATED | BACK_PRESSURE) != 0
+    }
+
     /// A publisher found this `Block` subscription full.
     pub(crate) fn found_full(&self) {
         if self.state.load(Ordering::Relaxed) & (SATURATED | BACK_PRESSURE)
@@ -467,7 +475,7 @@ impl<E> Route<E> {
     }
 
     #[inline]
-    fn size_of(&self, event: &E) -> Option<usize> {
+    pub(crate) fn size_of(&self, event: &E) -> Option<usize> {
         self.event_size.map(|size| size(event))
     }
 

@@ -3,7 +3,7 @@
 use super::builder::BusBuilder;
 use super::config::SubscriptionConfig;
 use super::error::BusError;
-use super::publisher::Publisher;
+use super::publisher::{DeliverMany, Publisher};
 use super::rate::RateLimiter;
 use super::route::{BusCommon, Route, SubShared, SubSpec};
 use super::snapshot::BusSnapshot;
@@ -40,11 +40,31 @@ impl<E> Routes<E> {
     }
 }
 
+/// What a bus needs `E: Clone` for, as functions monomorphised where `E: Clone` is
+/// known (`BusBuilder::build`): the copy for each extra subscription, and the
+/// blocking delivery to several, which so calls `Clone` directly.
+pub(crate) struct FanOut<E> {
+    pub(crate) clone: fn(&E) -> E,
+    pub(crate) deliver_many: DeliverMany<E>,
+}
+
+impl<E> Clone for FanOut<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for FanOut<E> {}
+
 #[derive(Default)]
 pub(crate) struct BusCounters {
     pub(crate) unmatched: AtomicU64,
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
+    /// `publish_async` futures dropped after their first delivery whose remaining
+    /// deliveries the bus has completed (see `Publisher::publish_async`). Each is also
+    /// a publish that delivered, so `published()` adds them.
+    pub(crate) completed_after_cancel: AtomicU64,
 }
 
 struct BusMetrics {
@@ -74,12 +94,16 @@ pub(crate) struct BusInner<E> {
     pub(crate) common: Arc<BusCommon>,
     pub(crate) limiter: RateLimiter,
     pub(crate) counters: BusCounters,
+    /// How an event goes to several subscriptions: `Some` for a bus from `build` (or
+    /// `new`), `None` for one from `build_single`, which holds one subscription at a
+    /// time and so never fans out.
+    fan_out: Option<FanOut<E>>,
     next_id: AtomicU64,
     metrics: BusMetrics,
 }
 
 impl<E> BusInner<E> {
-    pub(crate) fn new(common: BusCommon, limiter: RateLimiter) -> Self {
+    pub(crate) fn new(common: BusCommon, limiter: RateLimiter, fan_out: Option<FanOut<E>>) -> Self {
         metrics::describe_counter!(
             "pipeline_bus_published_total",
             metrics::Unit::Count,
@@ -101,6 +125,7 @@ impl<E> BusInner<E> {
             common: Arc::new(common),
             limiter,
             counters: BusCounters::default(),
+            fan_out,
             next_id: AtomicU64::new(0),
             metrics: BusMetrics {
                 published: metrics::counter!("pipeline_bus_published_total"),
@@ -124,9 +149,33 @@ impl<E> BusInner<E> {
         })
     }
 
-    /// Publishes that returned `Ok`, over every thread.
+    /// Publishes that returned `Ok`, over every thread, and cancelled `publish_async`
+    /// futures whose deliveries the bus completed.
     pub(crate) fn published(&self) -> u64 {
-        self.registry.sum(PUBLISHED)
+        self.registry.sum(PUBLISHED) + self.counters.completed_after_cancel.load(Ordering::Relaxed)
+    }
+
+    /// `E::clone`, if this bus fans out.
+    pub(crate) fn fan_out_fn(&self) -> Option<fn(&E) -> E> {
+        self.fan_out.map(|f| f.clone)
+    }
+
+    /// The blocking delivery to any number of routes but one, if this bus fans out.
+    #[inline]
+    pub(crate) fn deliver_many(&self) -> Option<DeliverMany<E>> {
+        self.fan_out.map(|f| f.deliver_many)
+    }
+
+    /// A copy of `event` for one more matching subscription.
+    ///
+    /// Only called with two or more matching subscriptions, which a bus without a
+    /// clone function never has: `subscribe` refuses a second live one.
+    #[inline]
+    pub(crate) fn fan_out(&self, event: &E) -> E {
+        match self.fan_out {
+            Some(f) => (f.clone)(event),
+            None => unreachable!("a bus from build_single holds one subscription at a time"),
+        }
     }
 
     /// Removes the first route `pick` chooses; returns it.
@@ -162,18 +211,25 @@ impl<E> BusInner<E> {
 /// `Bus` is a cheap handle (clone it freely). The bus stays open while any `Bus` or
 /// [`Publisher`] handle exists, or until [`close`](Bus::close). See the
 /// [module docs](super) for a tour.
+///
+/// Events need `Clone` only to go to several subscriptions: [`Bus::new`] and
+/// [`BusBuilder::build`] ask for `E: Clone`, while [`BusBuilder::build_single`] makes a
+/// bus for any `E: Send + 'static` that holds one subscription at a time.
 pub struct Bus<E> {
     inner: Arc<BusInner<E>>,
 }
 
 impl<E: Clone + Send + 'static> Bus<E> {
-    /// A bus with default settings (see [`BusBuilder`]).
+    /// A bus with default settings (see [`BusBuilder`]); events are cloned for each
+    /// extra matching subscription.
     pub fn new() -> Self {
         BusBuilder::new()
             .build()
             .expect("the default bus settings are valid")
     }
+}
 
+impl<E: Send + 'static> Bus<E> {
     /// A builder to set the signal channel, saturation thresholds, rate-limit burst and
     /// clock.
     pub fn builder() -> BusBuilder<E> {
@@ -195,7 +251,9 @@ impl<E: Clone + Send + 'static> Bus<E> {
     ///
     /// [`BusError::InvalidConfig`] naming the field for a config that breaks a rule (see
     /// [`SubscriptionConfig`]), [`BusError::DuplicateName`] when a live subscription
-    /// has the name, [`BusError::Closed`] after [`close`](Bus::close).
+    /// has the name, [`BusError::FanOutNeedsClone`] on a bus from
+    /// [`BusBuilder::build_single`] that already has a live subscription,
+    /// [`BusError::Closed`] after [`close`](Bus::close).
     ///
     /// # Examples
     ///
@@ -219,6 +277,13 @@ impl<E: Clone + Send + 'static> Bus<E> {
             }
             if routes.list.iter().any(|r| r.shared.name == config.name) {
                 return (None, Err(BusError::DuplicateName(config.name.clone())));
+            }
+            if let (None, Some(existing)) = (inner.fan_out, routes.list.first()) {
+                let refused = BusError::FanOutNeedsClone {
+                    subscription: config.name.clone(),
+                    existing: existing.shared.name.clone(),
+                };
+                return (None, Err(refused));
             }
             let (tx, rx) = channel::bounded(config.capacity);
             let spec = SubSpec {
@@ -447,6 +512,7 @@ impl<E: Clone + Send + 'static> Bus<E> {
             unmatched: c.unmatched.load(Ordering::Relaxed),
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            completed_after_cancel: c.completed_after_cancel.load(Ordering::Relaxed),
             publish_rate: inner.limiter.rate(),
             signals_skipped: inner.common.signals.skipped(),
             subscriptions: routes

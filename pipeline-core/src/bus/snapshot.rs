@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 pub struct BusSnapshot {
     /// When it was taken, on the bus clock.
     pub at: Instant,
-    /// Publishes that returned `Ok` (one per event, however many subscriptions got it).
+    /// Publishes that returned `Ok` (one per event, however many subscriptions got it),
+    /// and cancelled `publish_async` futures the bus completed
+    /// (`completed_after_cancel`).
     pub published: u64,
     /// Of those, publishes that matched no subscription.
     pub unmatched: u64,
@@ -23,6 +25,10 @@ pub struct BusSnapshot {
     /// Publishes that found no rate-limit token at once (refused with `Backoff`, or
     /// made to wait).
     pub rate_limited: u64,
+    /// [`publish_async`](super::Publisher::publish_async) futures dropped after the
+    /// event had reached a subscription, whose remaining deliveries the bus completed
+    /// (so the publish is never partial). Each is also counted in `published`.
+    pub completed_after_cancel: u64,
     /// The publish-rate limit in force, in events per second.
     pub publish_rate: Option<f64>,
     /// Signals skipped because the signal channel was full.

@@ -2,7 +2,7 @@
 
 use super::error::{DeadLetter, HandlerError, PoolError};
 use super::handle::WorkerPool;
-use super::worker::{DeadLetterHook, Handler, PoolParts, PoolShared};
+use super::worker::{DeadLetterHook, Handler, PoolParts, PoolShared, Work};
 use crate::bus::Subscription;
 use crate::range::{RangeNames, check_range};
 use std::fmt;
@@ -14,8 +14,9 @@ use std::sync::Arc;
 /// | --- | --- | --- |
 /// | [`workers`](Self::workers) | 1 | `min_workers <= workers <= max_workers` |
 /// | [`min_workers`](Self::min_workers) / [`max_workers`](Self::max_workers) | `workers` (fixed size) | `1 <= min <= max` |
-/// | [`handler`](Self::handler) | (required) | |
-/// | [`dead_letter`](Self::dead_letter) | none: failures are counted and logged | |
+/// | [`handler`](Self::handler) or `async_handler` | (required) | the last one set wins |
+/// | [`dead_letter`](Self::dead_letter) | none: failures are counted and logged | needs `E: Clone` |
+/// | `runtime` (feature `tokio`) | the runtime current at [`spawn`](Self::spawn) | only for `async_handler` |
 ///
 /// # Examples
 ///
@@ -52,11 +53,20 @@ pub struct WorkerPoolBuilder<E> {
     workers: usize,
     min_workers: Option<usize>,
     max_workers: Option<usize>,
-    handler: Option<Handler<E>>,
+    handler: Option<HandlerKind<E>>,
     dead_letter: Option<DeadLetterHook<E>>,
+    #[cfg(feature = "tokio")]
+    runtime: Option<tokio::runtime::Handle>,
 }
 
-impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
+/// The handler as given: sync (thread workers) or async (task workers).
+enum HandlerKind<E> {
+    Sync(Handler<E>),
+    #[cfg(feature = "tokio")]
+    Async(super::task::AsyncHandler<E>),
+}
+
+impl<E: Send + 'static> WorkerPoolBuilder<E> {
     pub(crate) fn new(name: Arc<str>) -> Self {
         WorkerPoolBuilder {
             name,
@@ -65,6 +75,8 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
             max_workers: None,
             handler: None,
             dead_letter: None,
+            #[cfg(feature = "tokio")]
+            runtime: None,
         }
     }
 
@@ -86,23 +98,87 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
         self
     }
 
-    /// The function each worker calls per event, with the event by value. It may run
-    /// on several threads at once. An `Err` or a panic sends the event to the
-    /// [`dead_letter`](Self::dead_letter) hook.
+    /// The function each worker calls per event, with the event by value; each worker
+    /// is a thread. It may run on several threads at once. An `Err` or a panic sends
+    /// the event to the [`dead_letter`](Self::dead_letter) hook.
     pub fn handler(
         mut self,
         handler: impl Fn(E) -> Result<(), HandlerError> + Send + Sync + 'static,
     ) -> Self {
-        self.handler = Some(Box::new(handler));
+        self.handler = Some(HandlerKind::Sync(Box::new(handler)));
         self
     }
 
-    /// Where events go when the handler fails or panics, with the reason. With a hook
-    /// the pool clones each event before handing it to the handler (to still have it
-    /// after a panic); without one it does not, and failures are only counted and
-    /// logged.
-    pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Box::new(hook));
+    /// An async handler: each worker is a tokio task that awaits `handler(event)` per
+    /// event (feature `tokio`). The tasks run on the [`runtime`](Self::runtime) given,
+    /// or else on the runtime current when [`spawn`](Self::spawn) runs.
+    ///
+    /// Everything else is as for [`handler`](Self::handler): the counters, the
+    /// latency histogram, utilisation (a worker is busy while the handler's future
+    /// runs, awaiting included), the dead-letter hook (a panic in the call or in any
+    /// poll of its future is caught and counted as a panic), [`WorkerPool::resize`]
+    /// (a concurrency limit: growing spawns tasks, shrinking stops the newest, each
+    /// after the event it holds) and shutdown. An idle task waits with wakers (no
+    /// timer, no polling) and is woken at once by a stop request. Use
+    /// [`WorkerPool::shutdown_async`] from async code.
+    ///
+    /// The runtime must have its time driver enabled (`enable_all()`, as
+    /// `#[tokio::main]` does) for `shutdown_async`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use pipeline_core::pool::WorkerPool;
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use std::time::Duration;
+    ///
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// let bus = Bus::new();
+    /// // Room for all 100: a current-thread runtime runs its tasks only inside
+    /// // `block_on`, so until then nothing would make room for a blocked publish.
+    /// let sub = bus.subscribe(SubscriptionConfig::new("io").capacity(128)).unwrap();
+    /// let total = Arc::new(AtomicU64::new(0));
+    /// let sum = total.clone();
+    /// let pool = WorkerPool::builder("io")
+    ///     .workers(16) // 16 tasks on one runtime thread
+    ///     .async_handler(move |n: u64| {
+    ///         let sum = sum.clone();
+    ///         async move {
+    ///             tokio::time::sleep(Duration::from_millis(1)).await; // I/O, say
+    ///             sum.fetch_add(n, Ordering::Relaxed);
+    ///             Ok(())
+    ///         }
+    ///     })
+    ///     .runtime(runtime.handle().clone())
+    ///     .spawn(sub)
+    ///     .unwrap();
+    /// let publisher = bus.publisher();
+    /// (1..=100).for_each(|n| publisher.publish(n).unwrap()); // a thread, not a task
+    /// drop(publisher);
+    /// let report = runtime.block_on(pool.shutdown_async(Duration::from_secs(30)));
+    /// assert_eq!((report.processed, report.left), (100, 0));
+    /// assert_eq!(total.load(Ordering::Relaxed), 5050);
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(E) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        self.handler = Some(HandlerKind::Async(super::task::AsyncHandler::new(handler)));
+        self
+    }
+
+    /// The runtime the workers of an [`async_handler`](Self::async_handler) run on
+    /// (feature `tokio`; default: the runtime current at [`spawn`](Self::spawn)).
+    /// A pool of thread workers ignores it.
+    #[cfg(feature = "tokio")]
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
         self
     }
 
@@ -113,7 +189,9 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
     /// [`PoolError::InvalidConfig`] naming the setting that breaks its rule: the setter
     /// that gave the offending value. A bound left unset follows `workers`, so
     /// `workers(0)` alone is refused as `workers`, and `min_workers(0)` as
-    /// `min_workers`. [`PoolError::Spawn`] if a thread could not be started.
+    /// `min_workers`. An async handler with no `runtime` set and no runtime current
+    /// is refused as `runtime`. [`PoolError::Spawn`] if a thread could
+    /// not be started.
     pub fn spawn(self, subscription: Subscription<E>) -> Result<WorkerPool<E>, PoolError> {
         let invalid = |field, rule: String| Err(PoolError::InvalidConfig { field, rule });
         // Each error names the setter the offending value came from: a bound that was
@@ -125,16 +203,46 @@ impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
         };
         let (min, max) = check_range(&names, self.workers, self.min_workers, self.max_workers)
             .map_err(|(field, rule)| PoolError::InvalidConfig { field, rule })?;
-        let Some(handler) = self.handler else {
-            return invalid("handler", "is required".into());
+        let work = match self.handler {
+            None => return invalid("handler", "is required".into()),
+            Some(HandlerKind::Sync(handler)) => Work::Threads(handler),
+            #[cfg(feature = "tokio")]
+            Some(HandlerKind::Async(handler)) => {
+                let runtime = match self.runtime {
+                    Some(runtime) => runtime,
+                    None => tokio::runtime::Handle::try_current().map_err(|_| {
+                        PoolError::InvalidConfig {
+                            field: "runtime",
+                            rule: "an async handler needs a tokio runtime: spawn the pool \
+                                   inside one, or give one with `runtime(handle)`"
+                                .into(),
+                        }
+                    })?,
+                };
+                Work::Tasks(super::task::Tasks { runtime, handler })
+            }
         };
         let shared = PoolShared::new(PoolParts {
             name: self.name,
             subscription,
-            handler,
+            work,
             dead_letter: self.dead_letter,
         });
         WorkerPool::start(shared, self.workers, min, max)
+    }
+}
+
+impl<E: Clone + Send + 'static> WorkerPoolBuilder<E> {
+    /// Where events go when the handler fails or panics, with the reason. With a hook
+    /// the pool clones each event before handing it to the handler (to still have it
+    /// after a panic), which is why this needs `E: Clone`; without one it does not,
+    /// and failures are only counted and logged.
+    pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
+        self.dead_letter = Some(DeadLetterHook {
+            hook: Box::new(hook),
+            clone: E::clone,
+        });
+        self
     }
 }
 

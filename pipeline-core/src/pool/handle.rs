@@ -3,15 +3,18 @@
 use super::builder::WorkerPoolBuilder;
 use super::error::PoolError;
 use super::stats::{PoolStats, WorkerRecord, window_start};
-use super::worker::{PoolShared, WorkerState, thread};
+use super::worker::{PoolShared, Work, WorkerState, thread};
 use crate::sync::{Arc, Mutex, atomic::Ordering, lock};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-/// N threads taking events from one [`Subscription`](crate::bus::Subscription) and
-/// calling a handler for each; built with [`WorkerPool::builder`].
+/// N workers taking events from one [`Subscription`](crate::bus::Subscription) and
+/// calling a handler for each: threads, or tokio tasks with an async handler (feature
+/// `tokio`); built with [`WorkerPool::builder`].
 ///
-/// See the [module docs](super) for resize, panic and shutdown semantics.
+/// See the [module docs](super) for resize, panic and shutdown semantics. It is `Send`
+/// and `Sync`: share it in an `Arc` (with a control loop, say) and shut it down with
+/// [`drain`](Self::drain) from any holder.
 pub struct WorkerPool<E> {
     shared: Arc<PoolShared<E>>,
     /// Taken first: `stats()` holds it while it takes `shared.retired` and then each
@@ -33,7 +36,25 @@ struct Workers {
 
 struct Worker {
     state: Arc<WorkerState>,
-    thread: thread::JoinHandle<()>,
+    runner: Runner,
+}
+
+/// What runs a worker.
+enum Runner {
+    Thread(thread::JoinHandle<()>),
+    /// A detached tokio task, followed through its state and the exit count.
+    #[cfg(feature = "tokio")]
+    Task,
+}
+
+/// How `end_drain` treats the threads of exited workers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Join {
+    /// Join them (they are done: it returns at once in practice).
+    Blocking,
+    /// Join those whose thread has returned, detach the others: never blocks.
+    #[cfg(feature = "tokio")]
+    IfFinished,
 }
 
 /// What [`WorkerPool::shutdown`] achieved.
@@ -55,7 +76,7 @@ pub struct DrainReport {
     pub unfinished_workers: usize,
 }
 
-impl<E: Clone + Send + 'static> WorkerPool<E> {
+impl<E: Send + 'static> WorkerPool<E> {
     /// A builder for a pool called `name` (used in thread names, logs and metrics).
     pub fn builder(name: impl Into<std::sync::Arc<str>>) -> WorkerPoolBuilder<E> {
         WorkerPoolBuilder::new(name.into())
@@ -85,28 +106,47 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
     }
 
     fn spawn_worker(&self, workers: &mut Workers) -> Result<(), PoolError> {
-        let state = Arc::new(WorkerState::new(
-            self.shared.nanos_since_epoch(Instant::now()),
-        ));
-        let shared = self.shared.clone();
-        let mine = state.clone();
-        let thread = thread::Builder::new()
-            .name(format!("{}-{}", self.shared.name, workers.spawned))
-            .spawn(move || shared.run_worker(&mine))
-            .map_err(PoolError::Spawn)?;
+        let started = self.shared.nanos_since_epoch(Instant::now());
+        let worker = match &self.shared.work {
+            Work::Threads(_) => {
+                let state = Arc::new(WorkerState::for_thread(started));
+                let shared = self.shared.clone();
+                let mine = state.clone();
+                let thread = thread::Builder::new()
+                    .name(format!("{}-{}", self.shared.name, workers.spawned))
+                    .spawn(move || shared.run_worker(&mine))
+                    .map_err(PoolError::Spawn)?;
+                Worker {
+                    state,
+                    runner: Runner::Thread(thread),
+                }
+            }
+            #[cfg(feature = "tokio")]
+            Work::Tasks(tasks) => {
+                let state = Arc::new(WorkerState::for_task(started));
+                tasks.spawn(&self.shared, &state);
+                Worker {
+                    state,
+                    runner: Runner::Task,
+                }
+            }
+        };
         workers.spawned += 1;
-        workers.active.push(Worker { state, thread });
+        workers.active.push(worker);
         Ok(())
     }
 
     /// Sets the number of workers, **clamped** into `[min_workers, max_workers]`, and
     /// returns the number now in force. Returns at once.
     ///
-    /// Growing starts threads. Shrinking tells the newest workers to stop: each one
-    /// finishes the event it holds and takes no other, so no event is lost; events
-    /// still buffered stay for the remaining workers. A stopped worker that was waiting
-    /// for an event is woken at once (no polling); if an event reached it first, it
-    /// handles that one, then stops.
+    /// Growing starts threads (tasks, for an async handler). Shrinking tells the newest
+    /// workers to stop: each one finishes the event it holds and takes no other, so no
+    /// event is lost; events still buffered stay for the remaining workers. A stopped
+    /// worker that was waiting for an event is woken at once (no polling); if an event
+    /// reached it first, it handles that one, then stops.
+    ///
+    /// Once a shutdown ([`drain`](Self::drain) and friends) has begun, it starts and
+    /// stops nothing and returns the workers still counted.
     ///
     /// # Errors
     ///
@@ -115,6 +155,11 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
     pub fn resize(&self, workers: usize) -> Result<usize, PoolError> {
         let target = workers.clamp(self.min, self.max);
         let mut w = lock(&self.workers);
+        if self.shared.draining.load(Ordering::Acquire) {
+            // Checked under `workers`: a drain that began before this lock counted
+            // every worker it waits for, and none starts after.
+            return Ok(w.active.len());
+        }
         reap(&mut w.retiring);
         let before = w.active.len();
         while w.active.len() < target {
@@ -229,6 +274,11 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
     /// detached, finishes that event and exits, and the event counts in
     /// [`DrainReport::left`].
     ///
+    /// This blocks the calling thread: from async code use `shutdown_async` (feature
+    /// `tokio`). On the thread of a
+    /// current-thread runtime that runs the pool's own task workers it would keep them
+    /// from running until the deadline.
+    ///
     /// # Examples
     ///
     /// ```
@@ -251,25 +301,104 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
     /// assert_eq!((report.processed, report.left, report.deadline_passed), (100, 0, false));
     /// ```
     pub fn shutdown(self, timeout: Duration) -> DrainReport {
-        let shared = &self.shared;
-        let deadline = Instant::now() + timeout;
-        shared.start_draining(deadline);
-        let spawned = lock(&self.workers).spawned;
-        let mut exits = lock(&shared.exits);
-        while *exits < spawned {
-            let now = Instant::now();
-            if now >= deadline {
-                break;
-            }
-            exits = shared
-                .exited
-                .wait_timeout(exits, deadline - now)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
-        }
-        let unfinished_workers = spawned - *exits;
-        drop(exits);
+        self.drain(timeout)
+    }
 
+    /// [`shutdown`](Self::shutdown) through a shared reference, for a pool shared in
+    /// an `Arc` (with a control loop, say): the same drain and the same report. From
+    /// then on [`resize`](Self::resize) starts nothing; a second call waits (until its
+    /// own deadline) only for workers the first one left running, and reports again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use pipeline_core::pool::WorkerPool;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe(SubscriptionConfig::new("jobs")).unwrap();
+    /// let pool = WorkerPool::builder("jobs").workers(2).handler(|_: u8| Ok(()));
+    /// let pool = Arc::new(pool.spawn(sub).unwrap());
+    /// let knob = pool.clone(); // held elsewhere, say by a controller
+    /// bus.publisher().publish(1).unwrap();
+    /// let report = pool.drain(Duration::from_secs(30));
+    /// assert_eq!((report.processed, report.left), (1, 0));
+    /// assert_eq!(knob.resize(2).unwrap(), 0); // shut down: nothing starts
+    /// ```
+    pub fn drain(&self, timeout: Duration) -> DrainReport {
+        let deadline = Instant::now() + timeout;
+        let spawned = self.begin_drain(deadline);
+        self.shared.exits.wait(spawned, deadline);
+        self.end_drain(spawned, Join::Blocking)
+    }
+
+    /// [`shutdown`](Self::shutdown) for async code (feature `tokio`): the same drain
+    /// and report, waiting as a task, never blocking a runtime thread. Works for thread
+    /// and task workers alike. Exits are awaited through wakers, the deadline with
+    /// `tokio::time`, so it must run on a runtime with its time driver enabled.
+    /// Threads of exited workers are joined only if they have returned, else detached
+    /// (they are about to return).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use pipeline_core::pool::WorkerPool;
+    /// use std::time::Duration;
+    ///
+    /// let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    /// runtime.block_on(async {
+    ///     let bus = Bus::new();
+    ///     let sub = bus.subscribe(SubscriptionConfig::new("jobs")).unwrap();
+    ///     let pool = WorkerPool::builder("jobs")
+    ///         .workers(4)
+    ///         .async_handler(|_job: u32| async { Ok(()) }) // tasks on this runtime
+    ///         .spawn(sub)
+    ///         .unwrap();
+    ///     let publisher = bus.publisher();
+    ///     (0..10).for_each(|i| publisher.try_publish(i).unwrap()); // never blocks
+    ///     drop(publisher);
+    ///     let report = pool.shutdown_async(Duration::from_secs(30)).await;
+    ///     assert_eq!((report.processed, report.left, report.deadline_passed), (10, 0, false));
+    /// });
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub async fn shutdown_async(self, timeout: Duration) -> DrainReport {
+        self.drain_async(timeout).await
+    }
+
+    /// [`drain`](Self::drain) for async code (feature `tokio`): what
+    /// [`shutdown_async`](Self::shutdown_async) does, through a shared reference.
+    #[cfg(feature = "tokio")]
+    pub async fn drain_async(&self, timeout: Duration) -> DrainReport {
+        let deadline = Instant::now() + timeout;
+        let spawned = self.begin_drain(deadline);
+        let exits = &self.shared.exits;
+        let all_exited = std::future::poll_fn(|cx| exits.poll_reached(spawned, cx));
+        let deadline_at = tokio::time::Instant::from_std(deadline);
+        // At the deadline `end_drain` detaches whoever is left.
+        let _ = tokio::time::timeout_at(deadline_at, all_exited).await;
+        self.end_drain(spawned, Join::IfFinished)
+    }
+
+    /// Switches the pool to draining until `deadline`; returns the workers ever started,
+    /// all of which the drain waits for.
+    fn begin_drain(&self, deadline: Instant) -> usize {
+        self.shared.start_draining(deadline);
+        lock(&self.workers).spawned
+    }
+
+    /// After the wait: joins (or detaches) the workers, tells those still running to
+    /// stop after their event, and makes the report.
+    fn end_drain(&self, spawned: usize, join: Join) -> DrainReport {
+        #[cfg(not(feature = "tokio"))]
+        let Join::Blocking = join;
+        let shared = &self.shared;
+        let unfinished_workers = spawned.saturating_sub(shared.exits.count());
         let all: Vec<Worker> = {
             let mut w = lock(&self.workers);
             let mut all = std::mem::take(&mut w.active);
@@ -277,11 +406,22 @@ impl<E: Clone + Send + 'static> WorkerPool<E> {
             all
         };
         for worker in all {
-            if worker.state.exited.load(Ordering::Acquire) {
-                let _ = worker.thread.join();
-            } else {
-                // Detached: it finishes its event and stops (see the module docs).
+            if !worker.state.exited.load(Ordering::Acquire) {
+                // Detached: it finishes its event and stops (see the module docs). A
+                // waiting task (or thread) is woken by this.
                 worker.state.request_stop();
+                continue;
+            }
+            match worker.runner {
+                Runner::Thread(thread) => {
+                    #[cfg(feature = "tokio")]
+                    if join == Join::IfFinished && !thread.is_finished() {
+                        continue; // detached: it has counted its exit and is returning
+                    }
+                    let _ = thread.join();
+                }
+                #[cfg(feature = "tokio")]
+                Runner::Task => {}
             }
         }
         let finished = shared.counters.finished();
@@ -315,7 +455,13 @@ fn reap(retiring: &mut Vec<Worker>) {
     *retiring = running;
     for worker in exited {
         // It has merged its record and counted its exit; only the return is left.
-        let _ = worker.thread.join();
+        match worker.runner {
+            Runner::Thread(thread) => {
+                let _ = thread.join();
+            }
+            #[cfg(feature = "tokio")]
+            Runner::Task => {}
+        }
     }
 }
 
@@ -389,6 +535,56 @@ mod tests {
         assert_eq!(pool.resize(1).unwrap(), 1);
         eventually("the stopped workers to exit", || pool.stats().retiring == 0);
         assert_eq!(turns(&pool), (vec![1], vec![2, 2]));
+        assert!(!pool.shutdown(Duration::from_secs(60)).deadline_passed);
+    }
+
+    #[cfg(feature = "tokio")]
+    fn polls(pool: &WorkerPool<u32>) -> (Vec<u64>, Vec<u64>) {
+        let w = lock(&pool.workers);
+        let of = |list: &Vec<Worker>| {
+            list.iter()
+                .map(|w| w.state.polls.load(Ordering::Relaxed))
+                .collect()
+        };
+        (of(&w.active), of(&w.retiring))
+    }
+
+    /// The same for task workers: an idle task makes one loop turn and is polled once
+    /// (its receive is pending, its waker listed), however long it idles: no timer, no
+    /// polling. A stop request wakes a stopped task once (one more poll, which sees
+    /// the flag, and one more turn, which exits); the others are not woken.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn idle_tasks_sleep_until_told_to_stop() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let bus = Bus::new();
+        let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+        let pool = WorkerPool::builder("idle-tasks")
+            .workers(3)
+            .min_workers(1)
+            .max_workers(3)
+            .async_handler(|_: u32| async { Ok(()) })
+            .runtime(runtime.handle().clone())
+            .spawn(sub)
+            .unwrap();
+        eventually("every task to start waiting", || {
+            polls(&pool).0.iter().all(|&p| p == 1)
+        });
+        // Long enough for a polling (or timer-driven) task to wake several times over.
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(turns(&pool), (vec![1, 1, 1], vec![]), "an idle task turned");
+        assert_eq!(
+            polls(&pool),
+            (vec![1, 1, 1], vec![]),
+            "an idle task was polled"
+        );
+        assert_eq!(pool.resize(1).unwrap(), 1);
+        eventually("the stopped tasks to exit", || pool.stats().retiring == 0);
+        assert_eq!(turns(&pool), (vec![1], vec![2, 2]));
+        assert_eq!(polls(&pool), (vec![1], vec![2, 2]));
         assert!(!pool.shutdown(Duration::from_secs(60)).deadline_passed);
     }
 }

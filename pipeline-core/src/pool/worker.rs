@@ -14,14 +14,22 @@
 //! Draining takes the subscription off the bus, so nothing new arrives and the
 //! channel reports disconnection once it is empty: a worker takes events until then,
 //! or until the deadline, and never has to poll for "empty". Every exit is counted
-//! under a mutex with a condition variable, so `shutdown` can wait for all workers
-//! with a deadline instead of an unbounded `join`.
+//! under a mutex with a condition variable and a waker list (`notify::Exits`), so
+//! `shutdown` can wait for all workers with a deadline instead of an unbounded `join`,
+//! and `shutdown_async` can wait as a task.
+//!
+//! Task workers (feature `tokio`, `task.rs`) follow the same protocol with the same
+//! records; only the waiting differs: the stop request wakes the task's waker
+//! (`notify::StopWaker`) instead of an [`Interrupt`], and an idle task waits for its
+//! subscription's `recv_async` or that waker. Everything here that both kinds share
+//! (the drain check, the bookkeeping around a handler call, the exit) is written once.
 
 use super::error::{DeadLetter, DeadLetterReason, HandlerError};
+use super::notify::{Exits, StopWaker};
 use super::stats::WorkerRecord;
 use crate::bus::Subscription;
 use crate::channel::{Interrupt, RecvTimeoutError};
-pub(crate) use crate::sync::{Condvar, thread};
+pub(crate) use crate::sync::thread;
 use crate::sync::{
     Mutex,
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -31,7 +39,28 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
 pub(crate) type Handler<E> = Box<dyn Fn(E) -> Result<(), HandlerError> + Send + Sync>;
-pub(crate) type DeadLetterHook<E> = Box<dyn Fn(DeadLetter<E>) + Send + Sync>;
+
+/// The dead-letter hook, with the way to copy an event for it: only a pool that has a
+/// hook clones events, so only [`dead_letter`](super::WorkerPoolBuilder::dead_letter)
+/// needs `E: Clone`.
+pub(crate) struct DeadLetterHook<E> {
+    pub(crate) hook: Box<dyn Fn(DeadLetter<E>) + Send + Sync>,
+    pub(crate) clone: fn(&E) -> E,
+}
+
+/// What the workers run: a sync handler on threads, or an async one on tasks.
+pub(crate) enum Work<E> {
+    Threads(Handler<E>),
+    #[cfg(feature = "tokio")]
+    Tasks(super::task::Tasks<E>),
+}
+
+/// A handler call in progress: when it started.
+pub(crate) struct Begun {
+    started: Instant,
+    /// `started` in nanoseconds since the pool's epoch.
+    start: u64,
+}
 
 #[derive(Default)]
 pub(crate) struct PoolCounters {
@@ -80,7 +109,7 @@ impl PoolMetrics {
 pub(crate) struct PoolShared<E> {
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) subscription: Subscription<E>,
-    handler: Handler<E>,
+    pub(crate) work: Work<E>,
     dead_letter: Option<DeadLetterHook<E>>,
     /// The pool's time origin; worker records count nanoseconds from it.
     pub(crate) epoch: Instant,
@@ -90,17 +119,17 @@ pub(crate) struct PoolShared<E> {
     /// Set by a worker that stopped draining because the deadline passed.
     pub(crate) deadline_hit: AtomicBool,
     pub(crate) counters: PoolCounters,
-    /// Workers that have exited, with `exited` to wait on.
-    pub(crate) exits: Mutex<usize>,
-    pub(crate) exited: Condvar,
+    /// Workers that have exited, to wait on (blocking or async).
+    pub(crate) exits: Exits,
     /// The records of exited workers; also the lock that orders a worker's exit
     /// against `stats()` (see [`WorkerState::exited`]).
     ///
     /// Lock order: `WorkerPool::workers`, then `retired` *or* one worker's
     /// [`WorkerState::record`], never both: each of those two is taken alone, so a
     /// worker (which never takes `workers`) holds at most one lock at a time. `exits`
-    /// is taken alone. (Issue 13, finding 8: `stats()` nested `retired` -> `record`
-    /// while an exit nested `record` -> `retired`, and both hung.)
+    /// (and a task worker's `StopWaker`) is taken alone. (Issue 13, finding 8:
+    /// `stats()` nested `retired` -> `record` while an exit nested `record` ->
+    /// `retired`, and both hung.)
     pub(crate) retired: Mutex<WorkerRecord>,
     pub(crate) metrics: PoolMetrics,
 }
@@ -110,10 +139,14 @@ pub(crate) struct WorkerState {
     /// Set by [`request_stop`](Self::request_stop); read before each receive.
     pub(crate) stop: AtomicBool,
     /// Fired with `stop`: wakes the worker if it is waiting for an event.
-    wake: Interrupt,
+    wake: StopWake,
     /// Turns of the worker loop (unit tests: an idle worker makes one, then sleeps).
     #[cfg(test)]
     pub(crate) turns: AtomicU64,
+    /// Polls of a task worker's wait for an event (unit tests: an idle task is polled
+    /// once, then sleeps until a wake-up).
+    #[cfg(all(test, feature = "tokio"))]
+    pub(crate) polls: AtomicU64,
     /// 1 + nanoseconds since the pool's epoch when the current event started; 0 when
     /// idle.
     pub(crate) busy_since: AtomicU64,
@@ -126,21 +159,64 @@ pub(crate) struct WorkerState {
     pub(crate) started: u64,
 }
 
+/// How a stop request wakes a waiting worker.
+enum StopWake {
+    /// A thread blocked in the channel's receive.
+    Thread(Interrupt),
+    /// A task waiting for `recv_async` or this waker.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Task(StopWaker),
+}
+
 impl WorkerState {
     /// Tells the worker to stop after the event it holds; wakes it if it is waiting
     /// for one. Idempotent.
     pub(crate) fn request_stop(&self) {
         self.stop.store(true, Ordering::Release);
-        self.wake.fire();
+        match &self.wake {
+            StopWake::Thread(interrupt) => interrupt.fire(),
+            StopWake::Task(waker) => waker.wake(),
+        }
     }
 
-    pub(crate) fn new(started: u64) -> Self {
+    /// The interrupt of a thread worker's receive.
+    fn interrupt(&self) -> Option<&Interrupt> {
+        match &self.wake {
+            StopWake::Thread(interrupt) => Some(interrupt),
+            StopWake::Task(_) => None,
+        }
+    }
+
+    /// The stop waker of a task worker.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn stop_waker(&self) -> &StopWaker {
+        match &self.wake {
+            StopWake::Task(waker) => waker,
+            StopWake::Thread(_) => unreachable!("a thread worker has no stop waker"),
+        }
+    }
+
+    /// The state of a thread worker started at `started` (nanoseconds since the
+    /// pool's epoch).
+    pub(crate) fn for_thread(started: u64) -> Self {
+        Self::new(started, StopWake::Thread(Interrupt::new()))
+    }
+
+    /// The state of a task worker started at `started`.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn for_task(started: u64) -> Self {
+        Self::new(started, StopWake::Task(StopWaker::new()))
+    }
+
+    fn new(started: u64, wake: StopWake) -> Self {
         WorkerState {
             started,
             stop: AtomicBool::new(false),
-            wake: Interrupt::new(),
+            wake,
             #[cfg(test)]
             turns: AtomicU64::new(0),
+            #[cfg(all(test, feature = "tokio"))]
+            polls: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
             record: Mutex::new(WorkerRecord::new()),
             exited: AtomicBool::new(false),
@@ -152,25 +228,24 @@ impl WorkerState {
 pub(crate) struct PoolParts<E> {
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) subscription: Subscription<E>,
-    pub(crate) handler: Handler<E>,
+    pub(crate) work: Work<E>,
     pub(crate) dead_letter: Option<DeadLetterHook<E>>,
 }
 
-impl<E: Clone + Send + 'static> PoolShared<E> {
+impl<E> PoolShared<E> {
     pub(crate) fn new(parts: PoolParts<E>) -> Self {
         PoolShared {
             metrics: PoolMetrics::new(&parts.name),
             name: parts.name,
             subscription: parts.subscription,
-            handler: parts.handler,
+            work: parts.work,
             dead_letter: parts.dead_letter,
             epoch: Instant::now(),
             draining: AtomicBool::new(false),
             drain_deadline: AtomicU64::new(0),
             deadline_hit: AtomicBool::new(false),
             counters: PoolCounters::default(),
-            exits: Mutex::new(0),
-            exited: Condvar::new(),
+            exits: Exits::new(),
             retired: Mutex::new(WorkerRecord::new()),
         }
     }
@@ -190,28 +265,41 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
         self.subscription.unsubscribe();
     }
 
+    /// What a worker may do before its next receive: `Err` to exit (told to stop, or
+    /// the drain deadline passed), else `Ok` with the drain deadline, if draining.
+    #[inline]
+    pub(crate) fn before_receive(&self, me: &WorkerState) -> Result<Option<Instant>, ()> {
+        #[cfg(test)]
+        me.turns.fetch_add(1, Ordering::Relaxed);
+        if me.stop.load(Ordering::Acquire) {
+            return Err(());
+        }
+        if self.draining.load(Ordering::Acquire) {
+            let deadline = self.drain_deadline.load(Ordering::Relaxed);
+            if self.nanos_since_epoch(Instant::now()) >= deadline {
+                self.deadline_hit.store(true, Ordering::Release);
+                return Err(());
+            }
+            Ok(Some(self.epoch + Duration::from_nanos(deadline)))
+        } else {
+            // Idle waits have no deadline: a stop request wakes the wait.
+            Ok(None)
+        }
+    }
+
     /// The body of a worker thread.
     pub(crate) fn run_worker(&self, me: &WorkerState) {
-        loop {
-            #[cfg(test)]
-            me.turns.fetch_add(1, Ordering::Relaxed);
-            if me.stop.load(Ordering::Acquire) {
-                break;
-            }
-            let deadline = if self.draining.load(Ordering::Acquire) {
-                let deadline = self.drain_deadline.load(Ordering::Relaxed);
-                if self.nanos_since_epoch(Instant::now()) >= deadline {
-                    self.deadline_hit.store(true, Ordering::Release);
-                    break;
-                }
-                Some(self.epoch + Duration::from_nanos(deadline))
-            } else {
-                // Idle waits have no deadline: a stop request wakes the wait.
-                None
-            };
+        // One variant without the `tokio` feature.
+        #[cfg_attr(not(feature = "tokio"), allow(clippy::infallible_destructuring_match))]
+        let handler = match &self.work {
+            Work::Threads(handler) => handler,
+            #[cfg(feature = "tokio")]
+            Work::Tasks(_) => unreachable!("a pool of task workers starts no thread"),
+        };
+        while let Ok(deadline) = self.before_receive(me) {
             match self.receive(me, deadline) {
                 // Received: handled here whatever the flags say now (module docs).
-                Ok(event) => self.handle(me, event),
+                Ok(event) => self.handle(me, event, handler),
                 // Woken to stop, or the drain deadline passed: the flags say which.
                 Err(RecvTimeoutError::Timeout) => continue,
                 // Drained after `start_draining` (or the bus is gone).
@@ -226,7 +314,7 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
     #[cfg(not(pipeline_loom))]
     fn receive(&self, me: &WorkerState, deadline: Option<Instant>) -> Result<E, RecvTimeoutError> {
         self.subscription
-            .receive_interruptible(true, deadline, Some(&me.wake))
+            .receive_interruptible(true, deadline, me.interrupt())
     }
 
     /// Loom has no time (a deadline would pass at once and a draining worker would
@@ -237,16 +325,42 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
     #[cfg(pipeline_loom)]
     fn receive(&self, me: &WorkerState, _deadline: Option<Instant>) -> Result<E, RecvTimeoutError> {
         self.subscription
-            .receive_interruptible(true, None, Some(&me.wake))
+            .receive_interruptible(true, None, me.interrupt())
     }
 
-    fn handle(&self, me: &WorkerState, event: E) {
-        // The handler takes the event by value; keep a clone for the dead-letter hook.
-        let kept = self.dead_letter.as_ref().map(|_| event.clone());
+    fn handle(&self, me: &WorkerState, event: E, handler: &Handler<E>) {
+        let kept = self.keep(&event);
+        let begun = self.begin(me);
+        let outcome = catch_unwind(AssertUnwindSafe(|| handler(event)));
+        self.finish(me, begun, outcome, kept);
+    }
+
+    /// The handler takes the event by value; with a dead-letter hook, a clone is kept
+    /// for it.
+    #[inline]
+    pub(crate) fn keep(&self, event: &E) -> Option<E> {
+        self.dead_letter.as_ref().map(|hook| (hook.clone)(event))
+    }
+
+    /// Marks the worker busy: a handler call starts.
+    #[inline]
+    pub(crate) fn begin(&self, me: &WorkerState) -> Begun {
         let started = Instant::now();
         let start = self.nanos_since_epoch(started);
         me.busy_since.store(start + 1, Ordering::Relaxed);
-        let outcome = catch_unwind(AssertUnwindSafe(|| (self.handler)(event)));
+        Begun { started, start }
+    }
+
+    /// Records a finished handler call: busy time, latency, the outcome's counters and
+    /// metrics, and the dead letter of a failure or panic (with the clone `kept`).
+    pub(crate) fn finish(
+        &self,
+        me: &WorkerState,
+        begun: Begun,
+        outcome: std::thread::Result<Result<(), HandlerError>>,
+        kept: Option<E>,
+    ) {
+        let Begun { started, start } = begun;
         let elapsed = started.elapsed();
         me.busy_since.store(0, Ordering::Relaxed);
         lock(&me.record).record(start, elapsed);
@@ -279,7 +393,7 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
                 reason,
                 pool: self.name.clone(),
             };
-            if catch_unwind(AssertUnwindSafe(|| hook(letter))).is_err() {
+            if catch_unwind(AssertUnwindSafe(|| (hook.hook)(letter))).is_err() {
                 self.counters
                     .dead_letter_panics
                     .fetch_add(1, Ordering::Relaxed);
@@ -293,7 +407,7 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
     }
 
     /// Merges the worker's record into the pool's and counts the exit.
-    fn exit(&self, me: &WorkerState) {
+    pub(crate) fn exit(&self, me: &WorkerState) {
         let now = self.nanos_since_epoch(Instant::now());
         // A copy, so that `record` and `retired` are never held together (the lock
         // order on `PoolShared::retired`). The record itself stays as it is: until
@@ -308,8 +422,7 @@ impl<E: Clone + Send + 'static> PoolShared<E> {
             retired.merge(&last);
             me.exited.store(true, Ordering::Release);
         }
-        *lock(&self.exits) += 1;
-        self.exited.notify_all();
+        self.exits.record();
     }
 }
 
