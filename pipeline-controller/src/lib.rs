@@ -76,3 +76,9 @@ pub mod pipeline;
 pub mod policy;
 pub mod sensor;
 pub(crate) mod sync;
+
+/// The README's examples, compiled and run as doc tests so the front page stays true
+/// (with the `tokio` feature: its first example is the async one).
+#[cfg(all(doctest, feature = "tokio"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

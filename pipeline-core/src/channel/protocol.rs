@@ -1210,7 +1210,6 @@ mod tests {
 /// `RUSTFLAGS="--cfg pipeline_loom" cargo test -p pipeline-core --release --lib loom_models`.
 #[cfg(all(test, pipeline_loom))]
 mod loom_models {
-    use super::*;
     use crate::channel::bounded;
     use loom::thread;
 

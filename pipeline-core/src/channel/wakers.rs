@@ -232,8 +232,8 @@ impl WaitList {
         }
     }
 
-    /// Waiters listed now (tests).
-    #[cfg(test)]
+    /// Waiters listed now (unit tests).
+    #[cfg(all(test, not(pipeline_loom)))]
     pub(crate) fn waiters(&self) -> usize {
         lock(&self.inner).live
     }
