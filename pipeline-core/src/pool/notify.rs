@@ -124,7 +124,7 @@ impl Exits {
 /// its waker, and an exit racing a shutdown that lists its own. Run with
 /// `RUSTFLAGS="--cfg pipeline_loom" cargo test -p pipeline-core --release --lib pool::notify`.
 #[cfg(all(test, pipeline_loom))]
-mod loom_tests {
+mod loom_models {
     use super::*;
     use crate::sync::atomic::{AtomicBool, Ordering};
     use crate::sync::{Arc, thread};
