@@ -578,12 +578,14 @@ fn a_publish_dropped_after_a_delivery_is_completed_by_the_finisher() {
     let publisher = bus.publisher();
     let manual = Manual::new();
     let mut future = publisher.publish_async(event);
+    assert!(!future.is_committed());
     assert!(manual.poll(&mut future).is_pending());
     assert_eq!(
         (first.len(), second.len()),
         (1, 1),
         "first has it, second is full"
     );
+    assert!(future.is_committed(), "delivered to one: the publish is committed");
 
     // Dropped while "second" is still full: the rest is handed to the finisher.
     drop(future);

@@ -352,9 +352,9 @@ enum Refusal {
 /// `publish_wait` budget lasts: for room in a full subscription, or for a rate-limit
 /// token the bus says is free within the budget. A wait that runs out drops the
 /// publish future, which hands nothing to the bus when the event had reached no
-/// subscription yet, so the count the client is told stays exact. (The one exception
-/// is documented on the module: with several matching `Block` subscriptions, a
-/// publish that had reached one of them is completed by the bus.)
+/// subscription yet; one that had reached one of several matching `Block`
+/// subscriptions (`PublishFuture::is_committed`) is completed by the bus and counted
+/// as accepted. Either way the count the client is told is exact.
 async fn publish_all(ingest: &Ingest, events: Vec<Envelope>) -> Response {
     let counters = &ingest.counters;
     let total = events.len();
@@ -391,12 +391,22 @@ async fn publish_all(ingest: &Ingest, events: Vec<Envelope>) -> Response {
             Ok(Ok(())) => counters.waited.add(1),
             Ok(Err(_closed)) => return refuse(ingest, accepted, total, Refusal::Closed),
             Err(_elapsed) => {
+                // Committed: the event reached a subscription and the bus completes
+                // the publish after the drop (it is never partial), so it counts as
+                // accepted and the refusal starts at the next event.
+                let in_bus = publish.is_committed();
+                drop(publish);
                 let refusal = match refusal {
                     Refusal::RateLimited(retry_after) => {
                         Refusal::RateLimited(retry_after.saturating_sub(waited_from.elapsed()))
                     }
                     other => other,
                 };
+                if in_bus && accepted + 1 == total {
+                    // It was the last one: everything is in the bus.
+                    break;
+                }
+                let accepted = if in_bus { accepted + 1 } else { accepted };
                 return refuse(ingest, accepted, total, refusal);
             }
         }

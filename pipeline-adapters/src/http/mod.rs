@@ -104,13 +104,12 @@
 //! | closed | answers at once | (`503`) |
 //!
 //! A wait that runs out drops the publish future, which by its contract hands nothing
-//! to the bus, so `accepted`/`rejected_from` stay exact. (One exception, from the
-//! bus's never-partial rule: with *several* matching `Block` subscriptions, if another
-//! publisher filled one of them between the bus's look and its delivery, the event may
-//! already be in another when the wait runs out; the bus then completes the publish in
-//! the background, and the event the answer calls rejected arrives anyway, so the
-//! client's retry duplicates it. With one matching `Block` subscription, the usual
-//! stage, this cannot happen.) Short waits absorb bursts the
+//! to the bus, so `accepted`/`rejected_from` stay exact. With *several* matching
+//! `Block` subscriptions the event may already be in one of them when the wait runs
+//! out (another publisher filled the next between the bus's look and its delivery);
+//! the bus then completes the publish after the drop (it is never partial), and the
+//! answer counts that event as accepted (`PublishFuture::is_committed`), so a retry
+//! from `rejected_from` duplicates nothing. Short waits absorb bursts the
 //! workers clear in a moment (a refusal costs the client at least a second, the
 //! smallest `Retry-After`); long stalls still reach the client as `503`/`429` within
 //! `publish_wait`, and the events stay with it.

@@ -253,6 +253,37 @@ impl<E: Send + 'static> Drop for PublishFuture<'_, E> {
 }
 
 impl<E: Send + 'static> PublishFuture<'_, E> {
+    /// Whether the event has reached a subscription while the publish is still
+    /// waiting (for room in another `Block` subscription): the publish is then
+    /// committed, and dropping the future completes it instead of handing nothing to
+    /// the bus (see [`Publisher::publish_async`]). `false` before the first poll, while
+    /// waiting for a token or for room before any delivery, and once completed.
+    ///
+    /// A caller that gives up on a wait (a timeout) and reports what it published uses
+    /// this to stay exact: a committed event counts as published.
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use std::future::Future;
+    /// use std::pin::Pin;
+    /// use std::task::{Context, Waker};
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe(SubscriptionConfig::new("s").capacity(1)).unwrap();
+    /// let publisher = bus.publisher();
+    /// publisher.publish(1).unwrap();
+    /// let mut publish = publisher.publish_async(2);
+    /// let mut cx = Context::from_waker(Waker::noop());
+    /// // One subscription, full: the future waits before any delivery.
+    /// assert!(Pin::new(&mut publish).poll(&mut cx).is_pending());
+    /// assert!(!publish.is_committed());
+    /// drop(publish); // hands nothing to the bus
+    /// assert_eq!(sub.try_iter().collect::<Vec<_>>(), [1]);
+    /// ```
+    pub fn is_committed(&self) -> bool {
+        matches!(&*self.state, State::Deliver(delivery) if delivery.committed)
+    }
+
     /// Dropped before it completed.
     #[cold]
     #[inline(never)]
