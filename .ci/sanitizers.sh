@@ -51,7 +51,8 @@ MIRIFLAGS="-Zmiri-permissive-provenance" CARGO_TARGET_DIR="$OUT/miri" \
 
 # ---------------------------------------------------------------------------------
 # ThreadSanitizer: std rebuilt with the sanitizer (-Zbuild-std), every test of
-# pipeline-core but the doc tests and the loom models (empty without their cfg), with
+# pipeline-core (with the tokio feature: the async pool's tests too) but the doc tests
+# and the loom models (empty without their cfg), with
 # the fences forced to `fence(SeqCst)` (TSAN models neither membarrier nor its IPIs).
 # halt_on_error=0 prints every report; the binary still exits with 66 if there was one.
 step "thread sanitizer: pipeline-core tests (fence fallback)"
@@ -59,6 +60,6 @@ step "thread sanitizer: pipeline-core tests (fence fallback)"
 RUSTFLAGS="-Zsanitizer=thread" CARGO_TARGET_DIR="$OUT/tsan" \
   PIPELINE_FENCE_FALLBACK=1 TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1" \
   timeout 18m cargo +"$NIGHTLY" test -Zbuild-std --target "$HOST" -p pipeline-core \
-  --lib --tests
+  --features tokio --lib --tests
 
 step "sanitizers: done"
