@@ -585,7 +585,10 @@ fn a_publish_dropped_after_a_delivery_is_completed_by_the_finisher() {
         (1, 1),
         "first has it, second is full"
     );
-    assert!(future.is_committed(), "delivered to one: the publish is committed");
+    assert!(
+        future.is_committed(),
+        "delivered to one: the publish is committed"
+    );
 
     // Dropped while "second" is still full: the rest is handed to the finisher.
     drop(future);
