@@ -1,13 +1,14 @@
 //! Hot reload with real files in a temp dir: edits, atomic rename-saves, bursts of
-//! saves, invalid files, deletes and re-creates, critical changes, disable/enable.
-//! Every wait is bounded and awaits an event; only "nothing happens" checks wait out a
-//! fixed quiet period.
+//! saves, invalid files, deletes and re-creates, critical changes, disable/enable,
+//! touches and editors' temporary files (ConfigMap volumes: `config_configmap.rs`).
+//! Every wait is bounded and awaits an event (a reload event, or the watcher's check
+//! count moving); only the "disabled" check waits out a fixed quiet period.
 
 use pipeline_controller::config::{
     ChangeOutcome, ChangeSource, ConfigEvent, ConfigHandle, ConfigWatcher, PipelineConfig,
 };
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
 const WAIT: Duration = Duration::from_secs(10);
@@ -67,6 +68,28 @@ impl Rig {
             if !event.is_applied() || !event.changes.is_empty() {
                 return event;
             }
+        }
+    }
+
+    /// Waits until the watcher has looked at the file after a change in its directory
+    /// more than `before` times (a check that finds the content unchanged makes no
+    /// reload); panics after the watchdog.
+    fn wait_for_check(&self, before: u64) {
+        let deadline = Instant::now() + WAIT;
+        while self.watcher.checks() <= before {
+            assert!(
+                Instant::now() < deadline,
+                "a check within 10 s (the watchdog)"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Asserts that no reload event is waiting (call after `wait_for_check`: a check
+    /// sends its event before it is counted).
+    fn no_event(&self) {
+        if let Ok(event) = self.events.try_recv() {
+            panic!("expected no reload, got {event}");
         }
     }
 
@@ -232,4 +255,65 @@ fn reload_can_be_disabled_and_enabled() {
     // Other files in the directory do not trigger reloads.
     std::fs::write(rig.path.with_file_name("other.toml"), "x").unwrap();
     rig.quiet();
+}
+
+/// What `touch` does to an existing file: open it for writing and set its times.
+fn touch(path: &Path) {
+    std::fs::File::options()
+        .append(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now())
+        .unwrap();
+}
+
+// Issue 17: the watcher reloads when the file's content changes, not when an event
+// names it; a touch (or the same bytes saved again) is no reload and no new version.
+#[test]
+fn a_touch_or_the_same_bytes_saved_again_make_no_reload() {
+    let rig = rig("pipeline.toml");
+    let checks = rig.watcher.checks();
+    touch(&rig.path);
+    rig.wait_for_check(checks);
+    rig.no_event();
+    assert_eq!(rig.handle.version(), 0);
+
+    let checks = rig.watcher.checks();
+    atomic_save(&rig.path, BASE);
+    rig.wait_for_check(checks);
+    rig.no_event();
+    assert_eq!(rig.handle.version(), 0);
+
+    std::fs::write(&rig.path, with_cooldown("10s")).unwrap();
+    let event = rig.next();
+    assert!(event.is_applied(), "{event}");
+    assert_eq!(event.changes.len(), 1, "{event}");
+    assert_eq!(rig.handle.version(), 1);
+}
+
+// Any event in the directory makes the watcher look (so a ConfigMap's `..data` swap is
+// seen); an editor's temporary file beside the configuration must then not make a
+// reload of its own: the save is one reload.
+#[test]
+fn an_editors_temp_file_and_rename_make_exactly_one_reload() {
+    let yaml = "policy:\n  cooldown: 30s\nstages:\n  enrich:\n    buffer: { initial: 256, min: 64, max: 4096 }\n";
+    let rig = rig_with("pipeline.yaml", yaml);
+    let tmp = rig.path.with_file_name(".pipeline.yaml.swp");
+    let checks = rig.watcher.checks();
+    std::fs::write(&tmp, yaml.replace("30s", "12s")).unwrap();
+    rig.wait_for_check(checks);
+    rig.no_event();
+
+    std::fs::rename(&tmp, &rig.path).unwrap();
+    let event = rig.next();
+    assert!(event.is_applied(), "{event}");
+    assert_eq!(event.changes.len(), 1, "{event}");
+    assert_eq!(event.changes[0].new.as_deref(), Some("12s"));
+    assert_eq!(rig.handle.version(), 1);
+
+    // The next event is the next save's, with nothing in between.
+    std::fs::write(&rig.path, yaml.replace("30s", "13s")).unwrap();
+    let event = rig.next();
+    assert_eq!(event.changes[0].new.as_deref(), Some("13s"), "{event}");
+    assert_eq!(rig.handle.version(), 2);
 }

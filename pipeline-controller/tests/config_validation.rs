@@ -329,7 +329,12 @@ fn the_documented_example_files_are_valid() {
     for (fence, format) in [("```toml\n", Format::Toml), ("```yaml\n", Format::Yaml)] {
         for block in doc.split(fence).skip(1) {
             let text = &block[..block.find("```").unwrap()];
-            PipelineConfig::from_str_as(text, format)
+            // The examples of `${VAR}` substitution, with the variable they require set.
+            let text = pipeline_controller::config::substitute(text, |name| {
+                (name == "PIPELINE_COOLDOWN").then(|| "10s".to_owned())
+            })
+            .unwrap_or_else(|e| panic!("{format} example: {e}\n{text}"));
+            PipelineConfig::from_str_as(&text, format)
                 .unwrap_or_else(|e| panic!("{format} example is invalid: {e}\n{text}"));
             checked += 1;
         }

@@ -1,6 +1,6 @@
 //! The live configuration: snapshots, updates, history and subscriptions.
 
-use super::model::{ConfigErrors, PipelineConfig};
+use super::model::{ConfigErrors, ConfigLoadError, PipelineConfig};
 use super::params::{flatten, is_critical};
 use crate::sync::{ArcCell, AtomicU64, Mutex as WriteLock, Ordering};
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -313,17 +313,28 @@ impl ConfigHandle {
         self.apply_from(new, ChangeSource::Api)
     }
 
-    /// Reads `path` (TOML or YAML by extension) and applies it as a reload from that
-    /// file, whole or not at all.
+    /// Reads `path` (TOML or YAML by extension, `${VAR}` substituted, as
+    /// [`PipelineConfig::from_path`] does) and applies it as a reload from that file,
+    /// whole or not at all.
     ///
     /// # Errors
     ///
-    /// [`ConfigUpdateError::Load`] when the file cannot be read or parsed, otherwise as
-    /// [`apply`](Self::apply).
+    /// [`ConfigUpdateError::Load`] when the file cannot be read, substituted or parsed,
+    /// otherwise as [`apply`](Self::apply).
     pub fn reload_from(&self, path: &Path) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
+        self.reload_parsed(path, PipelineConfig::parse_path(path))
+    }
+
+    /// Applies what was read from `path` (a parsed, unvalidated configuration or why it
+    /// could not be read) as a reload from that file.
+    pub(super) fn reload_parsed(
+        &self,
+        path: &Path,
+        parsed: Result<PipelineConfig, ConfigLoadError>,
+    ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
         let source = ChangeSource::File(path.to_owned());
         // Validation happens in `apply_from`, so a refused file's changes are recorded.
-        match PipelineConfig::parse_path(path) {
+        match parsed {
             Ok(new) => self.apply_from(new, source),
             Err(other) => {
                 let mut message = other.to_string();

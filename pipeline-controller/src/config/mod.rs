@@ -13,7 +13,15 @@
 //!   by dotted path or whole, a bounded change history and subscriptions. Critical
 //!   parameters (the stage set, `droppable`, the decision log's size) are refused at
 //!   runtime with [`ConfigUpdateError::Critical`].
-//! - [`ConfigHandle::watch`] reloads the file when it changes.
+//! - Files may use `${VAR}` and `${VAR:-default}`, replaced from the environment
+//!   before parsing ([`substitute`] gives the rules; an unset variable without a default
+//!   is a [`ConfigLoadError::Substitution`] naming it and its line).
+//! - [`PipelineConfig::from_env`] reads the file that `PIPELINE_CONFIG`
+//!   ([`CONFIG_PATH_ENV`]) names.
+//! - [`ConfigHandle::watch`] (or [`watch_env`](ConfigHandle::watch_env)) reloads the
+//!   file when its content changes: the directory is watched and the bytes compared, so
+//!   a Kubernetes ConfigMap update (a swapped `..data` symlink) is seen and a touch is
+//!   not a reload.
 //!
 //! ```no_run
 //! use pipeline_controller::config::{ConfigHandle, DEFAULT_DEBOUNCE, PipelineConfig};
@@ -31,6 +39,7 @@
 mod handle;
 mod model;
 mod params;
+mod substitute;
 mod watch;
 
 pub use handle::{
@@ -38,8 +47,9 @@ pub use handle::{
     DEFAULT_HISTORY_CAPACITY,
 };
 pub use model::{
-    ConfigError, ConfigErrors, ConfigLoadError, ControllerConfig, Format, MAX_BUFFER_CAPACITY,
-    MAX_WORKERS, Overflow, PipelineConfig, RangeConfig, StageConfig,
+    CONFIG_PATH_ENV, ConfigError, ConfigErrors, ConfigLoadError, ControllerConfig, Format,
+    MAX_BUFFER_CAPACITY, MAX_WORKERS, Overflow, PipelineConfig, RangeConfig, StageConfig,
 };
 pub use params::{PARAMETERS, Parameter, flatten, generic_path, is_critical, parameters_markdown};
+pub use substitute::{SubstitutionError, SubstitutionErrors, substitute, substitute_env};
 pub use watch::{ConfigWatcher, DEFAULT_DEBOUNCE, WatchError};

@@ -1,5 +1,6 @@
 //! The configuration model, its files and its validation.
 
+use super::substitute::{SubstitutionErrors, substitute_env};
 use crate::policy::PolicyConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -16,9 +17,16 @@ pub const MAX_BUFFER_CAPACITY: usize = 1 << 20;
 /// range is `[1, MAX_WORKERS]` for the same reason).
 pub const MAX_WORKERS: usize = 1024;
 
+/// The environment variable that names the configuration file:
+/// [`PipelineConfig::from_env`] and [`ConfigHandle::watch_env`](super::ConfigHandle::watch_env)
+/// read it.
+pub const CONFIG_PATH_ENV: &str = "PIPELINE_CONFIG";
+
 /// The whole runtime configuration: the controller, the policy and every stage.
 ///
-/// Read it from a file with [`from_path`](Self::from_path) (TOML or YAML, by extension),
+/// Read it from a file with [`from_path`](Self::from_path) (TOML or YAML, by extension;
+/// `${VAR}` and `${VAR:-default}` are replaced first, see [`substitute`](super::substitute)),
+/// or from the file that `PIPELINE_CONFIG` names with [`from_env`](Self::from_env),
 /// check it with [`validate`](Self::validate), build a pipeline with it through
 /// [`PipelineBuilder::config`](crate::pipeline::PipelineBuilder::config), and change it
 /// while the pipeline runs through its [`ConfigHandle`](super::ConfigHandle).
@@ -263,6 +271,23 @@ pub enum ConfigLoadError {
     /// The configuration parsed but breaks rules.
     #[error(transparent)]
     Invalid(#[from] ConfigErrors),
+    /// A `${VAR}` in the file could not be replaced (an unset variable without a
+    /// default, or a malformed reference); every such reference is listed with its line.
+    #[error("{}: {errors}", path.display())]
+    Substitution {
+        /// The file.
+        path: PathBuf,
+        /// Every reference that could not be replaced.
+        errors: SubstitutionErrors,
+    },
+    /// [`PipelineConfig::from_env`] found the variable unset or empty.
+    #[error(
+        "{variable} is not set: set it to the configuration file's path (.toml, .yaml or .yml)"
+    )]
+    EnvNotSet {
+        /// The variable, [`CONFIG_PATH_ENV`].
+        variable: &'static str,
+    },
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -282,6 +307,11 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 impl PipelineConfig {
     /// Parses TOML and validates the result.
+    ///
+    /// The text is parsed as given: `${VAR}` is replaced only in files
+    /// ([`from_path`](Self::from_path)), since text may come from anywhere (a request
+    /// body must not read the server's environment). Call
+    /// [`substitute_env`](super::substitute_env) first to substitute here too.
     ///
     /// # Errors
     ///
@@ -355,26 +385,109 @@ impl PipelineConfig {
         }
     }
 
-    /// Reads a file, TOML or YAML by its extension, and validates it.
+    /// Reads a file, TOML or YAML by its extension, replaces `${VAR}` and
+    /// `${VAR:-default}` with environment variables (see [`substitute`](super::substitute)
+    /// for the rules), and validates the result.
+    ///
+    /// Line numbers in errors are the file's; a column on a line with a substitution is
+    /// one of the substituted text.
     ///
     /// # Errors
     ///
-    /// [`ConfigLoadError::Io`], [`ConfigLoadError::UnknownFormat`], or as
-    /// [`from_toml_str`](Self::from_toml_str).
+    /// [`ConfigLoadError::Io`], [`ConfigLoadError::UnknownFormat`],
+    /// [`ConfigLoadError::Substitution`], or as [`from_toml_str`](Self::from_toml_str).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_controller::config::PipelineConfig;
+    /// use std::time::Duration;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("pipeline.yaml");
+    /// std::fs::write(&path, "policy:\n  cooldown: ${PIPELINE_DOC_COOLDOWN_UNSET:-15s}\n")?;
+    /// let config = PipelineConfig::from_path(&path)?;
+    /// assert_eq!(config.policy.cooldown, Duration::from_secs(15));
+    ///
+    /// std::fs::write(&path, "policy:\n  cooldown: ${PIPELINE_DOC_COOLDOWN_UNSET}\n")?;
+    /// let error = PipelineConfig::from_path(&path).unwrap_err();
+    /// assert!(error.to_string().ends_with(
+    ///     "pipeline.yaml: 1 substitution error(s): line 2, column 13: environment variable \
+    ///      PIPELINE_DOC_COOLDOWN_UNSET is not set and ${PIPELINE_DOC_COOLDOWN_UNSET} has no \
+    ///      default (set it, or write ${PIPELINE_DOC_COOLDOWN_UNSET:-default})"
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn from_path(path: impl AsRef<Path>) -> Result<Self, ConfigLoadError> {
         let config = Self::parse_path(path.as_ref())?;
         config.validate()?;
         Ok(config)
     }
 
+    /// The path in the `PIPELINE_CONFIG` environment variable ([`CONFIG_PATH_ENV`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigLoadError::EnvNotSet`] if it is unset or empty.
+    pub fn path_from_env() -> Result<PathBuf, ConfigLoadError> {
+        match std::env::var_os(CONFIG_PATH_ENV) {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ => Err(ConfigLoadError::EnvNotSet {
+                variable: CONFIG_PATH_ENV,
+            }),
+        }
+    }
+
+    /// Reads the file that the `PIPELINE_CONFIG` environment variable names, as
+    /// [`from_path`](Self::from_path) does: the way to point a container at a mounted
+    /// ConfigMap (`PIPELINE_CONFIG=/etc/pipeline/pipeline.yaml`). Watch the same file
+    /// with [`ConfigHandle::watch_env`](super::ConfigHandle::watch_env).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigLoadError::EnvNotSet`] if the variable is unset or empty, otherwise as
+    /// [`from_path`](Self::from_path).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use pipeline_controller::config::{ConfigHandle, DEFAULT_DEBOUNCE, PipelineConfig};
+    ///
+    /// // PIPELINE_CONFIG=/etc/pipeline/pipeline.yaml
+    /// let handle = ConfigHandle::new(PipelineConfig::from_env()?)?;
+    /// let watcher = handle.watch_env(DEFAULT_DEBOUNCE)?;
+    /// # drop(watcher);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_env() -> Result<Self, ConfigLoadError> {
+        Self::from_path(Self::path_from_env()?)
+    }
+
     /// Reads and parses a file without validating it.
     pub(crate) fn parse_path(path: &Path) -> Result<Self, ConfigLoadError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigLoadError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse_bytes(path, bytes)
+    }
+
+    /// Parses the bytes read from `path` (format by its extension, then substitution)
+    /// without validating.
+    pub(crate) fn parse_bytes(path: &Path, bytes: Vec<u8>) -> Result<Self, ConfigLoadError> {
         let format = Format::from_path(path).ok_or_else(|| ConfigLoadError::UnknownFormat {
             path: path.to_owned(),
         })?;
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigLoadError::Io {
+        let text = String::from_utf8(bytes).map_err(|_| ConfigLoadError::Io {
             path: path.to_owned(),
-            source,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream did not contain valid UTF-8",
+            ),
+        })?;
+        let text = substitute_env(&text).map_err(|errors| ConfigLoadError::Substitution {
+            path: path.to_owned(),
+            errors,
         })?;
         Self::parse(&text, format)
     }
