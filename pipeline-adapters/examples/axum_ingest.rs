@@ -88,9 +88,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        // With the connect info, the ingest's `http_request` spans name the client.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     });
 
     // Drive it: ten NDJSON batches of 100 orders from a blocking client.

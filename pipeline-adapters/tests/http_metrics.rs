@@ -103,3 +103,57 @@ fn metrics_are_served_by_the_source_and_the_standalone_endpoint() {
     source.shutdown(Duration::from_secs(5)).unwrap();
     assert_eq!(pool.shutdown(Duration::from_secs(5)).left, 0);
 }
+
+/// Issue 17: refusals are counted by reason, every reason the source can give is
+/// there from the start (at 0), and only undecodable input is malformed.
+#[test]
+fn refusals_are_counted_by_reason_and_only_malformed_input_as_malformed() {
+    // A recorder of this test's own, set while the source registers its metrics.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let bus: Bus<Envelope> = Bus::new();
+    let _sub = bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let mut source = metrics::with_local_recorder(&recorder, || {
+        HttpSource::spawn(
+            HttpSourceConfig::new()
+                .name("in")
+                .addr(common::any_port())
+                .bearer_token("s3cret"),
+            bus.publisher(),
+        )
+        .unwrap()
+    });
+    let url = format!("http://{}/events", source.local_addr());
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let post = |content_type: &str, token: &str, body: &str| {
+        agent
+            .post(&url)
+            .header("Content-Type", content_type)
+            .header("Authorization", format!("Bearer {token}"))
+            .send(body)
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(post("application/json", "wrong", r#"{"topic":"t"}"#), 401);
+    assert_eq!(post("text/plain", "s3cret", r#"{"topic":"t"}"#), 415);
+    assert_eq!(post("application/x-ndjson", "s3cret", ""), 400);
+    assert_eq!(post("application/json", "s3cret", "{nope"), 400);
+    let text = recorder.handle().render();
+    for expected in [
+        "pipeline_source_rejected_total{source=\"in\",reason=\"unauthorized\"} 1",
+        "pipeline_source_rejected_total{source=\"in\",reason=\"unsupported_media_type\"} 1",
+        "pipeline_source_rejected_total{source=\"in\",reason=\"empty\"} 1",
+        "pipeline_source_rejected_total{source=\"in\",reason=\"malformed\"} 1",
+        "pipeline_source_rejected_total{source=\"in\",reason=\"too_large\"} 0",
+        "pipeline_source_rejected_total{source=\"in\",reason=\"timeout\"} 0",
+        "pipeline_source_malformed_total{source=\"in\"} 1",
+        "# HELP pipeline_source_rejected_total",
+        "# HELP pipeline_source_malformed_total",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+    source.shutdown(Duration::from_secs(5)).unwrap();
+}

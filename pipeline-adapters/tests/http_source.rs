@@ -126,10 +126,16 @@ fn malformed_input_is_400_naming_the_line_and_publishes_nothing() {
     assert_eq!(status, 415);
 
     assert_eq!(sub.len(), 0, "a 400 publishes nothing");
+    // The empty body and the 415 are refused, not malformed.
     let stats = s.source.http_stats();
     assert_eq!(
-        (stats.bad_request, stats.unsupported, stats.source.malformed),
-        (4, 1, 5)
+        (
+            stats.bad_request,
+            stats.unsupported,
+            stats.source.malformed,
+            stats.source.rejected
+        ),
+        (4, 1, 3, 5)
     );
     // Still serving.
     assert_eq!(
@@ -404,4 +410,164 @@ fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
     wait_until("the connection to be gone", Duration::from_secs(30), || {
         s.source.stats().connections == 0
     });
+}
+
+/// Issue 17: 300 idle connections made a real request wait 9 s. One client now gets a
+/// quarter of the connections (by default); beyond that its connections are answered
+/// `503` and closed at once, and another client is served while the idle ones stay.
+#[test]
+fn one_client_cannot_take_every_connection() {
+    let s = serve(
+        HttpSourceConfig::new()
+            .max_connections(4)
+            .header_read_timeout(Duration::from_secs(120)),
+    );
+    let sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let addr = s.source.local_addr();
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for _ in 0..4 {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        idle.push(stream);
+    }
+    // The first holds its slot; the other three are over the per-client cap.
+    let answers: Vec<String> = idle[1..].iter_mut().map(common::read_response).collect();
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
+    let mut other = common::connect_from("127.0.0.2".parse().unwrap(), addr).unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    other
+        .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"topic\":\"t\"}")
+        .unwrap();
+    let answer = common::read_response(&mut other);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert_eq!(sub.len(), 1);
+    let stats = s.source.http_stats();
+    assert_eq!(
+        (stats.connections_refused, stats.connections_accepted),
+        (3, 2)
+    );
+    // The idle one still holds its slot: the server answered without waiting for it.
+    idle[0].set_nonblocking(true).unwrap();
+    let read = idle[0].read(&mut [0u8; 1]);
+    assert!(
+        matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "{read:?}"
+    );
+}
+
+/// Issue 17: `Expect: 100-continue` with a `Content-Length` over the limit got
+/// `100 Continue` (and then the client sent the body for nothing). It gets `413` at once.
+#[test]
+fn expect_continue_over_the_limit_is_413_at_once() {
+    let s = serve(HttpSourceConfig::new().max_body_bytes(1024));
+    let mut stream = TcpStream::connect(s.source.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let answer = common::read_response(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert_eq!(s.source.http_stats().too_large, 1);
+    // Within the limit, the client is told to go on.
+    let mut stream = TcpStream::connect(s.source.local_addr()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    stream
+        .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 13\r\nExpect: 100-continue\r\n\r\n")
+        .unwrap();
+    let answer = common::read_response(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 100"), "{answer}");
+}
+
+/// Issue 17: an empty NDJSON body got `202 {"accepted":0}` while an empty JSON body
+/// got `400`. A body without events is `400` in every format.
+#[test]
+fn a_body_without_events_is_400_in_every_format() {
+    let s = serve(HttpSourceConfig::new());
+    let _sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    for (content_type, body) in [
+        ("application/json", &b""[..]),
+        ("application/json", b"  \n"),
+        ("application/json", b"[]"),
+        ("application/x-ndjson", b""),
+        ("application/x-ndjson", b"\n\n"),
+    ] {
+        let (status, _, answer) = post(&s.url, content_type, body, None);
+        assert_eq!(status, 400, "{content_type} {body:?}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains("no events"),
+            "{answer}"
+        );
+    }
+    let stats = s.source.http_stats();
+    assert_eq!((stats.bad_request, stats.accepted), (5, 0));
+}
+
+/// Issue 17: `pipeline_source_malformed_total` also counted 401, 408, 413 and 415
+/// answers. Only input that does not decode is malformed.
+#[test]
+fn only_undecodable_input_counts_as_malformed() {
+    let s = serve(
+        HttpSourceConfig::new()
+            .bearer_token("s3cret")
+            .max_body_bytes(64)
+            .body_read_timeout(Duration::from_millis(200)),
+    );
+    let _sub = s.bus.subscribe(SubscriptionConfig::new("all")).unwrap();
+    let event = br#"{"topic":"t"}"#;
+    assert_eq!(post(&s.url, "application/json", event, None).0, 401);
+    assert_eq!(post(&s.url, "text/plain", event, Some("s3cret")).0, 415);
+    assert_eq!(
+        post(&s.url, "application/json", &[b' '; 100], Some("s3cret")).0,
+        413
+    );
+    let mut slow = TcpStream::connect(s.source.local_addr()).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    slow.write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\nContent-Length: 50\r\n\r\n{")
+        .unwrap();
+    let answer = common::read_response(&mut slow);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(s.source.stats().malformed, 0, "none of those was malformed");
+    assert_eq!(
+        post(&s.url, "application/json", b"{nope", Some("s3cret")).0,
+        400
+    );
+    let stats = s.source.http_stats();
+    assert_eq!((stats.source.malformed, stats.source.rejected), (1, 5));
+    assert_eq!(
+        (
+            stats.unauthorized,
+            stats.unsupported,
+            stats.too_large,
+            stats.timed_out,
+            stats.bad_request
+        ),
+        (1, 1, 1, 1, 1)
+    );
+}
+
+#[test]
+fn a_zero_per_client_cap_is_refused_by_name() {
+    let bus = Bus::new();
+    let error = HttpSource::spawn(
+        HttpSourceConfig::new()
+            .addr(any_port())
+            .max_connections_per_peer(0),
+        bus.publisher(),
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("max_connections_per_peer"),
+        "{error}"
+    );
 }

@@ -490,6 +490,75 @@ fn the_sink_retries_through_a_server_restart_and_loses_nothing() {
     );
 }
 
+/// Issue 17: a server outage was survived without loss or duplication, but nothing
+/// was logged and no metric moved. Each client now reports its connection state and
+/// counts the loss and the reconnection (and logs both at warn).
+#[test]
+fn a_server_outage_is_counted_as_a_disconnect_and_a_reconnect() {
+    if !nats_available("a_server_outage_is_counted_as_a_disconnect_and_a_reconnect") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::start(dir.path());
+    let url = server.url();
+    // A recorder of this test's own (on this thread, while the adapters register
+    // their metrics), to read the metrics back.
+    #[cfg(feature = "prometheus")]
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let connect = || {
+        let sink = NatsSink::connect(
+            NatsSinkConfig::new(&url)
+                .name("out")
+                .create_stream(STREAM, vec!["events.>".into()])
+                .subject_prefix("events."),
+        )
+        .unwrap();
+        let bus = Bus::new();
+        let source =
+            NatsSource::spawn(source_config(&url, "outage").name("in"), bus.publisher()).unwrap();
+        (sink, source, bus)
+    };
+    #[cfg(feature = "prometheus")]
+    let (sink, mut source, _bus) = metrics::with_local_recorder(&recorder, connect);
+    #[cfg(not(feature = "prometheus"))]
+    let (sink, mut source, _bus) = connect();
+    let states = || {
+        let (sink, source) = (sink.connection_stats(), source.nats_stats().connection);
+        (
+            (sink.connected, sink.disconnects, sink.reconnects),
+            (source.connected, source.disconnects, source.reconnects),
+        )
+    };
+    wait_until("both to be connected", Duration::from_secs(10), || {
+        states() == ((true, 0, 0), (true, 0, 0))
+    });
+    server.stop();
+    wait_until(
+        "both to see the server gone",
+        Duration::from_secs(30),
+        || states() == ((false, 1, 0), (false, 1, 0)),
+    );
+    server.start_again(); // same port, same store
+    wait_until("both to reconnect", Duration::from_secs(60), || {
+        states() == ((true, 1, 1), (true, 1, 1))
+    });
+    #[cfg(feature = "prometheus")]
+    {
+        let text = recorder.handle().render();
+        for expected in [
+            "pipeline_nats_sink_connected{sink=\"out\"} 1",
+            "pipeline_nats_sink_disconnects_total{sink=\"out\"} 1",
+            "pipeline_nats_sink_reconnects_total{sink=\"out\"} 1",
+            "pipeline_nats_source_connected{source=\"in\"} 1",
+            "pipeline_nats_source_disconnects_total{source=\"in\"} 1",
+            "pipeline_nats_source_reconnects_total{source=\"in\"} 1",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+    }
+    source.shutdown(Duration::from_secs(10)).unwrap();
+}
+
 #[test]
 fn connecting_to_nothing_fails_clearly() {
     let port = common::free_port();

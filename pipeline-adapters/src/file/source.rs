@@ -2,7 +2,7 @@
 
 use crate::json::LineFormat;
 use crate::source::counters::Counted;
-use crate::source::{JoinError, Source, SourceCounters, SourceStats};
+use crate::source::{JoinError, Reject, Source, SourceCounters, SourceStats};
 use crate::util::lines::{Line, LineReader};
 use crate::util::{StopSignal, ThreadGroup};
 use pipeline_core::bus::Publisher;
@@ -118,7 +118,8 @@ pub struct FileSourceStats {
     pub rotations: u64,
     /// Truncations seen (the file became shorter than what was read).
     pub truncations: u64,
-    /// Lines longer than `max_line_bytes` (also in `source.malformed`).
+    /// Lines longer than `max_line_bytes`, skipped (in `source.rejected` as `too_large`,
+    /// not in `source.malformed`).
     pub oversized: u64,
 }
 
@@ -130,13 +131,16 @@ struct Shared {
     counters: SourceCounters,
     rotations: Counted,
     truncations: Counted,
-    oversized: Counted,
 }
 
 impl Shared {
     fn new(name: &Arc<str>, format: LineFormat, publisher: Publisher<Envelope>) -> Self {
+        metrics::describe_counter!(
+            "pipeline_file_source_reopens_total",
+            "Times a file source reopened its path, by reason: rotation, truncation."
+        );
         Shared {
-            counters: SourceCounters::new(name),
+            counters: SourceCounters::new(name, &[Reject::Malformed, Reject::TooLarge]),
             rotations: Counted::labelled(
                 "pipeline_file_source_reopens_total",
                 name,
@@ -148,12 +152,6 @@ impl Shared {
                 name,
                 "reason",
                 "truncation",
-            ),
-            oversized: Counted::labelled(
-                "pipeline_source_malformed_kind_total",
-                name,
-                "kind",
-                "oversized",
             ),
             name: name.clone(),
             format,
@@ -167,8 +165,7 @@ impl Shared {
         let bytes = match line {
             Line::Complete(bytes) => bytes,
             Line::Oversized(length) => {
-                self.oversized.add(1);
-                self.counters.malformed.add(1);
+                self.counters.rejects.add(Reject::TooLarge);
                 tracing::debug!(source = %self.name, line = number, length, "file source: oversized line skipped");
                 return true;
             }
@@ -183,7 +180,7 @@ impl Shared {
                     .publish_blocking(&self.publisher, event, &self.stop)
             }
             Err(error) => {
-                self.counters.malformed.add(1);
+                self.counters.rejects.add(Reject::Malformed);
                 tracing::debug!(source = %self.name, %error, "file source: malformed line skipped");
                 true
             }
@@ -236,6 +233,9 @@ impl FileSource {
         let threads = ThreadGroup::new();
         let follow_shared = shared.clone();
         threads.spawn(format!("{}-follow", config.name), move || {
+            // The file is this source's peer: every line logged carries both.
+            let span = tracing::info_span!("file_source", source = %config.name, path = %config.path.display());
+            let _entered = span.enter();
             follow(&config, &follow_shared);
         })?;
         Ok(FileSource { shared, threads })
@@ -248,7 +248,7 @@ impl FileSource {
             source: s.counters.stats(),
             rotations: s.rotations.get(),
             truncations: s.truncations.get(),
-            oversized: s.oversized.get(),
+            oversized: s.counters.rejects.get(Reject::TooLarge),
         }
     }
 }
@@ -422,7 +422,10 @@ impl ReaderSource {
         let threads = ThreadGroup::new();
         let read_shared = shared.clone();
         let max = config.max_line_bytes;
+        let name = config.name.clone();
         threads.spawn(format!("{}-read", config.name), move || {
+            let span = tracing::info_span!("reader_source", source = %name);
+            let _entered = span.enter();
             let mut lines = LineReader::new(reader, max);
             let mut number = 0;
             while !read_shared.stop.is_stopped() {

@@ -2,21 +2,34 @@
 
 use super::source::{HttpSourceConfig, HttpSourceStats};
 use crate::json::{DecodeError, decode_body, decode_ndjson};
-use crate::source::SourceCounters;
 use crate::source::counters::Counted;
+use crate::source::{Reject, SourceCounters};
 use axum::Router;
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use pipeline_core::bus::{PublishError, Publisher};
 use pipeline_core::envelope::Envelope;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tracing::Instrument;
+
+/// The reasons the routes refuse a request for.
+const REJECTS: [Reject; 7] = [
+    Reject::Malformed,
+    Reject::Empty,
+    Reject::TooLarge,
+    Reject::Unauthorized,
+    Reject::Timeout,
+    Reject::UnsupportedMediaType,
+    Reject::ReadError,
+];
 
 /// Responses by status, beside the common source counters.
 pub(crate) struct HttpCounters {
@@ -31,6 +44,9 @@ pub(crate) struct HttpCounters {
     rate_limited: Counted,
     unavailable: Counted,
     waited: Counted,
+    pub(crate) connections_accepted: Counted,
+    pub(crate) connections_refused: Counted,
+    pub(crate) limit_reached: Counted,
 }
 
 impl HttpCounters {
@@ -43,8 +59,17 @@ impl HttpCounters {
                 code,
             )
         };
+        let connections = |outcome: &'static str| {
+            Counted::labelled(
+                "pipeline_http_source_connections_total",
+                source,
+                "outcome",
+                outcome,
+            )
+        };
+        describe_metrics();
         HttpCounters {
-            source: SourceCounters::new(source),
+            source: SourceCounters::new(source, &REJECTS),
             requests: Counted::labelled(
                 "pipeline_http_source_requests_total",
                 source,
@@ -60,6 +85,9 @@ impl HttpCounters {
             rate_limited: status("429"),
             unavailable: status("503"),
             waited: Counted::new("pipeline_http_source_publish_waits_total", source),
+            connections_accepted: connections("accepted"),
+            connections_refused: connections("refused"),
+            limit_reached: Counted::new("pipeline_http_source_limit_reached_total", source),
         }
     }
 
@@ -76,12 +104,63 @@ impl HttpCounters {
             rate_limited: self.rate_limited.get(),
             unavailable: self.unavailable.get(),
             publish_waits: self.waited.get(),
+            connections_accepted: self.connections_accepted.get(),
+            connections_refused: self.connections_refused.get(),
+            limit_reached: self.limit_reached.get(),
         }
     }
+
+    /// A request refused for `reason`: counted, and logged at debug.
+    fn reject(&self, reason: Reject) {
+        self.count_reject(reason);
+        tracing::debug!(
+            reason = reason.label(),
+            "http source: request rejected ({})",
+            reason.label()
+        );
+    }
+
+    /// A request refused for `reason`, counted by reason and by the status it gets.
+    fn count_reject(&self, reason: Reject) {
+        self.source.rejects.add(reason);
+        let status = match reason {
+            Reject::Malformed | Reject::Empty | Reject::ReadError => &self.bad_request,
+            Reject::TooLarge => &self.too_large,
+            Reject::Unauthorized => &self.unauthorized,
+            Reject::Timeout => &self.timed_out,
+            Reject::UnsupportedMediaType => &self.unsupported,
+        };
+        status.add(1);
+    }
+}
+
+fn describe_metrics() {
+    use metrics::describe_counter;
+    describe_counter!(
+        "pipeline_http_source_requests_total",
+        "Requests to the HTTP source's POST /events."
+    );
+    describe_counter!(
+        "pipeline_http_source_responses_total",
+        "Answers to POST /events, by status."
+    );
+    describe_counter!(
+        "pipeline_http_source_publish_waits_total",
+        "Events the bus first refused and then took within the request's publish_wait."
+    );
+    describe_counter!(
+        "pipeline_http_source_connections_total",
+        "Connections to the standalone HTTP source, by outcome: accepted, refused (over the per-client cap)."
+    );
+    describe_counter!(
+        "pipeline_http_source_limit_reached_total",
+        "Times every standalone HTTP source connection slot was taken, so new connections waited in the listen backlog."
+    );
 }
 
 /// What the routes share.
 pub(crate) struct Ingest {
+    name: Arc<str>,
     publisher: Publisher<Envelope>,
     token: Option<Vec<u8>>,
     max_body: usize,
@@ -101,6 +180,7 @@ impl Ingest {
         counters: Arc<HttpCounters>,
     ) -> Self {
         Ingest {
+            name: config.name.clone(),
             publisher,
             token: config.bearer_token.as_ref().map(|t| t.as_bytes().to_vec()),
             max_body: config.max_body_bytes,
@@ -129,13 +209,31 @@ impl Ingest {
     }
 }
 
-/// The three routes over `ingest`.
-pub(crate) fn routes(ingest: Arc<Ingest>) -> Router {
+/// What a handler is given: the routes' state, and the client's address when the
+/// server that runs them knows it.
+#[derive(Clone)]
+pub(crate) struct Conn {
+    ingest: Arc<Ingest>,
+    /// Set by the standalone server per connection; a host app's server may give it
+    /// as `ConnectInfo<SocketAddr>` instead.
+    peer: Option<SocketAddr>,
+}
+
+/// The three routes, waiting for their state.
+pub(crate) fn stateless_routes() -> Router<Conn> {
     Router::new()
         .route("/events", post(events))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state(ingest)
+}
+
+/// The three routes over `ingest`, for a client at `peer` (when known).
+pub(crate) fn routes(
+    routes: Router<Conn>,
+    ingest: Arc<Ingest>,
+    peer: Option<SocketAddr>,
+) -> Router {
+    routes.with_state(Conn { ingest, peer })
 }
 
 fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
@@ -241,8 +339,7 @@ async fn discard_body(mut body: Body, max: usize) {
 }
 
 fn too_large(ingest: &Ingest) -> Response {
-    ingest.counters.too_large.add(1);
-    ingest.counters.source.malformed.add(1);
+    ingest.counters.reject(Reject::TooLarge);
     let mut response = json_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         json!({ "error": format!("the body is larger than {} bytes", ingest.max_body) }),
@@ -254,8 +351,8 @@ fn too_large(ingest: &Ingest) -> Response {
 }
 
 fn bad_request(ingest: &Ingest, error: &DecodeError) -> Response {
-    ingest.counters.bad_request.add(1);
-    ingest.counters.source.malformed.add(1);
+    ingest.counters.count_reject(Reject::Malformed);
+    tracing::debug!(reason = "malformed", %error, "http source: request rejected (malformed)");
     json_response(
         StatusCode::BAD_REQUEST,
         json!({
@@ -266,7 +363,45 @@ fn bad_request(ingest: &Ingest, error: &DecodeError) -> Response {
     )
 }
 
-async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Body) -> Response {
+fn no_events(ingest: &Ingest) -> Response {
+    ingest.counters.reject(Reject::Empty);
+    json_response(
+        StatusCode::BAD_REQUEST,
+        json!({ "error": "no events in the body" }),
+    )
+}
+
+/// Whether the client asked to be told to go on before it sends the body.
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+async fn events(State(conn): State<Conn>, request: Request) -> Response {
+    // The peer: from the standalone server, or from a host app served with
+    // `into_make_service_with_connect_info::<SocketAddr>()`.
+    let peer = conn.peer.or_else(|| {
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0)
+    });
+    let span = tracing::info_span!(
+        "http_request",
+        source = %conn.ingest.name,
+        peer = tracing::field::Empty,
+    );
+    if let Some(peer) = peer {
+        span.record("peer", tracing::field::display(peer));
+    }
+    let (parts, body) = request.into_parts();
+    handle_events(&conn.ingest, &parts.headers, body)
+        .instrument(span)
+        .await
+}
+
+async fn handle_events(ingest: &Ingest, headers: &HeaderMap, body: Body) -> Response {
     let counters = &ingest.counters;
     counters.requests.add(1);
     if let Some(expected) = &ingest.token {
@@ -274,8 +409,7 @@ async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bod
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         if !given.is_some_and(|given| same_token(given, expected)) {
-            counters.unauthorized.add(1);
-            counters.source.malformed.add(1);
+            counters.reject(Reject::Unauthorized);
             let mut response = json_response(
                 StatusCode::UNAUTHORIZED,
                 json!({ "error": "missing or wrong bearer token" }),
@@ -286,9 +420,8 @@ async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bod
             return response;
         }
     }
-    let Some(format) = format_of(&headers) else {
-        counters.unsupported.add(1);
-        counters.source.malformed.add(1);
+    let Some(format) = format_of(headers) else {
+        counters.reject(Reject::UnsupportedMediaType);
         return json_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             json!({ "error": "send application/json or application/x-ndjson" }),
@@ -299,23 +432,26 @@ async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bod
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|length| length > ingest.max_body as u64) {
-        discard_body(body, ingest.max_body).await;
-        return too_large(&ingest);
+        // Reading the body is what makes the server send `100 Continue`: a client
+        // that waits for it is answered at once and sends nothing. Another is still
+        // sending; read a little of it so it gets to read the answer.
+        if !expects_continue(headers) {
+            discard_body(body, ingest.max_body).await;
+        }
+        return too_large(ingest);
     }
     let bytes =
         match tokio::time::timeout(ingest.body_timeout, read_body(body, ingest.max_body)).await {
             Err(_elapsed) => {
-                counters.timed_out.add(1);
-                counters.source.malformed.add(1);
+                counters.reject(Reject::Timeout);
                 return json_response(
                     StatusCode::REQUEST_TIMEOUT,
                     json!({ "error": "the body took too long to arrive" }),
                 );
             }
-            Ok(Err(BodyError::TooLarge)) => return too_large(&ingest),
+            Ok(Err(BodyError::TooLarge)) => return too_large(ingest),
             Ok(Err(BodyError::Read)) => {
-                counters.bad_request.add(1);
-                counters.source.malformed.add(1);
+                counters.reject(Reject::ReadError);
                 return json_response(
                     StatusCode::BAD_REQUEST,
                     json!({ "error": "the body could not be read" }),
@@ -323,16 +459,21 @@ async fn events(State(ingest): State<Arc<Ingest>>, headers: HeaderMap, body: Bod
             }
             Ok(Ok(bytes)) => bytes,
         };
+    // One rule for every format: a request carries at least one event.
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return no_events(ingest);
+    }
     let decoded = match format {
         Format::Json => decode_body(&bytes),
         Format::Ndjson => decode_ndjson(&bytes),
     };
     drop(bytes);
     let events = match decoded {
+        Ok(events) if events.is_empty() => return no_events(ingest),
         Ok(events) => events,
-        Err(error) => return bad_request(&ingest, &error),
+        Err(error) => return bad_request(ingest, &error),
     };
-    publish_all(&ingest, events).await
+    publish_all(ingest, events).await
 }
 
 /// Why an event was not published.
@@ -457,8 +598,8 @@ fn refuse(ingest: &Ingest, accepted: usize, total: usize, refusal: Refusal) -> R
     }
 }
 
-async fn healthz(State(ingest): State<Arc<Ingest>>) -> Response {
-    if ingest.is_stopping() {
+async fn healthz(State(conn): State<Conn>) -> Response {
+    if conn.ingest.is_stopping() {
         json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             json!({ "status": "stopping" }),
@@ -469,8 +610,8 @@ async fn healthz(State(ingest): State<Arc<Ingest>>) -> Response {
 }
 
 #[cfg(feature = "prometheus")]
-async fn metrics(State(ingest): State<Arc<Ingest>>) -> Response {
-    match &ingest.metrics {
+async fn metrics(State(conn): State<Conn>) -> Response {
+    match &conn.ingest.metrics {
         Some(handle) => {
             let mut response = (StatusCode::OK, handle.render()).into_response();
             response.headers_mut().insert(
@@ -484,7 +625,7 @@ async fn metrics(State(ingest): State<Arc<Ingest>>) -> Response {
 }
 
 #[cfg(not(feature = "prometheus"))]
-async fn metrics(State(_ingest): State<Arc<Ingest>>) -> Response {
+async fn metrics(State(_conn): State<Conn>) -> Response {
     no_metrics()
 }
 

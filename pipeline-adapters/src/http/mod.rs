@@ -61,13 +61,22 @@
 //! | --- | --- | --- |
 //! | `202` | every event was published | `{"accepted": n}` |
 //! | `400` | malformed JSON/NDJSON, an event breaking the shape | `{"error", "line", "column"}` |
+//! | `400` | a body without a single event, in any format (empty, blank lines, `[]`) | `{"error": "no events in the body"}` |
+//! | `400` | a body that could not be read (broken connection or chunked encoding) | `{"error"}` |
 //! | `401` | a bearer token is configured and the request's is missing or wrong | `{"error"}` |
 //! | `408` | the body took longer than `body_read_timeout` | `{"error"}` |
-//! | `413` | the body is larger than `max_body_bytes` (default 1 MiB) | `{"error"}` |
+//! | `413` | the body is larger than `max_body_bytes` (default 1 MiB); with `Expect: 100-continue` and a larger `Content-Length`, at once, without `100 Continue` | `{"error"}` |
 //! | `415` | another content type | `{"error"}` |
 //! | `429` + `Retry-After` | the bus's publish-rate limit refused event `k`, and its next token was not free within `publish_wait` | `{"accepted": k, "rejected_from": k, "total", "error"}` |
 //! | `503` + `Retry-After` | a `Block` subscription was full at event `k`, and stayed full for `publish_wait` | as for `429` |
 //! | `503` | the bus is closed | as for `429` |
+//! | `503` + `Retry-After: 1` | (standalone server) the client already holds `max_connections_per_peer` connections: answered before its request is read, and closed | `{"error"}` |
+//!
+//! Every `400` to `415` is counted once by reason (`SourceStats::rejected`,
+//! `pipeline_source_rejected_total{reason}`: `malformed`, `empty`, `read_error`,
+//! `unauthorized`, `timeout`, `too_large`, `unsupported_media_type`); only the first
+//! row's is malformed input (`SourceStats::malformed`). See
+//! [Refused input](crate::source#refused-input).
 //!
 //! **What "accepted" means.** `202` means every event of the request is in the bus: in
 //! the buffer of every subscription whose filter matched it (or counted as unmatched).
@@ -118,17 +127,34 @@
 //!
 //! | threat | [`HttpSource`] (own server) | routes mounted in an app |
 //! | --- | --- | --- |
-//! | too many connections | `max_connections`; more wait in the listen backlog | the app's server: add a limit (e.g. tower's `ConcurrencyLimitLayer`) |
-//! | slow or silent headers | `header_read_timeout` | the app's server |
-//! | big bodies | `max_body_bytes` (`413`), read in chunks, never buffered past it | the same (the routes read the body themselves) |
+//! | too many connections | `max_connections`; more wait in the listen backlog (counted in `limit_reached`, logged at warn) | the app's server: add a limit (e.g. tower's `ConcurrencyLimitLayer`) |
+//! | one client holding many connections (idle or slow) | `max_connections_per_peer` (default a quarter of `max_connections`): more from that address get `503` at once and are closed (`connections_refused`, logged at warn with the peer) | the app's server, or the proxy in front |
+//! | slow or silent headers, idle keep-alive connections | `header_read_timeout` | the app's server |
+//! | big bodies | `max_body_bytes` (`413`), read in chunks, never buffered past it; `Expect: 100-continue` over the limit is refused before the body is sent | the same (the routes read the body themselves) |
 //! | slow bodies | `body_read_timeout` (`408`) | the same |
 //! | a stalled pipeline | `publish_wait`, then `503`/`429` | the same |
 //! | unauthenticated writers | `bearer_token` (`401`) on `POST /events` | the same |
+//!
+//! So with the standalone server, idle connections from one client take at most its
+//! per-client share of the slots (and each at most `header_read_timeout`): the other
+//! clients are served at once. Many clients idling at once can still fill
+//! `max_connections`; they are disconnected after `header_read_timeout`, and new
+//! connections wait in the backlog meanwhile. Behind a proxy, every request comes
+//! from the proxy's address: raise `max_connections_per_peer` there, and cap per client
+//! at the proxy.
 //!
 //! What the routes hold is bounded per request: one body of at most `max_body_bytes`
 //! (about twice that while decoded), waiting at most `publish_wait`. Under the
 //! standalone server that is at most `max_connections` requests; mounted, bound the
 //! app's concurrency the same way, or memory grows with the number of clients.
+//!
+//! # Logs
+//!
+//! Each `POST /events` runs in an `http_request` span with the fields `source` (the
+//! source's name) and `peer` (the client's address: the standalone server always
+//! knows it; a host app gives it by serving with
+//! `into_make_service_with_connect_info::<SocketAddr>()`, else it is empty).
+//! Refused requests are logged inside it at debug, with their `reason`.
 //!
 //! # The emitter
 //!

@@ -1,7 +1,7 @@
 //! [`HttpIngest`] and [`router`]: the ingest routes, to mount in an axum app.
 
 use super::error::HttpSourceError;
-use super::ingest::{HttpCounters, Ingest, routes};
+use super::ingest::{HttpCounters, Ingest, routes, stateless_routes};
 use super::source::{HttpSourceConfig, HttpSourceStats};
 use axum::Router;
 use pipeline_core::bus::Publisher;
@@ -90,7 +90,7 @@ impl HttpIngest {
     /// the router on a tokio runtime with time enabled (`#[tokio::main]` does). An app
     /// with a state of its own calls its `with_state` before merging this router.
     pub fn router(&self) -> Router {
-        routes(self.ingest.clone())
+        routes(stateless_routes(), self.ingest.clone(), None)
     }
 
     /// Responses by status, and the common source counters.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 /// | [`max_body_bytes`](Self::max_body_bytes) | 1 MiB | at least 1 | routes |
 /// | [`bearer_token`](Self::bearer_token) | none (no check) | not empty | routes |
 /// | [`max_connections`](Self::max_connections) | 256 | at least 1 | server |
+/// | [`max_connections_per_peer`](Self::max_connections_per_peer) | a quarter of `max_connections` (at least 1) | at least 1 | server |
 /// | [`worker_threads`](Self::worker_threads) | 2 | at least 1 | server |
 /// | [`header_read_timeout`](Self::header_read_timeout) | 10 s | above zero | server |
 /// | [`body_read_timeout`](Self::body_read_timeout) | 30 s | above zero | routes |
@@ -55,6 +56,7 @@ pub struct HttpSourceConfig {
     pub(crate) max_body_bytes: usize,
     pub(crate) bearer_token: Option<String>,
     pub(crate) max_connections: usize,
+    pub(crate) max_connections_per_peer: Option<usize>,
     pub(crate) worker_threads: usize,
     pub(crate) header_read_timeout: Duration,
     pub(crate) body_read_timeout: Duration,
@@ -73,6 +75,7 @@ impl Default for HttpSourceConfig {
             max_body_bytes: 1024 * 1024,
             bearer_token: None,
             max_connections: 256,
+            max_connections_per_peer: None,
             worker_threads: 2,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
@@ -118,10 +121,32 @@ impl HttpSourceConfig {
     }
 
     /// The most connections served at once (default 256). Further clients wait in the
-    /// listen backlog until one closes.
+    /// listen backlog until one closes; each time that starts is counted
+    /// (`limit_reached`) and logged at warn (at most every 10 s).
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections;
         self
+    }
+
+    /// The most connections one client (IP address) may hold at once (default a
+    /// quarter of `max_connections`, at least 1), so idle or slow connections from one
+    /// client cannot make everyone else wait. One more from that client is answered
+    /// `503` with `Retry-After: 1` and `Connection: close` at once, without reading
+    /// its request, counted (`connections_refused`) and logged at warn with the peer
+    /// (at most every 10 s).
+    ///
+    /// Behind a reverse proxy or a load balancer every request comes from the proxy's
+    /// address: raise this (up to `max_connections`, which turns the cap off), or cap
+    /// per client at the proxy.
+    pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
+        self.max_connections_per_peer = Some(connections);
+        self
+    }
+
+    /// The per-peer cap in force.
+    pub(crate) fn per_peer(&self) -> usize {
+        self.max_connections_per_peer
+            .unwrap_or((self.max_connections / 4).max(1))
     }
 
     /// Threads of the source's tokio runtime (default 2).
@@ -200,6 +225,9 @@ impl HttpSourceConfig {
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
         }
+        if self.max_connections_per_peer == Some(0) {
+            return invalid("max_connections_per_peer", "must be at least 1");
+        }
         if self.worker_threads == 0 {
             return invalid("worker_threads", "must be at least 1");
         }
@@ -227,6 +255,7 @@ impl std::fmt::Debug for HttpSourceConfig {
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_peer", &self.per_peer())
             .field("worker_threads", &self.worker_threads)
             .field("header_read_timeout", &self.header_read_timeout)
             .field("body_read_timeout", &self.body_read_timeout)
@@ -247,7 +276,9 @@ pub struct HttpSourceStats {
     pub requests: u64,
     /// `202`: every event of the request was published.
     pub accepted: u64,
-    /// `400`: malformed JSON/NDJSON or an event that breaks the shape.
+    /// `400`: malformed JSON/NDJSON or an event that breaks the shape, a body without
+    /// events, or a body that could not be read. (Only the first is in
+    /// `source.malformed`; all are in `source.rejected`.)
     pub bad_request: u64,
     /// `401`: missing or wrong bearer token.
     pub unauthorized: u64,
@@ -264,6 +295,14 @@ pub struct HttpSourceStats {
     /// Events the bus first refused (full, or rate-limited) and then took within the
     /// request's `publish_wait`.
     pub publish_waits: u64,
+    /// Connections the standalone server accepted and served.
+    pub connections_accepted: u64,
+    /// Connections the standalone server refused with `503` because their client
+    /// already held `max_connections_per_peer`.
+    pub connections_refused: u64,
+    /// Times every one of the standalone server's `max_connections` slots was taken,
+    /// so new connections waited in the listen backlog.
+    pub limit_reached: u64,
 }
 
 /// An HTTP ingest server publishing what clients `POST` to `/events`; from

@@ -71,14 +71,34 @@
 //! [`NatsSink`] publishes batches, awaits every ack, retries the unacknowledged ones
 //! with backoff (same message ids, so JetStream drops duplicates), and hands what still
 //! fails to the dead-letter hook. A server restart costs retries, not messages.
+//!
+//! # Outages
+//!
+//! Source and sink each hold one client, which reconnects by itself, forever, after
+//! the server goes away. Each loss and each reconnection is logged at warn (with the
+//! source's or sink's name and the URL), and counted: [`NatsConnectionStats`]
+//! (`nats_stats().connection` for the source, [`NatsSink::connection_stats`] for the
+//! sink) and the metrics below. During an outage the source's fetches fail
+//! (`fetch_errors`, logged at warn) and the sink's publishes are retried.
+//!
+//! | metric | kind | labels |
+//! | --- | --- | --- |
+//! | `pipeline_nats_source_connected`, `pipeline_nats_sink_connected` | gauge: 1 connected, 0 not | `source` / `sink` |
+//! | `pipeline_nats_source_disconnects_total`, `pipeline_nats_sink_disconnects_total` | counter | `source` / `sink` |
+//! | `pipeline_nats_source_reconnects_total`, `pipeline_nats_sink_reconnects_total` | counter (the first connection is not one) | `source` / `sink` |
+//!
+//! The source's fetch loop runs in a `nats_source` span with the fields `source` and
+//! `url` (its peer).
 
 mod ack;
+mod connection;
 mod convert;
 mod error;
 mod sink;
 mod source;
 
 pub use ack::{FailurePolicy, NatsAcker};
+pub use connection::NatsConnectionStats;
 pub use error::{AckError, NatsError};
 pub use sink::{NatsSink, NatsSinkConfig};
 pub use source::{NatsSource, NatsSourceConfig, NatsSourceStats};
@@ -98,16 +118,22 @@ pub const KEY_HEADER: &str = "Pipeline-Key";
 /// The NATS header that carries an envelope's timestamp (ms since the Unix epoch).
 pub const TIMESTAMP_HEADER: &str = "Pipeline-Timestamp-Ms";
 
-/// Connects with a bounded first attempt, then reconnects forever on its own.
+/// Connects with a bounded first attempt, then reconnects forever on its own; the
+/// client's events go to `watch` (state, counters, warn lines).
 async fn connect(
     url: &str,
     name: &str,
     timeout: Duration,
+    watch: std::sync::Arc<connection::ConnectionWatch>,
 ) -> Result<async_nats::Client, NatsError> {
     let options = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(timeout)
-        .max_reconnects(None);
+        .max_reconnects(None)
+        .event_callback(move |event| {
+            let watch = watch.clone();
+            async move { watch.on_event(event) }
+        });
     tokio::time::timeout(timeout, options.connect(url))
         .await
         .unwrap_or_else(|_| {

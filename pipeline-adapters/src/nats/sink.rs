@@ -1,6 +1,7 @@
 //! [`NatsSink`]: batches published to JetStream, acks awaited, retried.
 
 use super::ack::OwnedRuntime;
+use super::connection::{ConnectionWatch, NatsConnectionStats, Role};
 use super::convert::headers_of;
 use super::error::NatsError;
 use crate::sink::stats::Attempt;
@@ -160,6 +161,7 @@ pub struct NatsSink {
     /// Makes message ids unique to this sink.
     instance: String,
     next_id: AtomicU64,
+    connection: Arc<ConnectionWatch>,
 }
 
 impl NatsSink {
@@ -191,8 +193,15 @@ impl NatsSink {
         let runtime = Arc::new(OwnedRuntime::new(
             crate::runtime::build(&config.name, 1).map_err(NatsError::Runtime)?,
         ));
+        let connection = ConnectionWatch::new(Role::Sink, &config.name, &config.url);
         let context = runtime.handle().block_on(async {
-            let client = super::connect(&config.url, &config.name, config.connect_timeout).await?;
+            let client = super::connect(
+                &config.url,
+                &config.name,
+                config.connect_timeout,
+                connection.clone(),
+            )
+            .await?;
             let context = jetstream::ContextBuilder::new()
                 .timeout(config.ack_timeout)
                 .build(client);
@@ -226,7 +235,14 @@ impl NatsSink {
             jitter: Mutex::new(jitter),
             instance,
             next_id: AtomicU64::new(0),
+            connection,
         })
+    }
+
+    /// The connection to the server: connected now, disconnects, reconnects (each
+    /// logged at warn). Reach it through [`SinkPool::sink`](crate::sink::SinkPool::sink).
+    pub fn connection_stats(&self) -> NatsConnectionStats {
+        self.connection.stats()
     }
 
     fn send(&self, batch: Vec<Envelope>) {

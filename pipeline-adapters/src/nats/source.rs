@@ -1,6 +1,7 @@
 //! [`NatsSource`]: a durable pull consumer publishing onto the bus.
 
 use super::ack::{NatsAcker, OwnedRuntime, Registry};
+use super::connection::{ConnectionWatch, NatsConnectionStats, Role};
 use super::convert::envelope_of;
 use super::error::NatsError;
 use crate::source::counters::Gauged;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 /// How to run a [`NatsSource`].
 ///
@@ -219,6 +221,8 @@ pub struct NatsSourceStats {
     pub ack_errors: u64,
     /// Fetches that failed (connection lost, server restarting).
     pub fetch_errors: u64,
+    /// The connection to the server: connected now, disconnects, reconnects.
+    pub connection: NatsConnectionStats,
 }
 
 struct Shared {
@@ -230,6 +234,7 @@ struct Shared {
     min_fetch_size: std::sync::atomic::AtomicU64,
     pressured: std::sync::atomic::AtomicU64,
     fetch_errors: std::sync::atomic::AtomicU64,
+    connection: Arc<ConnectionWatch>,
 }
 
 /// A JetStream durable pull consumer publishing each message on the bus, to be
@@ -261,9 +266,21 @@ impl NatsSource {
         let runtime = Arc::new(OwnedRuntime::new(
             crate::runtime::build(&config.name, 1).map_err(NatsError::Runtime)?,
         ));
-        let consumer = runtime.handle().block_on(connect_consumer(&config))?;
+        metrics::describe_gauge!(
+            "pipeline_nats_source_fetch_batch_messages",
+            "The size of a NATS source's latest fetch request, in messages."
+        );
+        metrics::describe_counter!(
+            "pipeline_nats_source_acks_total",
+            "NATS messages settled, by kind: ack, nak, term, expired, error."
+        );
+        let connection = ConnectionWatch::new(Role::Source, &config.name, &config.url);
+        let consumer = runtime
+            .handle()
+            .block_on(connect_consumer(&config, connection.clone()))?;
         let shared = Arc::new(Shared {
-            counters: SourceCounters::new(&config.name),
+            connection,
+            counters: SourceCounters::new(&config.name, &[]),
             registry: Arc::new(Registry::new(&config.name)),
             fetch_size: crate::source::counters::gauge(
                 "pipeline_nats_source_fetch_batch_messages",
@@ -278,10 +295,14 @@ impl NatsSource {
         let (stop, stopped) = watch::channel(false);
         let (done_tx, done) = mpsc::channel::<()>();
         let task_shared = shared.clone();
-        let task = runtime.handle().spawn(async move {
-            let _done = done_tx;
-            fetch_loop(consumer, &config, &task_shared, publisher, stopped).await;
-        });
+        let span = tracing::info_span!("nats_source", source = %config.name, url = %config.url);
+        let task = runtime.handle().spawn(
+            async move {
+                let _done = done_tx;
+                fetch_loop(consumer, &config, &task_shared, publisher, stopped).await;
+            }
+            .instrument(span),
+        );
         Ok(NatsSource {
             shared,
             runtime,
@@ -321,12 +342,22 @@ impl NatsSource {
             expired: acks.expired.get(),
             ack_errors: acks.failed.get(),
             fetch_errors: s.fetch_errors.load(Relaxed),
+            connection: s.connection.stats(),
         }
     }
 }
 
-async fn connect_consumer(config: &NatsSourceConfig) -> Result<PullConsumer, NatsError> {
-    let client = super::connect(&config.url, &config.name, config.connect_timeout).await?;
+async fn connect_consumer(
+    config: &NatsSourceConfig,
+    connection: Arc<ConnectionWatch>,
+) -> Result<PullConsumer, NatsError> {
+    let client = super::connect(
+        &config.url,
+        &config.name,
+        config.connect_timeout,
+        connection,
+    )
+    .await?;
     let context = jetstream::new(client);
     let js_error = |what| {
         move |e: Box<dyn std::error::Error + Send + Sync>| NatsError::JetStream { what, source: e }

@@ -58,8 +58,8 @@
 //! | --- | --- | --- |
 //! | `pipeline_source_received_events_total` | counter | `source` |
 //! | `pipeline_source_published_events_total` | counter | `source` |
-//! | `pipeline_source_malformed_total` | counter | `source` |
-//! | `pipeline_source_malformed_kind_total` | counter | `source`, `kind` (`oversized`) |
+//! | `pipeline_source_rejected_total` | counter | `source`, `reason` (`malformed`, `empty`, `too_large`, `unauthorized`, `timeout`, `unsupported_media_type`, `read_error`; each a source can give, from 0) |
+//! | `pipeline_source_malformed_total` | counter: `reason="malformed"` alone | `source` |
 //! | `pipeline_source_backoff_total` | counter | `source` |
 //! | `pipeline_source_full_total` | counter | `source` |
 //! | `pipeline_source_not_published_events_total` | counter | `source` |
@@ -67,10 +67,20 @@
 //! | `pipeline_source_connections` | gauge | `source` |
 //! | `pipeline_http_source_requests_total` | counter | `source`, `path` |
 //! | `pipeline_http_source_responses_total` | counter | `source`, `status` |
-//! | `pipeline_tcp_source_connections_total` | counter | `source`, `outcome` (`accepted`, `refused`, `timed_out`) |
+//! | `pipeline_http_source_publish_waits_total` | counter | `source` |
+//! | `pipeline_http_source_connections_total` | counter | `source`, `outcome` (`accepted`, `refused`) |
+//! | `pipeline_http_source_limit_reached_total` | counter | `source` |
+//! | `pipeline_tcp_source_connections_total` | counter | `source`, `outcome` (`accepted`, `refused`, `timed_out`, `line_timed_out`) |
+//! | `pipeline_tcp_source_limit_reached_total` | counter | `source` |
 //! | `pipeline_file_source_reopens_total` | counter | `source`, `reason` (`rotation`, `truncation`) |
 //! | `pipeline_nats_source_fetch_batch_messages` | gauge | `source` |
 //! | `pipeline_nats_source_acks_total` | counter | `source`, `kind` (`ack`, `nak`, `term`, `expired`, `error`) |
+//! | `pipeline_nats_source_connected` | gauge (1 connected, 0 not) | `source` |
+//! | `pipeline_nats_source_disconnects_total` | counter | `source` |
+//! | `pipeline_nats_source_reconnects_total` | counter | `source` |
+//! | `pipeline_nats_sink_connected` | gauge (1 connected, 0 not) | `sink` |
+//! | `pipeline_nats_sink_disconnects_total` | counter | `sink` |
+//! | `pipeline_nats_sink_reconnects_total` | counter | `sink` |
 //! | `pipeline_sink_delivered_events_total` | counter | `sink` |
 //! | `pipeline_sink_undelivered_events_total` | counter | `sink` |
 //! | `pipeline_sink_batches_total` | counter | `sink`, `outcome` (`ok`, `failed`) |
@@ -80,8 +90,9 @@
 //! | `pipeline_sink_in_flight_batches` | gauge | `sink` |
 //! | `pipeline_sink_attempt_seconds` | histogram (summary) | `sink` |
 //!
-//! Metrics handles are registered when a component is built: build the exporter
-//! first, then the bus, pools, sources and sinks.
+//! Metrics handles are registered when a component is built, and the adapters' families
+//! get their `# HELP` text then: build the exporter first, then the bus, pools, sources
+//! and sinks.
 
 mod endpoint;
 mod exporter;

@@ -80,6 +80,44 @@ struct SinkMetrics {
     attempt_seconds: metrics::Histogram,
 }
 
+/// `# HELP` texts for the sinks' metric families, given to the recorder installed now.
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "pipeline_sink_delivered_events_total",
+        "Events a sink delivered."
+    );
+    describe_counter!(
+        "pipeline_sink_undelivered_events_total",
+        "Events a sink handed to its dead-letter hook."
+    );
+    describe_counter!(
+        "pipeline_sink_batches_total",
+        "Batches a sink delivered (ok) or gave up on (failed)."
+    );
+    describe_counter!(
+        "pipeline_sink_attempts_total",
+        "Delivery attempts (requests, publish rounds, writes)."
+    );
+    describe_counter!(
+        "pipeline_sink_attempt_errors_total",
+        "Delivery attempts that failed, retried or not."
+    );
+    describe_counter!(
+        "pipeline_sink_retries_total",
+        "Delivery attempts that were retries."
+    );
+    describe_gauge!(
+        "pipeline_sink_in_flight_batches",
+        "Batches a sink is delivering now."
+    );
+    describe_histogram!(
+        "pipeline_sink_attempt_seconds",
+        metrics::Unit::Seconds,
+        "Time per delivery attempt."
+    );
+}
+
 /// What one attempt came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Attempt {
@@ -89,6 +127,7 @@ pub(crate) enum Attempt {
 
 impl SinkCounters {
     pub(crate) fn new(sink: &str) -> Self {
+        describe_metrics();
         let label = || sink.to_owned();
         SinkCounters {
             delivered: AtomicU64::new(0),

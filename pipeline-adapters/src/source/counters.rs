@@ -89,11 +89,107 @@ pub(crate) fn gauge(name: &'static str, source: &str) -> Gauged {
     Gauged::new(name, source)
 }
 
+/// Why a source refused input before it became an event: the `reason` label of
+/// `pipeline_source_rejected_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// Only the HTTP source gives every reason.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) enum Reject {
+    /// Input that does not decode: bad JSON or NDJSON, an event breaking the shape.
+    /// The only reason that also counts in `pipeline_source_malformed_total`.
+    Malformed,
+    /// A request without a single event (HTTP `400`).
+    Empty,
+    /// A line over `max_line_bytes` or a body over `max_body_bytes` (HTTP `413`).
+    TooLarge,
+    /// A missing or wrong bearer token (HTTP `401`).
+    Unauthorized,
+    /// A body slower than `body_read_timeout` (HTTP `408`).
+    Timeout,
+    /// A content type other than JSON or NDJSON (HTTP `415`).
+    UnsupportedMediaType,
+    /// A body that could not be read: the client broke the connection or the chunked
+    /// encoding (HTTP `400`).
+    ReadError,
+}
+
+impl Reject {
+    const COUNT: usize = 7;
+
+    /// The `reason` label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Reject::Malformed => "malformed",
+            Reject::Empty => "empty",
+            Reject::TooLarge => "too_large",
+            Reject::Unauthorized => "unauthorized",
+            Reject::Timeout => "timeout",
+            Reject::UnsupportedMediaType => "unsupported_media_type",
+            Reject::ReadError => "read_error",
+        }
+    }
+}
+
+/// Refused input by reason: `pipeline_source_rejected_total{source, reason}`, and
+/// `pipeline_source_malformed_total{source}` for [`Reject::Malformed`] alone.
+pub(crate) struct Rejects {
+    /// One series per reason the source can give, registered at 0.
+    by_reason: [Option<Counted>; Reject::COUNT],
+    malformed: metrics::Counter,
+    total: AtomicU64,
+}
+
+impl Rejects {
+    fn new(source: &str, reasons: &[Reject]) -> Self {
+        let mut by_reason: [Option<Counted>; Reject::COUNT] = Default::default();
+        for &reason in reasons {
+            by_reason[reason as usize] = Some(Counted::labelled(
+                "pipeline_source_rejected_total",
+                source,
+                "reason",
+                reason.label(),
+            ));
+        }
+        Rejects {
+            by_reason,
+            malformed: metrics::counter!("pipeline_source_malformed_total", "source" => source.to_owned()),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    /// One piece of input (a line, a body, a request) refused for `reason`.
+    #[cfg_attr(
+        not(any(feature = "http", feature = "tcp", feature = "file")),
+        allow(dead_code)
+    )]
+    pub(crate) fn add(&self, reason: Reject) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        match &self.by_reason[reason as usize] {
+            Some(counted) => counted.add(1),
+            None => debug_assert!(false, "{reason:?} was not declared by the source"),
+        }
+        if reason == Reject::Malformed {
+            self.malformed.increment(1);
+        }
+    }
+
+    /// Refused for `reason` so far.
+    pub(crate) fn get(&self, reason: Reject) -> u64 {
+        self.by_reason[reason as usize]
+            .as_ref()
+            .map_or(0, Counted::get)
+    }
+
+    fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+}
+
 /// The counters every source keeps.
 pub(crate) struct SourceCounters {
     pub(crate) received: Counted,
     pub(crate) published: Counted,
-    pub(crate) malformed: Counted,
+    pub(crate) rejects: Rejects,
     pub(crate) backoff: Counted,
     pub(crate) full: Counted,
     pub(crate) not_published: Counted,
@@ -102,11 +198,14 @@ pub(crate) struct SourceCounters {
 }
 
 impl SourceCounters {
-    pub(crate) fn new(source: &str) -> Self {
+    /// The counters of `source`, which refuses input for these `reasons` (each gets
+    /// its `pipeline_source_rejected_total` series, at 0 until the first).
+    pub(crate) fn new(source: &str, reasons: &[Reject]) -> Self {
+        super::describe_metrics();
         SourceCounters {
             received: Counted::new("pipeline_source_received_events_total", source),
             published: Counted::new("pipeline_source_published_events_total", source),
-            malformed: Counted::new("pipeline_source_malformed_total", source),
+            rejects: Rejects::new(source, reasons),
             backoff: Counted::new("pipeline_source_backoff_total", source),
             full: Counted::new("pipeline_source_full_total", source),
             not_published: Counted::new("pipeline_source_not_published_events_total", source),
@@ -119,7 +218,8 @@ impl SourceCounters {
         SourceStats {
             received: self.received.get(),
             published: self.published.get(),
-            malformed: self.malformed.get(),
+            rejected: self.rejects.total(),
+            malformed: self.rejects.get(Reject::Malformed),
             backoff: self.backoff.get(),
             full: self.full.get(),
             not_published: self.not_published.get(),

@@ -23,6 +23,27 @@
 //! | TCP, file, stdin | stops reading (the socket's window or the file holds the rest) |
 //! | NATS | waits with `publish_async` (a waker, no polling) and leaves messages in the stream: smaller fetches, fewer in flight |
 //!
+//! # Refused input
+//!
+//! Input a source refuses before it becomes an event is counted once, by reason, in
+//! [`SourceStats::rejected`] and `pipeline_source_rejected_total{source, reason}`
+//! (each reason a source can give is registered at 0). Only input that does not decode
+//! is *malformed* ([`SourceStats::malformed`], `pipeline_source_malformed_total`):
+//! a wrong token or a body that is too big is refused, not malformed.
+//!
+//! | `reason` | what was refused | sources |
+//! | --- | --- | --- |
+//! | `malformed` | a line or body that does not decode (bad JSON or NDJSON, an event breaking the shape) | HTTP (`400`), TCP, file |
+//! | `empty` | a request without a single event | HTTP (`400`) |
+//! | `too_large` | a line over `max_line_bytes`, a body over `max_body_bytes` | HTTP (`413`), TCP, file |
+//! | `unauthorized` | a missing or wrong bearer token | HTTP (`401`) |
+//! | `timeout` | a body slower than `body_read_timeout` | HTTP (`408`) |
+//! | `unsupported_media_type` | a content type other than JSON or NDJSON | HTTP (`415`) |
+//! | `read_error` | a body that could not be read (broken connection or chunked encoding) | HTTP (`400`) |
+//!
+//! Connections a source refuses (over a per-peer cap) or closes (deadlines) are not
+//! input and are counted by the source itself: `tcp_stats()`, `http_stats()`.
+//!
 //! # Shutdown
 //!
 //! [`Source::stop`] returns at once; [`Source::join`] waits with a deadline. A pool
@@ -32,6 +53,11 @@
 pub(crate) mod counters;
 mod error;
 
+#[cfg_attr(
+    not(any(feature = "http", feature = "tcp", feature = "file")),
+    allow(unused_imports)
+)]
+pub(crate) use counters::Reject;
 pub(crate) use counters::SourceCounters;
 pub use error::JoinError;
 
@@ -81,8 +107,11 @@ pub struct SourceStats {
     pub received: u64,
     /// Events the bus accepted.
     pub published: u64,
-    /// Input refused before it became an event: malformed JSON, oversized lines or
-    /// bodies, wrong tokens (one per line, body or request).
+    /// Input refused before it became an event, for any reason: malformed, too large,
+    /// unauthorized... (one per line, body or request; see [Refused input](self#refused-input)).
+    pub rejected: u64,
+    /// Of `rejected`, the input that did not decode (bad JSON or NDJSON, an event
+    /// breaking the shape), and only that.
     pub malformed: u64,
     /// Publishes refused by the bus's rate limit (`PublishError::Backoff`).
     pub backoff: u64,
@@ -96,4 +125,46 @@ pub struct SourceStats {
     pub in_flight: u64,
     /// Open connections now (HTTP, TCP).
     pub connections: u64,
+}
+
+/// `# HELP` texts for the sources' metric families, given to the recorder installed
+/// now (a recorder installed later does not get them: install it first).
+pub(crate) fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "pipeline_source_received_events_total",
+        "Events a source decoded from its input."
+    );
+    describe_counter!(
+        "pipeline_source_published_events_total",
+        "Events a source's bus accepted."
+    );
+    describe_counter!(
+        "pipeline_source_rejected_total",
+        "Input a source refused before it became an event, by reason."
+    );
+    describe_counter!(
+        "pipeline_source_malformed_total",
+        "Input a source refused because it did not decode (reason=\"malformed\" only)."
+    );
+    describe_counter!(
+        "pipeline_source_backoff_total",
+        "Publishes refused by the bus's rate limit."
+    );
+    describe_counter!(
+        "pipeline_source_full_total",
+        "Publishes refused because a Block subscription was full."
+    );
+    describe_counter!(
+        "pipeline_source_not_published_events_total",
+        "Events a source received but never published (the peer was told, or they stayed in their origin)."
+    );
+    describe_gauge!(
+        "pipeline_source_in_flight_events",
+        "Events a source holds now: read and not yet published (NATS: not yet acknowledged)."
+    );
+    describe_gauge!(
+        "pipeline_source_connections",
+        "Connections a source has open now."
+    );
 }

@@ -48,9 +48,16 @@ impl<R: Read> LineReader<R> {
         &self.inner
     }
 
-    #[cfg_attr(not(feature = "file"), allow(dead_code))]
     pub(crate) fn get_mut(&mut self) -> &mut R {
         &mut self.inner
+    }
+
+    /// Whether bytes after the last line returned are held: part of a line (or all
+    /// of one) that the next call returns without reading first, or an oversized
+    /// line being skipped.
+    #[cfg_attr(not(feature = "tcp"), allow(dead_code))]
+    pub(crate) fn has_buffered(&self) -> bool {
+        self.skipping.is_some() || self.buf.len() > self.start
     }
 
     /// Bytes read from the underlying reader so far (buffered ones included).
@@ -208,9 +215,32 @@ mod tests {
     }
 
     #[test]
+    fn what_is_buffered_after_a_line_is_known() {
+        let mut reader = LineReader::new(&b"a\nb\nc"[..], 10);
+        assert_eq!(
+            reader.read_line(false).unwrap(),
+            Some(Line::Complete(b"a".to_vec()))
+        );
+        assert!(reader.has_buffered(), "b and c came with the same read");
+        assert_eq!(
+            reader.read_line(false).unwrap(),
+            Some(Line::Complete(b"b".to_vec()))
+        );
+        assert!(reader.has_buffered());
+        let mut whole = LineReader::new(&b"a\n"[..], 10);
+        assert_eq!(
+            whole.read_line(false).unwrap(),
+            Some(Line::Complete(b"a".to_vec()))
+        );
+        assert!(!whole.has_buffered());
+    }
+
+    #[test]
     fn partial_line_waits_for_more_input_unless_final() {
         let mut reader = LineReader::new(&b"abc"[..], 10);
         assert_eq!(reader.read_line(false).unwrap(), None);
+        assert!(reader.has_buffered());
         assert_eq!(reader.take_partial(), b"abc");
+        assert!(!reader.has_buffered());
     }
 }

@@ -1,5 +1,5 @@
 //! Small internals every adapter shares: a stop signal that sleeps, a group of threads
-//! joined with a deadline, and a line reader with a length limit.
+//! joined with a deadline, a line reader with a length limit, and a log limiter.
 
 pub(crate) mod stop;
 #[cfg(any(feature = "tcp", feature = "file", feature = "prometheus"))]
@@ -7,7 +7,11 @@ pub(crate) mod threads;
 
 #[cfg(any(feature = "tcp", feature = "file"))]
 pub(crate) mod lines;
+#[cfg(any(feature = "tcp", feature = "http"))]
+pub(crate) mod log_limit;
 
+#[cfg(any(feature = "tcp", feature = "http"))]
+pub(crate) use log_limit::LogLimiter;
 pub(crate) use stop::StopSignal;
 #[cfg(any(feature = "tcp", feature = "file", feature = "prometheus"))]
 pub(crate) use threads::ThreadGroup;

@@ -179,3 +179,68 @@ pub fn closed_by_server(read: &std::io::Result<usize>) -> bool {
         ),
     }
 }
+
+/// A TCP connection to `to` from the loopback address `local` (any of 127.0.0.0/8 on
+/// Linux), so a test can be a second client with its own peer address.
+pub fn connect_from(
+    local: std::net::Ipv4Addr,
+    to: SocketAddr,
+) -> std::io::Result<std::net::TcpStream> {
+    use std::os::fd::FromRawFd;
+    fn sockaddr(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+        libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(ip).to_be(),
+            },
+            sin_zero: [0; 8],
+        }
+    }
+    let SocketAddr::V4(to) = to else {
+        panic!("an IPv4 address, not {to}");
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor this function owns; the stream takes
+    // it over at once, so every error path closes it.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let stream = std::net::TcpStream::from_raw_fd(fd);
+        let from = sockaddr(local, 0);
+        if libc::bind(fd, (&raw const from).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let target = sockaddr(*to.ip(), to.port());
+        if libc::connect(fd, (&raw const target).cast(), len) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
+}
+
+/// Reads one HTTP/1.1 response (head, and a body of its `Content-Length`) and returns
+/// it as text; what was read so far if the connection ends first.
+pub fn read_response(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut data = Vec::new();
+    let mut byte = [0u8; 1];
+    while !data.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => data.push(byte[0]),
+            _ => return String::from_utf8_lossy(&data).into_owned(),
+        }
+    }
+    let head = String::from_utf8_lossy(&data).to_ascii_lowercase();
+    let length = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    let _ = stream.read_exact(&mut body);
+    data.extend_from_slice(&body);
+    String::from_utf8_lossy(&data).into_owned()
+}
