@@ -3,8 +3,9 @@
 use std::time::{Duration, Instant};
 
 use pipeline_controller::policy::{
-    Action, BufferObservation, Change, Comparison, Decision, Direction, HysteresisPolicy, Knob,
-    Mode, Observation, Overflow, PolicyConfig, PoolObservation, Reading, Rule, Threshold,
+    Action, BufferObservation, Change, Comparison, Condition, Decision, Direction, HoldCause,
+    HysteresisPolicy, Knob, Mode, Observation, Overflow, PolicyConfig, PoolObservation, Reading,
+    Rule, Sizing, Threshold,
 };
 
 const MIB: u64 = 1 << 20;
@@ -981,6 +982,486 @@ fn a_config_change_keeps_the_history() {
     );
 }
 
+// ---- the queueing model ----
+
+const MS: Duration = Duration::from_millis(1);
+
+/// One stage (a buffer and its pool, both "s") with the model's readings: λ events/s,
+/// S ms, a backlog, and the CPU per event as a share of S (`None`: not measured).
+fn stage(
+    workers: usize,
+    capacity: usize,
+    arrival: f64,
+    service_ms: u32,
+    backlog: usize,
+    cpu_share: Option<f64>,
+) -> Observation {
+    let service = MS * service_ms;
+    Observation::new()
+        .buffer(BufferObservation::new("s", capacity, 16, 4096).len(backlog))
+        .pool(
+            PoolObservation::new("s", workers, 1, 32)
+                .utilisation((arrival * service.as_secs_f64() / workers as f64).min(1.0))
+                .backlog(backlog)
+                .arrival_rate(arrival)
+                .service_time(service)
+                .cpu_per_event(cpu_share.map(|share| service.mul_f64(share))),
+        )
+}
+
+/// Feeds `obs` from second `from` to `to` (exclusive), applying every action to the
+/// knobs it reads back; returns every action with its second.
+fn run(
+    f: &mut Fixture,
+    from: u64,
+    to: u64,
+    workers: &mut usize,
+    capacity: &mut usize,
+    obs: impl Fn(usize, usize) -> Observation,
+) -> Vec<(u64, Action)> {
+    let mut actions = Vec::new();
+    for t in from..to {
+        let d = f.decide(&obs(*workers, *capacity), t);
+        for action in d.actions {
+            match action.change {
+                Change::ResizePool { to, .. } => *workers = to,
+                Change::ResizeBuffer { to, .. } => *capacity = to,
+                _ => {}
+            }
+            actions.push((t, action));
+        }
+    }
+    actions
+}
+
+#[test]
+fn a_pool_goes_to_the_model_count_in_one_decision_then_refines() {
+    let mut f = Fixture::new();
+    let (mut workers, mut capacity) = (2, 64);
+    // λ 300/s x S 20 ms = load 6.0: 9 workers at 0.7. The first reading is fresh, so
+    // the pool lands one error low (8), and the next firms the estimate up to 9.
+    let actions = run(&mut f, 0, 40, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 300.0, 20, 0, None)
+    });
+    let pool: Vec<&(u64, Action)> = actions
+        .iter()
+        .filter(|(_, a)| matches!(a.change, Change::ResizePool { .. }))
+        .collect();
+    assert_eq!(pool.len(), 2, "{actions:?}");
+    assert_eq!((pool[0].0, pool[1].0), (0, 1));
+    assert_eq!(pool[0].1.change, resize_pool("s", 2, 8));
+    assert_eq!(pool[0].1.reason.rule, Rule::ScaleUp);
+    assert_eq!(
+        pool[0].1.to_string(),
+        "pool s: λ 300/s x S 20.0ms = load 6.00, target 0.70 -> 9 workers \
+         (load -1.0 x error 11.5%: 8 workers), scale up 2 -> 8"
+    );
+    assert_eq!(pool[1].1.change, resize_pool("s", 8, 9));
+    assert_eq!(pool[1].1.reason.rule, Rule::Refine);
+    assert_eq!(workers, 9);
+    // The buffer went to its capacity for λ (300 x 1 s / 0.7 = 429), one error low.
+    assert!((380..=429).contains(&capacity), "{capacity}");
+}
+
+#[test]
+fn a_10x_step_is_taken_at_once() {
+    let mut f = Fixture::new();
+    let (mut workers, mut capacity) = (1, 64);
+    let _ = run(&mut f, 0, 60, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 30.0, 20, 0, None)
+    });
+    assert_eq!(workers, 1, "λS 0.6: one worker");
+    // The first reading at 300/s is ten deviations away: the estimate jumps to it.
+    let actions = run(&mut f, 60, 63, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 300.0, 20, 0, None)
+    });
+    assert!(
+        actions
+            .iter()
+            .any(|(t, a)| *t == 60 && a.reason.rule == Rule::ScaleUp),
+        "{actions:?}"
+    );
+    assert!((8..=9).contains(&workers), "{workers}");
+    let _ = run(&mut f, 63, 70, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 300.0, 20, 0, None)
+    });
+    assert_eq!(workers, 9);
+}
+
+#[test]
+fn the_drain_term_adds_the_workers_that_clear_the_backlog_in_the_drain_time() {
+    let mut f = Fixture::new();
+    let (mut workers, mut capacity) = (9, 429);
+    let quiet = run(&mut f, 0, 20, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 300.0, 20, 0, None)
+    });
+    assert!(quiet.is_empty(), "{quiet:?}");
+    // 1800 events wait: fully busy, (300 + 1800 / 5 s) x 20 ms = 13.2 -> 14 workers.
+    let d = f.decide(&stage(9, 429, 300.0, 20, 1800, None), 20);
+    let pool = d
+        .actions
+        .iter()
+        .find(|a| matches!(a.change, Change::ResizePool { .. }))
+        .expect("a scale-up");
+    assert_eq!(pool.change, resize_pool("s", 9, 14));
+    assert_eq!(
+        pool.to_string(),
+        "pool s: λ 300/s x S 20.0ms = load 6.00, target 0.70 -> 9 workers \
+         (backlog 1800 drains in 5s: 14 workers), scale up 9 -> 14"
+    );
+    assert!(matches!(
+        pool.reason.sizing,
+        Some(Sizing::Workers {
+            for_load: 9,
+            for_drain: 14,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn the_way_down_waits_the_window_and_goes_to_the_highest_recommendation() {
+    let mut f = Fixture::new();
+    let (mut workers, mut capacity) = (9, 429);
+    let _ = run(&mut f, 0, 40, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 300.0, 20, 0, None)
+    });
+    assert_eq!(workers, 9);
+    // Load falls 10x at t=40: the estimate follows at once, the workers wait for the
+    // window (the recommendations of t <= 39 say 9), and the hold says so.
+    let d = f.decide(&stage(9, capacity, 30.0, 20, 0, None), 40);
+    assert!(d.is_empty(), "{d}");
+    let hold = d
+        .holds
+        .iter()
+        .find(|h| h.change.knob() == Knob::Pool("s".into()))
+        .expect("a hold on the pool");
+    assert_eq!(hold.rule, Rule::ScaleDown);
+    assert_eq!(
+        hold.cause,
+        HoldCause::Window {
+            left: Duration::from_secs(29)
+        }
+    );
+    assert!(hold.new);
+    assert_eq!(
+        hold.to_string(),
+        "pool s: scale down 9 -> 1 held by the stabilisation window, 29s left"
+    );
+    let d = f.decide(&stage(9, capacity, 30.0, 20, 0, None), 41);
+    assert!(
+        !d.holds
+            .iter()
+            .find(|h| h.change.knob() == Knob::Pool("s".into()))
+            .unwrap()
+            .new
+    );
+    let actions = run(&mut f, 42, 80, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 30.0, 20, 0, None)
+    });
+    let down: Vec<&(u64, Action)> = actions
+        .iter()
+        .filter(|(_, a)| matches!(a.change, Change::ResizePool { .. }))
+        .collect();
+    assert_eq!(down.len(), 1, "one decision: {actions:?}");
+    assert_eq!(
+        down[0].0, 69,
+        "the last high recommendation (t=39) left the window"
+    );
+    assert_eq!(down[0].1.change, resize_pool("s", 9, 1));
+    assert_eq!(down[0].1.reason.rule, Rule::ScaleDown);
+    assert!(
+        down[0]
+            .1
+            .to_string()
+            .ends_with("and recommendation 1 < workers 9 for 69s, scale down 9 -> 1"),
+        "{}",
+        down[0].1
+    );
+}
+
+#[test]
+fn noise_within_the_band_changes_nothing() {
+    let mut f = Fixture::new();
+    let (mut workers, mut capacity) = (9, 429);
+    // ±4% around λ 300/s, about the Poisson noise of a one-second count.
+    let noisy = [300.0, 312.0, 290.0, 305.0, 288.0, 311.0, 296.0, 309.0];
+    let mut actions = Vec::new();
+    for t in 0..300u64 {
+        let arrival = noisy[t as usize % noisy.len()];
+        actions.extend(run(
+            &mut f,
+            t,
+            t + 1,
+            &mut workers,
+            &mut capacity,
+            |w, c| stage(w, c, arrival, 20, 0, None),
+        ));
+    }
+    assert!(actions.is_empty(), "{actions:?}");
+}
+
+#[test]
+fn without_readings_the_cold_start_rules_apply() {
+    // No λ or S: utilisation nudges the pool by steps, as before the model.
+    let mut f = Fixture::new();
+    let _ = f.decide(&busy_pool(2, 0.9, 10), 0);
+    let d = f.decide(&busy_pool(2, 0.9, 20), 1);
+    assert_eq!(only(&d).change, resize_pool("p", 2, 3));
+    assert!(only(&d).reason.sizing.is_none());
+}
+
+#[test]
+fn measured_cpu_lets_sleeping_stages_run_more_workers_than_cores() {
+    let mut f = Fixture::new();
+    let obs = |io: usize, cpu: usize| {
+        Observation::new()
+            .cpu_limit(Some(2.0))
+            .pool(
+                PoolObservation::new("io", io, 1, 32)
+                    .arrival_rate(300.0)
+                    .service_time(MS * 20)
+                    .cpu_per_event(MS * 20 / 100),
+            )
+            .pool(
+                PoolObservation::new("cpu", cpu, 1, 32)
+                    .arrival_rate(150.0)
+                    .service_time(MS * 10)
+                    .cpu_per_event(MS * 10),
+            )
+    };
+    let (mut io, mut cpu) = (1, 1);
+    for t in 0..20 {
+        for a in f.decide(&obs(io, cpu), t).actions {
+            match a.change {
+                Change::ResizePool { ref name, to, .. } if name == "io" => io = to,
+                Change::ResizePool { to, .. } => cpu = to,
+                _ => {}
+            }
+        }
+    }
+    // io: 9 workers at 1% of a core each; cpu: load 1.5 wants 3, but each busy worker
+    // takes a core: 2 fit (2 cores, plus the 10% tolerance of the measured part).
+    assert_eq!((io, cpu), (9, 2));
+}
+
+#[test]
+fn without_cpu_readings_the_cap_is_cores_times_workers_per_core() {
+    let mut f = Fixture::new();
+    let obs = Observation::new().cpu_limit(Some(2.0)).pool(
+        PoolObservation::new("s", 1, 1, 32)
+            .arrival_rate(300.0)
+            .service_time(MS * 20),
+    );
+    let d = f.decide(&obs, 0);
+    let action = only(&d);
+    assert_eq!(action.change, resize_pool("s", 1, 2));
+    assert!(
+        action
+            .to_string()
+            .ends_with("and workers 2 <= cpu cap 2, scale up 1 -> 2"),
+        "{action}"
+    );
+}
+
+#[test]
+fn a_saturated_buffer_grows_by_steps_only_while_its_stage_cannot_keep_up() {
+    // Two workers of 20 ms take 100/s; 300/s arrive and the pool cannot grow (max 2).
+    let obs = |capacity: usize| {
+        Observation::new()
+            .buffer(BufferObservation::new("s", capacity, 16, 4096).len(capacity))
+            .pool(
+                PoolObservation::new("s", 2, 1, 2)
+                    .utilisation(1.0)
+                    .backlog(capacity)
+                    .arrival_rate(300.0)
+                    .service_time(MS * 20),
+            )
+    };
+    let mut f = Fixture::new();
+    let mut capacity = 1024;
+    let mut grown = Vec::new();
+    for t in 0..40 {
+        for a in f.decide(&obs(capacity), t).actions {
+            if let Change::ResizeBuffer { to, .. } = a.change {
+                capacity = to;
+                grown.push((t, a));
+            }
+        }
+    }
+    // Not at the first saturated tick (a Poisson burst fills a buffer for a tick),
+    // but after three, then once per cooldown.
+    assert_eq!(grown.len(), 2, "{grown:?}");
+    assert_eq!(grown[0].0, 2);
+    assert_eq!(grown[1].0, 32);
+    assert!(
+        grown[0]
+            .1
+            .to_string()
+            .contains("and arrivals 300.0/s >= service rate 100.0/s"),
+        "{}",
+        grown[0].1
+    );
+    // The same buffer, saturated, with workers that take more than arrives: no growth.
+    let mut f = Fixture::new();
+    let mut keeps_up = |t| {
+        let obs = Observation::new()
+            .buffer(BufferObservation::new("s", 1024, 16, 4096).len(1024))
+            .pool(
+                PoolObservation::new("s", 9, 1, 9)
+                    .backlog(1024)
+                    .arrival_rate(300.0)
+                    .service_time(MS * 20),
+            );
+        f.decide(&obs, t)
+    };
+    for t in 0..40 {
+        let d = keeps_up(t);
+        assert!(
+            !d.actions
+                .iter()
+                .any(|a| a.reason.rule == Rule::GrowBuffer || a.reason.rule == Rule::Throttle),
+            "t={t}: {d}"
+        );
+    }
+}
+
+#[test]
+fn a_stage_that_keeps_up_is_not_throttled_one_that_cannot_is() {
+    let obs = |workers: usize| {
+        Observation::new()
+            .buffer(
+                BufferObservation::new("s", 256, 16, 256)
+                    .len(256)
+                    .blocked(MS * 10),
+            )
+            .pool(
+                PoolObservation::new("s", workers, workers, workers)
+                    .backlog(256)
+                    .arrival_rate(300.0)
+                    .service_time(MS * 20),
+            )
+            .observed_publish_rate(Some(300.0))
+    };
+    // At its max, saturated, but 9 workers take 450/s: the backlog drains, no cut.
+    let mut f = Fixture::new();
+    assert!(
+        f.decide(&obs(9), 0)
+            .actions
+            .iter()
+            .all(|a| a.reason.rule != Rule::Throttle)
+    );
+    // 2 workers take 100/s: cut.
+    let mut f = Fixture::new();
+    let d = f.decide(&obs(2), 0);
+    let throttle = d
+        .actions
+        .iter()
+        .find(|a| a.reason.rule == Rule::Throttle)
+        .expect("a throttle");
+    assert_eq!(
+        throttle.to_string(),
+        "publish rate: buffer s saturation 1.00 > target 0.70 and buffer s capacity 256 >= max 256 \
+         and pool s arrivals 300.0/s >= service rate 100.0/s, throttle unlimited -> 240.0/s"
+    );
+}
+
+#[test]
+fn the_model_does_not_grow_or_scale_up_at_memory_caution() {
+    let mut f = Fixture::new();
+    for t in 0..10 {
+        let d = f.decide(&memory(stage(1, 16, 300.0, 20, 0, None), 76), t);
+        assert!(
+            d.actions
+                .iter()
+                .all(|a| a.change.direction() == Direction::Down),
+            "t={t}: {d}"
+        );
+    }
+    // At critical: defensive, whatever the model says.
+    let d = f.decide(&memory(stage(1, 16, 3000.0, 20, 0, None), 91), 10);
+    assert_eq!(d.mode, Mode::Defensive);
+    assert!(
+        d.actions
+            .iter()
+            .all(|a| a.change.direction() == Direction::Down),
+        "{d}"
+    );
+}
+
+#[test]
+fn growth_and_scale_up_by_the_model_skip_the_cooldown_the_way_down_does_not() {
+    let up = Action {
+        change: resize_pool("s", 2, 9),
+        reason: pipeline_controller::policy::Reason {
+            rule: Rule::ScaleUp,
+            conditions: vec![],
+            sizing: Some(Sizing::Workers {
+                arrival_rate: 300.0,
+                service_time: MS * 20,
+                target: 0.7,
+                for_load: 9,
+                backlog: 0.0,
+                drain_time: Duration::from_secs(5),
+                for_drain: 0,
+                shifted: None,
+            }),
+        },
+    };
+    assert!(!up.respects_cooldown());
+    let mut down = up.clone();
+    down.change = resize_pool("s", 9, 2);
+    down.reason.rule = Rule::ScaleDown;
+    assert!(down.respects_cooldown());
+    let mut nudge = up.clone();
+    nudge.reason.sizing = None;
+    assert!(nudge.respects_cooldown());
+}
+
+#[test]
+fn a_cooldown_hold_is_reported() {
+    let mut f = Fixture::new();
+    let obs = |capacity| {
+        Observation::new().buffer(BufferObservation::new("b", capacity, 8, 1024).len(capacity))
+    };
+    let _ = f.decide(&obs(8), 0);
+    let d = f.decide(&obs(12), 10);
+    assert!(d.is_empty());
+    assert_eq!(d.holds.len(), 1);
+    assert_eq!(
+        d.holds[0].to_string(),
+        "buffer b: grow 12 -> 18 held by the cooldown, 20s left"
+    );
+    assert_eq!(
+        d.to_string(),
+        "buffer b: grow 12 -> 18 held by the cooldown, 20s left"
+    );
+}
+
+#[test]
+fn comparisons_are_true_as_printed() {
+    let condition = |value, comparison, threshold_value| Condition {
+        reading: Reading::Utilisation { pool: "p".into() },
+        value,
+        comparison,
+        threshold: Threshold::LowUtilisation,
+        threshold_value,
+        held_for: None,
+    };
+    assert_eq!(
+        condition(0.2999, Comparison::Below, 0.3).to_string(),
+        "pool p utilisation 0.2999 < low 0.3000"
+    );
+    assert_eq!(
+        condition(0.25, Comparison::Below, 0.3).to_string(),
+        "pool p utilisation 0.25 < low 0.30"
+    );
+    assert_eq!(
+        condition(0.70001, Comparison::Above, 0.7).to_string(),
+        "pool p utilisation 0.70001 > low 0.70000"
+    );
+}
+
 // ---- configuration ----
 
 #[test]
@@ -1080,6 +1561,16 @@ fn config_errors_name_the_field_and_the_rule() {
             PolicyConfig::default().scale_down_step(0),
             "scale_down_step",
             "must be at least 1",
+        ),
+        (
+            PolicyConfig::default().drain_time(Duration::ZERO),
+            "drain_time",
+            "must be above 0",
+        ),
+        (
+            PolicyConfig::default().target_latency(Duration::ZERO),
+            "target_latency",
+            "must be above 0",
         ),
     ];
     let mut failures = Vec::new();

@@ -58,6 +58,7 @@ macro_rules! scenarios {
 scenarios!(
     gradual_load_increase,
     burst_10x,
+    burst_10x_without_model,
     memory_squeeze,
     slow_consumer,
     steady_load,
@@ -120,7 +121,16 @@ struct System {
     /// Relative noise on the arrival rate, drawn once per second: 0.1 = +-10%.
     #[serde(default)]
     noise: f64,
+    /// Whether the loop measures the queueing model's readings (λ offered per stage,
+    /// including refused publishes, and S), as the library's loop does. `false` plays
+    /// a loop that does not (the cold-start rules). Default true.
+    #[serde(default = "yes")]
+    model: bool,
     stages: Vec<Stage>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A subscription and the pool that drains it.
@@ -268,6 +278,7 @@ struct Sim {
     refused: f64,
     rng: StdRng,
     noise: f64,
+    model: bool,
 }
 
 impl Sim {
@@ -295,6 +306,7 @@ impl Sim {
             refused: 0.0,
             rng: StdRng::seed_from_u64(scenario.seed),
             noise: scenario.system.noise,
+            model: scenario.system.model,
         }
     }
 
@@ -397,17 +409,22 @@ impl Sim {
             } else {
                 0.0
             };
-            obs.pools.push(
-                PoolObservation::new(
-                    &s.spec.name,
-                    s.workers,
-                    s.spec.min_workers,
-                    s.spec.max_workers,
-                )
-                .utilisation(utilisation)
-                .error_rate(phase.error_rate)
-                .backlog(len),
-            );
+            let mut pool = PoolObservation::new(
+                &s.spec.name,
+                s.workers,
+                s.spec.min_workers,
+                s.spec.max_workers,
+            )
+            .utilisation(utilisation)
+            .error_rate(phase.error_rate)
+            .backlog(len);
+            if self.model && s.service_rate > 0.0 {
+                // Offered to this stage, refused or not; the handler's time per event.
+                pool = pool
+                    .arrival_rate(offered_total * s.spec.share)
+                    .service_time(Duration::from_secs_f64(1.0 / s.service_rate));
+            }
+            obs.pools.push(pool);
         }
         (obs, peak_share)
     }

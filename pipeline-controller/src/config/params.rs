@@ -60,6 +60,9 @@ params! {
     "policy.scale_down_step", "workers", "1", "[1, inf)", false;
     "policy.stabilisation_window", "duration", "30s", ">= 0", false;
     "policy.cooldown", "duration", "30s", ">= 0", false;
+    "policy.drain_time", "duration", "5s", "> 0", false;
+    "policy.target_latency", "duration", "1s", "> 0", false;
+    "policy.model_smoothing", "duration", "20s", ">= 0", false;
     "stages.<name>.buffer.initial", "events", "1024", "[buffer.min, buffer.max]", false;
     "stages.<name>.buffer.min", "events", "64", "[1, buffer.max]", false;
     "stages.<name>.buffer.max", "events", "16384", "[buffer.min, 1048576]", false;

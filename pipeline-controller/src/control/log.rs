@@ -1,6 +1,6 @@
 //! The bounded decision log.
 
-use crate::policy::{Action, Mode, Transition};
+use crate::policy::{Action, Hold, Mode, Transition};
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Mutex;
@@ -21,6 +21,10 @@ pub enum Entry {
     },
     /// The policy changed mode.
     Mode(Transition),
+    /// A change the policy wanted but held back (a cooldown or the stabilisation
+    /// window), so an operator sees why nothing happened. Logged when the hold starts
+    /// ([`Hold::new`]).
+    Hold(Hold),
 }
 
 /// One line of the decision log.
@@ -49,6 +53,7 @@ impl fmt::Display for DecisionRecord {
                 outcome: Err(why),
             } => write!(f, "{action} (not applied: {why})"),
             Entry::Mode(transition) => write!(f, "{transition}"),
+            Entry::Hold(hold) => write!(f, "{hold}"),
         }
     }
 }

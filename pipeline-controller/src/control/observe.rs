@@ -1,11 +1,13 @@
-//! Turning the bus snapshot, the pools' stats and the sensors into an `Observation`.
+//! Turning the bus snapshot, the pools' stats and the sensors into an `Observation`,
+//! including the queueing model's readings per stage: λ (events offered), S (handler
+//! time per event) and the demand waiting in blocked publishers.
 
 use crate::actuator::{PoolActuator, overflow_mode};
 use crate::policy::{BufferObservation, MemoryObservation, Observation, PoolObservation};
 use crate::sensor::MemorySensor;
-use pipeline_core::bus::BusSnapshot;
+use pipeline_core::bus::{BusSnapshot, SubscriptionSnapshot};
 use pipeline_core::pool::PoolStats;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,9 +52,81 @@ impl<F: FnMut(Instant) -> MemoryObservation + Send> MemoryProbe for F {
 pub(crate) struct Previous {
     at: Option<Instant>,
     published: u64,
+    /// Bus-wide publishes that matched a subscription, refused `Full`, and rate-limited.
+    matched: u64,
+    rejected_full: u64,
+    rate_limited: u64,
     dropped: HashMap<Arc<str>, u64>,
     blocked: HashMap<Arc<str>, Duration>,
+    /// Per subscription: events offered to it so far (delivered plus dropped newest),
+    /// and its latest share of the matched publishes.
+    offered: HashMap<Arc<str>, (u64, f64)>,
     finished: HashMap<Arc<str>, (u64, u64)>,
+    /// Per pool, the recent ticks, for the service time.
+    ticks: HashMap<Arc<str>, VecDeque<PoolTick>>,
+}
+
+/// One pool's tick: when it ended, the workers during it, events finished in it.
+#[derive(Debug, Clone, Copy)]
+struct PoolTick {
+    at: Instant,
+    length: Duration,
+    workers: usize,
+    finished: u64,
+}
+
+/// The span of a pool's utilisation reading: its window holds the current 500 ms
+/// bucket and the nine before, so between 4.5 and 5 seconds.
+const UTILISATION_WINDOW: Duration = Duration::from_millis(4750);
+
+/// Per subscription: events per second offered to it over the tick. Those it took in
+/// (`delivered`, which counts what `DropOldest` evicted later) and those `DropNewest`
+/// refused, plus its share of the publishes refused bus-wide, `Full` or by the rate
+/// limit (the share of matched publishes it got this tick, or its last known share).
+/// A publisher blocked on a full buffer is not counted here but in the waiting demand.
+/// A publisher that waits for a rate-limit token is counted twice (refused, then
+/// delivered); one that gets `Backoff` and retries, once per try.
+fn offered_rate(
+    sub: &SubscriptionSnapshot,
+    refused: u64,
+    matched: u64,
+    dt: f64,
+    previous: &mut Previous,
+) -> f64 {
+    let offered = sub.delivered + sub.dropped_newest;
+    let (before, share_before) = previous
+        .offered
+        .get(&sub.name)
+        .copied()
+        .unwrap_or((offered, 1.0));
+    let took = offered.saturating_sub(before);
+    let share = if matched > 0 {
+        (took as f64 / matched as f64).min(1.0)
+    } else {
+        share_before
+    };
+    previous.offered.insert(sub.name.clone(), (offered, share));
+    (took as f64 + share * refused as f64) / dt
+}
+
+/// The mean handler time per event over the utilisation window: busy time (the
+/// utilisation times the workers' time in the window) over the events finished in it.
+/// `None` until an event finished in the window.
+fn service_time(ticks: &VecDeque<PoolTick>, utilisation: f64, now: Instant) -> Option<Duration> {
+    let start = now.checked_sub(UTILISATION_WINDOW)?;
+    let (mut alive, mut finished) = (0.0, 0.0);
+    for tick in ticks {
+        let begin = tick.at.checked_sub(tick.length).unwrap_or(start);
+        let overlap = tick.at.saturating_duration_since(begin.max(start));
+        if overlap.is_zero() || tick.length.is_zero() {
+            continue;
+        }
+        let share = overlap.as_secs_f64() / tick.length.as_secs_f64();
+        alive += tick.workers as f64 * overlap.as_secs_f64();
+        finished += tick.finished as f64 * share;
+    }
+    (finished >= 1.0 && utilisation > 0.0)
+        .then(|| Duration::from_secs_f64(utilisation.min(1.0) * alive / finished))
 }
 
 pub(crate) fn observe(
@@ -76,6 +150,14 @@ pub(crate) fn observe(
         let rate = snapshot.published.saturating_sub(previous.published) as f64 / dt;
         obs = obs.observed_publish_rate(Some(rate));
     }
+    let matched_total = snapshot.published.saturating_sub(snapshot.unmatched);
+    let matched = matched_total.saturating_sub(previous.matched);
+    let refused = snapshot
+        .rejected_full
+        .saturating_sub(previous.rejected_full)
+        + snapshot.rate_limited.saturating_sub(previous.rate_limited);
+    // Per stage (a subscription and the pool of the same name): λ and waiting demand.
+    let mut stages: HashMap<Arc<str>, (f64, f64)> = HashMap::new();
     for sub in &snapshot.subscriptions {
         let dropped = sub.dropped();
         let dropped_before = previous
@@ -86,6 +168,12 @@ pub(crate) fn observe(
             .blocked
             .insert(sub.name.clone(), sub.blocked_time)
             .unwrap_or(sub.blocked_time);
+        let blocked = sub.blocked_time.saturating_sub(blocked_before);
+        let arrival = offered_rate(sub, refused, matched, dt.unwrap_or(1.0), previous);
+        if let Some(dt) = dt {
+            // Little's law: publishers blocked on average = blocked time / elapsed time.
+            stages.insert(sub.name.clone(), (arrival, blocked.as_secs_f64() / dt));
+        }
         obs = obs.buffer(
             BufferObservation::new(
                 sub.name.to_string(),
@@ -98,7 +186,7 @@ pub(crate) fn observe(
             .droppable(sub.droppable)
             .overflow(overflow_mode(sub.overflow))
             .drops(dropped.saturating_sub(dropped_before))
-            .blocked(sub.blocked_time.saturating_sub(blocked_before)),
+            .blocked(blocked),
         );
     }
     for pool in pools {
@@ -115,19 +203,41 @@ pub(crate) fn observe(
         } else {
             d_bad as f64 / (d_ok + d_bad) as f64
         };
-        obs = obs.pool(
-            PoolObservation::new(
-                stats.name.to_string(),
-                stats.workers,
-                stats.min_workers,
-                stats.max_workers,
-            )
-            .utilisation(stats.utilisation)
-            .error_rate(error_rate)
-            .backlog(stats.queued),
-        );
+        let ticks = previous.ticks.entry(stats.name.clone()).or_default();
+        if let Some(at) = previous.at {
+            ticks.push_back(PoolTick {
+                at: now,
+                length: now.saturating_duration_since(at),
+                workers: stats.workers,
+                finished: d_ok + d_bad,
+            });
+        }
+        while ticks
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(t.at) > 2 * UTILISATION_WINDOW)
+        {
+            ticks.pop_front();
+        }
+        let mut observation = PoolObservation::new(
+            stats.name.to_string(),
+            stats.workers,
+            stats.min_workers,
+            stats.max_workers,
+        )
+        .utilisation(stats.utilisation)
+        .error_rate(error_rate)
+        .backlog(stats.queued)
+        .service_time(service_time(ticks, stats.utilisation, now));
+        if let Some(&(arrival, waiting)) = stages.get(&stats.name) {
+            observation = observation.arrival_rate(arrival).waiting(waiting);
+        }
+        // CPU per event needs the pool to measure handler CPU time: not yet.
+        obs = obs.pool(observation);
     }
     previous.at = Some(now);
     previous.published = snapshot.published;
+    previous.matched = matched_total;
+    previous.rejected_full = snapshot.rejected_full;
+    previous.rate_limited = snapshot.rate_limited;
     obs
 }

@@ -4,7 +4,7 @@ use super::log::{DecisionLog, DecisionRecord, Entry};
 use super::observe::{MemoryProbe, Previous, observe};
 use crate::actuator::{BusActuator, PoolActuator, apply};
 use crate::config::{ConfigHandle, PipelineConfig};
-use crate::policy::{Decision, HysteresisPolicy, Mode};
+use crate::policy::{Decision, HysteresisPolicy, Mode, Rule};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use pipeline_core::clock::Clock;
 use pipeline_core::signal::{Signal, SignalKind};
@@ -30,6 +30,8 @@ pub struct ControlLoop {
     previous: Previous,
     started: Instant,
     mode: Mode,
+    /// Ticks so far (the `tick` field of the `control_tick` span).
+    ticks: u64,
     /// The live configuration, the version last applied and its snapshot.
     config: Option<(ConfigHandle, Option<u64>, Arc<PipelineConfig>)>,
 }
@@ -56,6 +58,7 @@ impl ControlLoop {
         log: Arc<DecisionLog>,
     ) -> Self {
         let started = clock.now();
+        register_metrics();
         ControlLoop {
             policy,
             bus,
@@ -67,6 +70,7 @@ impl ControlLoop {
             previous: Previous::default(),
             started,
             mode: Mode::Normal,
+            ticks: 0,
             config: None,
         }
     }
@@ -189,6 +193,16 @@ impl ControlLoop {
         }
         let decision = self.policy.decide(&obs, now);
         self.mode = decision.mode;
+        self.ticks += 1;
+        let span = tracing::info_span!(
+            target: "pipeline::controller",
+            "control_tick",
+            tick = self.ticks,
+            mode = decision.mode.as_str(),
+            actions = decision.actions.len(),
+            holds = decision.holds.len(),
+        );
+        let _entered = span.enter();
         let since_start = now.saturating_duration_since(self.started);
         if let Some(transition) = &decision.transition {
             tracing::warn!(target: "pipeline::controller", from = transition.from.as_str(), to = transition.to.as_str(), "{transition}");
@@ -200,11 +214,11 @@ impl ControlLoop {
                 entry: Entry::Mode(transition.clone()),
             });
         }
-        metrics::gauge!("pipeline_controller_mode").set(match decision.mode {
-            Mode::Normal => 0.0,
-            Mode::Throttled => 1.0,
-            Mode::Defensive => 2.0,
-        });
+        // A state set: one series per mode, 1 for the mode in force.
+        for mode in [Mode::Normal, Mode::Throttled, Mode::Defensive] {
+            let value = if mode == decision.mode { 1.0 } else { 0.0 };
+            metrics::gauge!("pipeline_controller_mode", "mode" => mode.as_str()).set(value);
+        }
         for action in &decision.actions {
             let outcome = apply(self.bus.as_ref(), &self.pools, &action.change).map_err(|e| {
                 let mut why = e.to_string();
@@ -216,12 +230,31 @@ impl ControlLoop {
                 }
                 why
             });
+            let rule = action.reason.rule.label();
+            let knob = action.change.knob().to_string();
+            let (from, to) = action.change.values();
+            let first = action.reason.conditions.first();
+            let reading = first.map(|c| c.reading.to_string());
+            let value = first.map(|c| c.value);
+            let threshold = first.map(|c| c.threshold_value);
+            let decision_span = tracing::info_span!(
+                target: "pipeline::controller",
+                "decision",
+                rule,
+                knob = %knob,
+                from = %from,
+                to = %to,
+                reading = reading.as_deref(),
+                value,
+                threshold,
+            );
+            let _decision = decision_span.enter();
             match &outcome {
                 Ok(_) => {
-                    tracing::info!(target: "pipeline::controller", rule = ?action.reason.rule, "{action}")
+                    tracing::info!(target: "pipeline::controller", rule, "{action}")
                 }
                 Err(why) => {
-                    tracing::warn!(target: "pipeline::controller", rule = ?action.reason.rule, %why, "{action} not applied")
+                    tracing::warn!(target: "pipeline::controller", rule, %why, "{action} not applied")
                 }
             }
             let result = if outcome.is_ok() {
@@ -229,7 +262,7 @@ impl ControlLoop {
             } else {
                 "refused"
             };
-            metrics::counter!("pipeline_controller_actions_total", "rule" => format!("{:?}", action.reason.rule), "outcome" => result).increment(1);
+            metrics::counter!("pipeline_controller_actions_total", "rule" => rule, "outcome" => result).increment(1);
             self.log.push(DecisionRecord {
                 at: now,
                 since_start,
@@ -239,6 +272,19 @@ impl ControlLoop {
                     outcome,
                 },
             });
+        }
+        // Why nothing happened: a hold is logged when it starts, counted every tick.
+        for hold in &decision.holds {
+            metrics::counter!("pipeline_controller_holds_total", "rule" => hold.rule.label(), "cause" => hold.cause.as_str()).increment(1);
+            if hold.new {
+                tracing::debug!(target: "pipeline::controller", rule = hold.rule.label(), cause = hold.cause.as_str(), "{hold}");
+                self.log.push(DecisionRecord {
+                    at: now,
+                    since_start,
+                    mode: decision.mode,
+                    entry: Entry::Hold(hold.clone()),
+                });
+            }
         }
         decision
     }
@@ -462,5 +508,39 @@ impl Drop for ControllerHandle {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Describes the controller's metrics (`# HELP`) and registers every decision counter
+/// at 0, so a scrape shows each rule's series before it first acts.
+fn register_metrics() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "pipeline_controller_actions_total",
+        Unit::Count,
+        "Actions the controller decided, by rule and outcome (applied or refused)."
+    );
+    metrics::describe_counter!(
+        "pipeline_controller_holds_total",
+        Unit::Count,
+        "Ticks on which a rule wanted a change but a cooldown or the stabilisation window held it, by rule and cause."
+    );
+    metrics::describe_counter!(
+        "pipeline_controller_mode_changes_total",
+        Unit::Count,
+        "Mode changes, by the mode entered."
+    );
+    metrics::describe_gauge!(
+        "pipeline_controller_mode",
+        "The controller's mode as a state set: 1 for the mode in force, 0 for the others."
+    );
+    for rule in Rule::ALL {
+        for outcome in ["applied", "refused"] {
+            metrics::counter!("pipeline_controller_actions_total", "rule" => rule.label(), "outcome" => outcome).increment(0);
+        }
+    }
+    for mode in [Mode::Normal, Mode::Throttled, Mode::Defensive] {
+        metrics::counter!("pipeline_controller_mode_changes_total", "to" => mode.as_str())
+            .increment(0);
     }
 }

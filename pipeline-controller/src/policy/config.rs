@@ -100,33 +100,60 @@ pub struct PolicyConfig {
     /// above it).
     #[serde(with = "humantime_serde")]
     pub rate_ceiling_hold: Duration,
-    /// Utilisation above which a pool gains workers (and the one it is scaled toward).
-    /// Default 0.7; range (`low_utilisation`, 1].
+    /// The utilisation pools are sized for. With the queueing model (λ and S measured)
+    /// a pool gets the smallest count `c` with `λS / c <= target_utilisation`; before
+    /// that, utilisation above it adds workers. Default 0.7; range
+    /// (`low_utilisation`, 1].
     pub target_utilisation: f64,
-    /// Utilisation below which a pool counts as idle; one idle for
-    /// `stabilisation_window` loses a worker. Default 0.3; range (0,
+    /// Before the model has readings: utilisation below which a pool counts as idle;
+    /// one idle for `stabilisation_window` loses a worker. Default 0.3; range (0,
     /// `target_utilisation`).
     pub low_utilisation: f64,
     /// Error rate at or above which workers are not added (failing is not being busy).
     /// Default 0.05; range [0, 1].
     pub max_error_rate: f64,
-    /// Workers allowed per core of the CPU limit, across all pools: 1.0 for CPU-bound
-    /// handlers, more for I/O-bound ones. Default 1.0; range (0, inf).
+    /// Workers allowed per core of the CPU limit, across all pools, for pools whose CPU
+    /// time per event is not measured: 1.0 for CPU-bound handlers, more for I/O-bound
+    /// ones. A pool whose CPU time per event is measured counts each worker as the share
+    /// of a core it uses when busy (`cpu_per_event / service_time`) instead, so
+    /// sleeping handlers may run many more workers than cores. Default 1.0; range (0,
+    /// inf).
     pub workers_per_core: f64,
-    /// Most workers one scale-up adds. Default 4; range [1, inf).
+    /// Before the model has readings: most workers one scale-up adds (the model reaches
+    /// its count in one decision). Default 4; range [1, inf).
     pub max_scale_up_step: usize,
-    /// Workers one scale-down removes. Default 1; range [1, inf).
+    /// Before the model has readings: workers one scale-down removes (the model goes to
+    /// its count in one decision). Default 1; range [1, inf).
     pub scale_down_step: usize,
     /// How long a buffer must stay under-used, a pool idle, or pressure gone, before
-    /// the buffer shrinks, the pool loses a worker or the rate is raised; the window
-    /// restarts when the knob changes. For pools the highest recommendation over the
-    /// window wins, as in the Kubernetes HPA. Default 30 s.
+    /// the buffer shrinks, the pool loses workers or the rate is raised; the window
+    /// restarts when the knob changes. Buffers and pools go down to the highest
+    /// recommendation over the window, as in the Kubernetes HPA. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub stabilisation_window: Duration,
-    /// Least time between two changes of one knob in one direction (defensive and limit
-    /// rules ignore it). Default 30 s.
+    /// Least time between two changes of one knob in one direction by the rules that
+    /// move by steps and wait for the effect: saturation growth, throttling, raises,
+    /// and scale-up before the model has readings. Defensive and limit rules ignore it,
+    /// and so do growth and scale-up sized by the model, whose band is their hysteresis.
+    /// Default 30 s.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// The time within which a backlog (buffered events plus demand waiting outside the
+    /// buffer) should be cleared: the model adds the workers that, fully busy, keep up
+    /// with arrivals and clear it in this time. Default 5 s; range (0, inf).
+    #[serde(with = "humantime_serde")]
+    pub drain_time: Duration,
+    /// The buffer's share of queueing latency: the model sizes a buffer so that at
+    /// `target_saturation` it holds this long of arrivals (`capacity = λ x
+    /// target_latency / target_saturation`). Default 1 s; range (0, inf).
+    #[serde(with = "humantime_serde")]
+    pub target_latency: Duration,
+    /// Time constant of the model's smoothing of λ, S and CPU per event readings:
+    /// noise shrinks by about `sqrt(interval / (2 x model_smoothing))`; level shifts
+    /// (a reading 6 standard deviations away, or two 3 away) are taken at once.
+    /// Default 10 s; 0 uses each reading as it is.
+    #[serde(with = "humantime_serde")]
+    pub model_smoothing: Duration,
 }
 
 impl Default for PolicyConfig {
@@ -159,6 +186,9 @@ impl Default for PolicyConfig {
             scale_down_step: 1,
             stabilisation_window: Duration::from_secs(30),
             cooldown: Duration::from_secs(30),
+            drain_time: Duration::from_secs(5),
+            target_latency: Duration::from_secs(1),
+            model_smoothing: Duration::from_secs(20),
         }
     }
 }
@@ -233,6 +263,12 @@ setters! {
     stabilisation_window: Duration;
     /// Sets [`cooldown`](PolicyConfig::cooldown).
     cooldown: Duration;
+    /// Sets [`drain_time`](PolicyConfig::drain_time).
+    drain_time: Duration;
+    /// Sets [`target_latency`](PolicyConfig::target_latency).
+    target_latency: Duration;
+    /// Sets [`model_smoothing`](PolicyConfig::model_smoothing).
+    model_smoothing: Duration;
 }
 
 impl PolicyConfig {
@@ -426,6 +462,18 @@ impl PolicyConfig {
             "scale_down_step",
             c.scale_down_step as f64,
             "must be at least 1".into(),
+        );
+        check(
+            !c.drain_time.is_zero(),
+            "drain_time",
+            c.drain_time.as_secs_f64(),
+            "must be above 0".into(),
+        );
+        check(
+            !c.target_latency.is_zero(),
+            "target_latency",
+            c.target_latency.as_secs_f64(),
+            "must be above 0".into(),
         );
         found.into_inner()
     }

@@ -83,19 +83,23 @@ pub struct Decision {
     pub transition: Option<Transition>,
     /// The knob changes, highest priority first.
     pub actions: Vec<Action>,
+    /// Changes a rule wanted but did not make yet, because the knob is cooling down or
+    /// a window has not passed: why nothing happened, for operators. Not to be applied.
+    pub holds: Vec<Hold>,
 }
 
 impl Decision {
-    /// Whether there is nothing to do: no action and no mode change.
+    /// Whether there is nothing to do: no action and no mode change (there may be
+    /// [holds](Decision::holds)).
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty() && self.transition.is_none()
     }
 }
 
 impl fmt::Display for Decision {
-    /// One line per transition and action; `no change` when empty.
+    /// One line per transition, action and hold; `no change` when there is none.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_empty() {
+        if self.is_empty() && self.holds.is_empty() {
             return f.write_str("no change");
         }
         let mut first = true;
@@ -111,7 +115,98 @@ impl fmt::Display for Decision {
         for action in &self.actions {
             line(f, action)?;
         }
+        for hold in &self.holds {
+            line(f, hold)?;
+        }
         Ok(())
+    }
+}
+
+/// A change a rule wanted but held back, and what held it.
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_controller::policy::{Change, Hold, HoldCause, Rule};
+/// use std::time::Duration;
+///
+/// let hold = Hold {
+///     change: Change::ResizePool { name: "orders".into(), from: 12, to: 9 },
+///     rule: Rule::ScaleDown,
+///     cause: HoldCause::Window { left: Duration::from_secs(13) },
+///     new: true,
+/// };
+/// assert_eq!(
+///     hold.to_string(),
+///     "pool orders: scale down 12 -> 9 held by the stabilisation window, 13s left"
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hold {
+    /// The change the rule would make now.
+    pub change: Change,
+    /// The rule.
+    pub rule: Rule,
+    /// What holds it.
+    pub cause: HoldCause,
+    /// Whether this knob was not held for this cause at the previous decision: log
+    /// holds when they start, count them every decision.
+    pub new: bool,
+}
+
+impl fmt::Display for Hold {
+    /// `<knob>: <change> held by <cause>, <time> left`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.change.knob())?;
+        write_change(f, &self.change)?;
+        let (what, left) = match self.cause {
+            HoldCause::Cooldown { left } => ("the cooldown", left),
+            HoldCause::Window { left } => ("the stabilisation window", left),
+        };
+        write!(f, " held by {what}, {} left", Secs(left))
+    }
+}
+
+/// What holds a change back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HoldCause {
+    /// The knob changed this way less than `cooldown` ago.
+    Cooldown {
+        /// Until the cooldown ends.
+        left: Duration,
+    },
+    /// The way down waits for the stabilisation window: it has not passed since the
+    /// knob last changed, or a recommendation within it was higher.
+    Window {
+        /// Until the change could be made if readings stay as they are.
+        left: Duration,
+    },
+}
+
+impl HoldCause {
+    /// `cooldown` or `window`, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldCause::Cooldown { .. } => "cooldown",
+            HoldCause::Window { .. } => "window",
+        }
+    }
+}
+
+/// A duration as `30s`, `1.5s` or `250ms`.
+struct Secs(Duration);
+
+impl fmt::Display for Secs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let d = self.0;
+        if d.subsec_nanos() == 0 {
+            write!(f, "{}s", d.as_secs())
+        } else if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
+            write!(f, "{}ms", d.as_millis())
+        } else {
+            write!(f, "{:.1}s", d.as_secs_f64())
+        }
     }
 }
 
@@ -148,28 +243,274 @@ impl fmt::Display for Action {
     /// `buffer orders: saturation 0.92 > target 0.70, grow 64 -> 96`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.change.knob())?;
-        write_conditions(f, &self.reason.conditions, self.change.name())?;
+        write_reason(f, &self.reason, self.change.name())?;
         f.write_str(", ")?;
-        match &self.change {
-            Change::ResizeBuffer { from, to, .. } => {
-                let verb = if to > from { "grow" } else { "shrink" };
-                write!(f, "{verb} {from} -> {to}")
-            }
-            Change::SetPublishRate { from, to } => {
-                let verb = match to {
-                    None => "lift",
-                    Some(to) if from.is_some_and(|from| *to > from) => "raise",
-                    Some(_) => "throttle",
-                };
-                write!(f, "{verb} {} -> {}", Rate(*from), Rate(*to))
-            }
-            Change::ResizePool { from, to, .. } => {
-                let verb = if to > from { "scale up" } else { "scale down" };
-                write!(f, "{verb} {from} -> {to}")
-            }
-            Change::SetOverflow { from, to, .. } => write!(f, "overflow {from} -> {to}"),
+        write_change(f, &self.change)
+    }
+}
+
+impl Action {
+    /// Whether the cooldown applies to this action: not for urgent rules (see
+    /// [`Rule::bypasses_cooldown`]), nor for growth and scale-up sized by the queueing
+    /// model, nor for its refinement, whose hysteresis is the model's band and the
+    /// stabilisation window.
+    pub fn respects_cooldown(&self) -> bool {
+        if self.reason.rule.bypasses_cooldown() || self.reason.rule == Rule::Refine {
+            return false;
+        }
+        !(self.reason.sizing.is_some() && self.change.direction() == Direction::Up)
+    }
+}
+
+fn write_change(f: &mut fmt::Formatter<'_>, change: &Change) -> fmt::Result {
+    match change {
+        Change::ResizeBuffer { from, to, .. } => {
+            let verb = if to > from { "grow" } else { "shrink" };
+            write!(f, "{verb} {from} -> {to}")
+        }
+        Change::SetPublishRate { from, to } => {
+            let verb = match to {
+                None => "lift",
+                Some(to) if from.is_some_and(|from| *to > from) => "raise",
+                Some(_) => "throttle",
+            };
+            write!(f, "{verb} {} -> {}", Rate(*from), Rate(*to))
+        }
+        Change::ResizePool { from, to, .. } => {
+            let verb = if to > from { "scale up" } else { "scale down" };
+            write!(f, "{verb} {from} -> {to}")
+        }
+        Change::SetOverflow { from, to, .. } => write!(f, "overflow {from} -> {to}"),
+    }
+}
+
+/// The sizing (if any), then the conditions, joined by " and ".
+fn write_reason(f: &mut fmt::Formatter<'_>, reason: &Reason, own: Option<&str>) -> fmt::Result {
+    if let Some(sizing) = &reason.sizing {
+        write!(f, "{sizing}")?;
+        if !reason.conditions.is_empty() {
+            f.write_str(" and ")?;
         }
     }
+    write_conditions(f, &reason.conditions, own)
+}
+
+/// How the queueing model sized a pool or a buffer: the figures and the result, as the
+/// decision log shows them.
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_controller::policy::Sizing;
+/// use std::time::Duration;
+///
+/// let sizing = Sizing::Workers {
+///     arrival_rate: 300.0,
+///     service_time: Duration::from_millis(20),
+///     target: 0.7,
+///     for_load: 9,
+///     backlog: 1800.0,
+///     drain_time: Duration::from_secs(5),
+///     for_drain: 14,
+///     shifted: None,
+/// };
+/// assert_eq!(
+///     sizing.to_string(),
+///     "λ 300/s x S 20.0ms = load 6.00, target 0.70 -> 9 workers \
+///      (backlog 1800 drains in 5s: 14 workers)"
+/// );
+/// assert_eq!(sizing.recommended(), 14);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Sizing {
+    /// A pool's workers: `max(ceil(λS / target), ceil((λ + backlog / drain_time) x S))`.
+    Workers {
+        /// λ, events per second (smoothed).
+        arrival_rate: f64,
+        /// S, the mean handler time per event (smoothed).
+        service_time: Duration,
+        /// `target_utilisation`.
+        target: f64,
+        /// `ceil(λS / target)`.
+        for_load: usize,
+        /// Events waiting: buffered plus waiting outside the buffer.
+        backlog: f64,
+        /// `drain_time`.
+        drain_time: Duration,
+        /// Workers that, fully busy, keep up and clear the backlog within the drain
+        /// time (0 without a backlog).
+        for_drain: usize,
+        /// When the decision used the count for the load moved by some standard errors
+        /// of the estimate instead of the count above: the errors (`-1.0`: a fresh
+        /// estimate lands one error low; `0.5`: a refinement down stays half an error
+        /// high), the relative error, and that count.
+        shifted: Option<(f64, f64, usize)>,
+    },
+    /// A buffer's capacity: `ceil(λ x target_latency / target_saturation)`.
+    Capacity {
+        /// λ, events per second (smoothed).
+        arrival_rate: f64,
+        /// `target_latency`.
+        latency: Duration,
+        /// `target_saturation`.
+        target: f64,
+        /// The capacity, before the buffer's range.
+        capacity: usize,
+        /// When the decision used the capacity for λ moved by some standard errors
+        /// instead: the errors (`-1.0`: a fresh estimate lands one error low), λ's
+        /// relative error, and that capacity.
+        shifted: Option<(f64, f64, usize)>,
+    },
+}
+
+impl Sizing {
+    /// The count or capacity the model recommends (before ranges and limits).
+    pub fn recommended(&self) -> usize {
+        match self {
+            Sizing::Workers {
+                for_load,
+                for_drain,
+                ..
+            } => (*for_load).max(*for_drain),
+            Sizing::Capacity { capacity, .. } => *capacity,
+        }
+    }
+}
+
+impl fmt::Display for Sizing {
+    /// `λ 300/s x S 20.0ms = load 6.00, target 0.70 -> 9 workers`, with
+    /// ` (backlog 1800 drains in 5s: 14 workers)` when draining needs more;
+    /// `λ 300/s x latency 1s / target 0.70 -> capacity 429`. The load (or λ) has as many
+    /// decimals as it takes for the count to follow from the figures as printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sizing::Workers {
+                arrival_rate,
+                service_time,
+                target,
+                for_load,
+                backlog,
+                drain_time,
+                for_drain,
+                shifted,
+            } => {
+                let target_text = exact(*target, 2);
+                let t: f64 = target_text.parse().unwrap_or(*target);
+                let load = arrival_rate * service_time.as_secs_f64();
+                let load_text = consistent(load, 2, |l| count(l / t) == *for_load);
+                let plural = |n: usize| if n == 1 { "worker" } else { "workers" };
+                write!(
+                    f,
+                    "λ {}/s x S {} = load {load_text}, target {target_text} -> {for_load} {}",
+                    rate(*arrival_rate),
+                    Millis(*service_time),
+                    plural(*for_load)
+                )?;
+                if for_drain > for_load {
+                    write!(
+                        f,
+                        " (backlog {backlog:.0} drains in {}: {for_drain} {})",
+                        Secs(*drain_time),
+                        plural(*for_drain)
+                    )?;
+                }
+                if let Some((z, error, count)) = shifted {
+                    write!(
+                        f,
+                        " (load {z:+.1} x error {:.1}%: {count} {})",
+                        error * 100.0,
+                        plural(*count)
+                    )?;
+                }
+                Ok(())
+            }
+            Sizing::Capacity {
+                arrival_rate,
+                latency,
+                target,
+                capacity,
+                shifted,
+            } => {
+                let target_text = exact(*target, 2);
+                let t: f64 = target_text.parse().unwrap_or(*target);
+                let l = latency.as_secs_f64();
+                let decimals = rate_decimals(*arrival_rate);
+                let rate_text =
+                    consistent(*arrival_rate, decimals, |r| count(r * l / t) == *capacity);
+                write!(
+                    f,
+                    "λ {rate_text}/s x latency {} / target {target_text} -> capacity {capacity}",
+                    Secs(*latency)
+                )?;
+                if let Some((z, error, shifted)) = shifted {
+                    write!(
+                        f,
+                        " (λ {z:+.1} x error {:.1}%: capacity {shifted})",
+                        error * 100.0
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A rate with 0, 1 or 2 decimals by size.
+fn rate(value: f64) -> String {
+    format!("{value:.*}", rate_decimals(value))
+}
+
+fn rate_decimals(value: f64) -> usize {
+    if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    }
+}
+
+/// A service time in milliseconds below a second (`20.0ms`), else seconds.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs_f64();
+        if secs >= 1.0 {
+            write!(f, "{secs:.2}s")
+        } else if secs >= 0.001 {
+            write!(f, "{:.1}ms", secs * 1e3)
+        } else {
+            write!(f, "{:.1}µs", secs * 1e6)
+        }
+    }
+}
+
+/// `ceil` with the model's float slack.
+fn count(x: f64) -> usize {
+    super::model::ceil(x)
+}
+
+/// `value` with at least `decimals` decimals, more (up to 6) until the text reads back
+/// as the value.
+fn exact(value: f64, decimals: usize) -> String {
+    consistent(value, decimals, |v| {
+        (v - value).abs() <= value.abs() * 1e-12
+    })
+}
+
+/// `value` with at least `decimals` decimals, more (up to 6) until `holds` is true of
+/// the value as printed (the last try if it never is).
+fn consistent(value: f64, decimals: usize, holds: impl Fn(f64) -> bool) -> String {
+    let mut text = format!("{value:.decimals$}");
+    for d in decimals..=6 {
+        text = format!("{value:.d$}");
+        if text.parse::<f64>().is_ok_and(&holds) {
+            break;
+        }
+    }
+    text
 }
 
 /// A publish rate for display: `80.0/s` or `unlimited`.
@@ -231,6 +572,25 @@ impl Change {
             Change::SetPublishRate { .. } => Knob::PublishRate,
             Change::ResizePool { name, .. } => Knob::Pool(name.clone()),
             Change::SetOverflow { name, .. } => Knob::Overflow(name.clone()),
+        }
+    }
+
+    /// The knob's value before and after, as text (for structured logs): capacities and
+    /// worker counts as numbers, rates as `12.5/s` or `unlimited`, modes by name.
+    ///
+    /// ```
+    /// use pipeline_controller::policy::Change;
+    ///
+    /// let change = Change::SetPublishRate { from: None, to: Some(80.0) };
+    /// assert_eq!(change.values(), ("unlimited".to_owned(), "80.0/s".to_owned()));
+    /// ```
+    pub fn values(&self) -> (String, String) {
+        match self {
+            Change::ResizeBuffer { from, to, .. } | Change::ResizePool { from, to, .. } => {
+                (from.to_string(), to.to_string())
+            }
+            Change::SetPublishRate { from, to } => (Rate(*from).to_string(), Rate(*to).to_string()),
+            Change::SetOverflow { from, to, .. } => (from.to_string(), to.to_string()),
         }
     }
 
@@ -296,9 +656,10 @@ pub enum Direction {
     Down,
 }
 
-/// Why an action or a transition happened: the rule, and the readings that crossed
-/// their thresholds (the first one is the trigger; any further ones are the conditions
-/// that chose this rule over another).
+/// Why an action or a transition happened: the rule, how the queueing model sized the
+/// knob (for rules that use it), and the readings that crossed their thresholds (the
+/// first one is the trigger; any further ones are the conditions that chose this rule
+/// over another).
 ///
 /// # Examples
 ///
@@ -315,6 +676,7 @@ pub enum Direction {
 ///         threshold_value: 0.7,
 ///         held_for: None,
 ///     }],
+///     sizing: None,
 /// };
 /// assert_eq!(reason.to_string(), "grow-buffer: buffer orders saturation 0.92 > target 0.70");
 /// assert_eq!(reason.conditions[0].threshold.field(), Some("target_saturation"));
@@ -325,13 +687,15 @@ pub struct Reason {
     pub rule: Rule,
     /// The readings and the thresholds they crossed.
     pub conditions: Vec<Condition>,
+    /// How the queueing model sized the knob, for rules that use it.
+    pub sizing: Option<Sizing>,
 }
 
 impl fmt::Display for Reason {
-    /// `<rule>: <condition> and <condition>`.
+    /// `<rule>: <sizing> and <condition> and <condition>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: ", self.rule)?;
-        write_conditions(f, &self.conditions, None)
+        write_reason(f, self, None)
     }
 }
 
@@ -372,10 +736,7 @@ pub struct Condition {
 impl Condition {
     fn write(&self, f: &mut fmt::Formatter<'_>, own: Option<&str>) -> fmt::Result {
         self.reading.write(f, own)?;
-        let (value, threshold) = (
-            self.reading.format(self.value),
-            self.reading.format(self.threshold_value),
-        );
+        let (value, threshold) = self.texts();
         write!(f, " {value} {}", self.comparison)?;
         match self.threshold.to_string().as_str() {
             "" => write!(f, " {threshold}")?,
@@ -391,6 +752,47 @@ impl Condition {
         }
         Ok(())
     }
+
+    /// The value and the threshold as text, with more decimals when the reading's
+    /// usual number would make the comparison false as printed (never
+    /// "0.30 < low 0.30").
+    fn texts(&self) -> (String, String) {
+        let holds = |a: f64, b: f64| match self.comparison {
+            Comparison::Above => a > b,
+            Comparison::AtOrAbove => a >= b,
+            Comparison::Below => a < b,
+            Comparison::AtOrBelow => a <= b,
+        };
+        let usual = (
+            self.reading.format(self.value, 0),
+            self.reading.format(self.threshold_value, 0),
+        );
+        if !holds(self.value, self.threshold_value) {
+            return usual;
+        }
+        for extra in 0..=6 {
+            let (a, b) = (
+                self.reading.format(self.value, extra),
+                self.reading.format(self.threshold_value, extra),
+            );
+            if let (Some(x), Some(y)) = (number(&a), number(&b)) {
+                if holds(x, y) {
+                    return (a, b);
+                }
+            } else {
+                return usual;
+            }
+        }
+        usual
+    }
+}
+
+/// The number at the start of a formatted value (`"24.1/s"` -> 24.1).
+fn number(text: &str) -> Option<f64> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    text[..end].parse().ok()
 }
 
 impl fmt::Display for Condition {
@@ -434,6 +836,27 @@ pub enum Reading {
     Workers,
     /// Events per second publishers offered.
     Demand,
+    /// The highest recommendation of the model over the stabilisation window for a
+    /// pool's workers, at least the current one.
+    RecommendedWorkers {
+        /// The pool.
+        pool: String,
+    },
+    /// The highest recommendation over the stabilisation window for a buffer's
+    /// capacity, at least the current one.
+    RecommendedCapacity {
+        /// The buffer.
+        buffer: String,
+    },
+    /// Cores the workers would use all busy: each worker counts as the share of a core
+    /// its pool's handler uses (measured), or `1 / workers_per_core` (not measured).
+    WorkerCores,
+    /// Events per second reaching a stage: λ, less what the publish-rate limit holds
+    /// back.
+    Arrivals {
+        /// The pool.
+        pool: String,
+    },
 }
 
 impl Reading {
@@ -448,6 +871,10 @@ impl Reading {
             Reading::Pressure => ("memory pressure", None, ""),
             Reading::Workers => ("workers", None, ""),
             Reading::Demand => ("demand", None, ""),
+            Reading::RecommendedWorkers { pool } => ("recommendation", Some(pool), "pool"),
+            Reading::RecommendedCapacity { buffer } => ("recommendation", Some(buffer), "buffer"),
+            Reading::WorkerCores => ("worker cores", None, ""),
+            Reading::Arrivals { pool } => ("arrivals", Some(pool), "pool"),
         };
         match name {
             Some(name) if Some(name.as_str()) != own => write!(f, "{kind} {name} {what}"),
@@ -456,20 +883,26 @@ impl Reading {
     }
 
     /// A value of this reading as text: shares with two decimals, counts whole, rates
-    /// with one decimal and `/s`, pressure with one decimal and `%`.
-    fn format(&self, value: f64) -> String {
+    /// with one decimal and `/s`, pressure with one decimal and `%`; `extra` more
+    /// decimals (for values whose comparison the usual ones would hide).
+    fn format(&self, value: f64, extra: usize) -> String {
         match self {
-            Reading::Capacity { .. } | Reading::Backlog { .. } => format!("{value:.0}"),
-            Reading::Workers => {
-                if value.fract() == 0.0 {
-                    format!("{value:.0}")
-                } else {
-                    format!("{value:.2}")
-                }
+            Reading::Capacity { .. }
+            | Reading::Backlog { .. }
+            | Reading::RecommendedWorkers { .. }
+            | Reading::RecommendedCapacity { .. }
+                if value.fract() == 0.0 =>
+            {
+                format!("{value:.0}")
             }
-            Reading::Demand => format!("{value:.1}/s"),
-            Reading::Pressure => format!("{value:.1}%"),
-            _ => format!("{value:.2}"),
+            Reading::Workers if value.fract() == 0.0 => format!("{value:.0}"),
+            Reading::Capacity { .. }
+            | Reading::Backlog { .. }
+            | Reading::RecommendedWorkers { .. }
+            | Reading::RecommendedCapacity { .. } => format!("{value:.*}", extra),
+            Reading::Demand | Reading::Arrivals { .. } => format!("{value:.*}/s", 1 + extra),
+            Reading::Pressure => format!("{value:.*}%", 1 + extra),
+            _ => format!("{value:.*}", 2 + extra),
         }
     }
 }
@@ -542,6 +975,12 @@ pub enum Threshold {
     Zero,
     /// The publish-rate limit in force.
     PublishRate,
+    /// The pool's current worker count.
+    Workers,
+    /// The buffer's current capacity.
+    CurrentCapacity,
+    /// Events per second the pool's workers take when all busy (`workers / S`).
+    ServiceRate,
 }
 
 impl Threshold {
@@ -564,7 +1003,10 @@ impl Threshold {
             | Threshold::CpuCap
             | Threshold::PreviousBacklog
             | Threshold::Zero
-            | Threshold::PublishRate => return None,
+            | Threshold::PublishRate
+            | Threshold::Workers
+            | Threshold::CurrentCapacity
+            | Threshold::ServiceRate => return None,
         })
     }
 }
@@ -585,6 +1027,9 @@ impl fmt::Display for Threshold {
             Threshold::PreviousBacklog => "previous",
             Threshold::Zero => "",
             Threshold::PublishRate => "limit",
+            Threshold::Workers => "workers",
+            Threshold::CurrentCapacity => "capacity",
+            Threshold::ServiceRate => "service rate",
         })
     }
 }
@@ -614,22 +1059,32 @@ pub enum Rule {
     OverBudget,
     /// The workers exceed the CPU cap (the limit fell): scale pools down to fit.
     CpuCap,
-    /// A buffer is above its target saturation and its growth fits: grow it.
+    /// A buffer is above its target saturation and its growth fits: grow it. With the
+    /// queueing model: the capacity for λ is clearly above the current one (grow to
+    /// it), or the buffer has stayed saturated while its stage cannot keep up (grow by
+    /// `growth_factor`).
     GrowBuffer,
     /// A buffer is above its target saturation and cannot grow (at its max, over the
     /// budget, or memory above caution): cut the publish rate by `rate_decrease_factor`.
     Throttle,
     /// A pool is busy above target, its backlog is not shrinking, errors are low, memory
-    /// and CPU allow: add workers.
+    /// and CPU allow: add workers. With the queueing model: even the low end of the
+    /// estimate's band needs more workers than the pool has; go to the model's count.
     ScaleUp,
     /// At the CPU cap, a pool with work waiting has no worker: move one to it from the
     /// least utilised pool that can spare one.
     Rebalance,
     /// A buffer stayed below its low saturation for the stabilisation window: shrink it.
+    /// With the queueing model: every recommendation over the window was below the
+    /// capacity; shrink to the highest.
     ShrinkBuffer,
     /// A pool stayed below its low utilisation for the stabilisation window: remove a
-    /// worker.
+    /// worker. With the queueing model: every recommendation over the window was below
+    /// the count; go down to the highest.
     ScaleDown,
+    /// Within a few decisions of a scale-up sized by the model, the count follows the
+    /// model's count as the readings after a step firm up the estimate, either way.
+    Refine,
     /// Pressure has been gone for the stabilisation window: raise the publish rate by a
     /// step (at most halfway to a recent ceiling), or lift it once publishers offer
     /// clearly less than it.
@@ -637,6 +1092,58 @@ pub enum Rule {
 }
 
 impl Rule {
+    /// Every rule, in priority order (to register its metrics before it first acts).
+    pub const ALL: [Rule; 17] = [
+        Rule::EnterDefensive,
+        Rule::LeaveDefensive,
+        Rule::DefensiveShrink,
+        Rule::DefensiveThrottle,
+        Rule::DefensiveDrop,
+        Rule::DefensiveScaleDown,
+        Rule::RestoreOverflow,
+        Rule::OverBudget,
+        Rule::CpuCap,
+        Rule::GrowBuffer,
+        Rule::Throttle,
+        Rule::ScaleUp,
+        Rule::Rebalance,
+        Rule::ShrinkBuffer,
+        Rule::ScaleDown,
+        Rule::Refine,
+        Rule::RaiseRate,
+    ];
+
+    /// The rule's name in snake case, the `rule` label of the controller's metrics
+    /// (Prometheus label values by convention): `grow_buffer`, `scale_up`, ...
+    ///
+    /// ```
+    /// use pipeline_controller::policy::Rule;
+    ///
+    /// assert_eq!(Rule::GrowBuffer.label(), "grow_buffer");
+    /// assert_eq!(Rule::DefensiveScaleDown.label(), "defensive_scale_down");
+    /// ```
+    pub fn label(self) -> &'static str {
+        match self {
+            Rule::EnterDefensive => "enter_defensive",
+            Rule::LeaveDefensive => "leave_defensive",
+            Rule::DefensiveShrink => "defensive_shrink",
+            Rule::DefensiveThrottle => "defensive_throttle",
+            Rule::DefensiveDrop => "defensive_drop",
+            Rule::DefensiveScaleDown => "defensive_scale_down",
+            Rule::RestoreOverflow => "restore_overflow",
+            Rule::OverBudget => "over_budget",
+            Rule::CpuCap => "cpu_cap",
+            Rule::GrowBuffer => "grow_buffer",
+            Rule::Throttle => "throttle",
+            Rule::ScaleUp => "scale_up",
+            Rule::Rebalance => "rebalance",
+            Rule::ShrinkBuffer => "shrink_buffer",
+            Rule::ScaleDown => "scale_down",
+            Rule::Refine => "refine",
+            Rule::RaiseRate => "raise_rate",
+        }
+    }
+
     /// The rule's name in kebab case, as in logs and `docs/controller.md`.
     pub fn name(self) -> &'static str {
         match self {
@@ -655,6 +1162,7 @@ impl Rule {
             Rule::Rebalance => "rebalance",
             Rule::ShrinkBuffer => "shrink-buffer",
             Rule::ScaleDown => "scale-down",
+            Rule::Refine => "refine",
             Rule::RaiseRate => "raise-rate",
         }
     }

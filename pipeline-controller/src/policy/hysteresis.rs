@@ -2,14 +2,15 @@
 //! windows, the previous backlog), and `decide`, which runs the rules in priority order.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::config::{PolicyConfig, PolicyConfigError};
 use super::decision::{
     Comparison, Condition, Decision, Direction, Knob, Mode, Reading, Reason, Rule, Threshold,
     Transition,
 };
-use super::observation::Observation;
+use super::model::{self, PoolModel, PoolView};
+use super::observation::{Observation, Overflow};
 use super::plan::{MemoryLevels, Plan, memory_condition};
 
 /// The controller's decision function: a hysteresis policy over buffers, the publish
@@ -74,6 +75,8 @@ pub struct HysteresisPolicy {
     pub(crate) relief: Option<Relief>,
     /// Buffers switched to dropping by `Defensive`, to switch back when it ends.
     pub(crate) made_dropping: BTreeSet<String>,
+    /// Knobs held at the previous decision, and by what (`cooldown`, `window`).
+    pub(crate) held: BTreeSet<(Knob, &'static str)>,
 }
 
 /// Pressure gone since `since`; the highest saturation since then and whose it was.
@@ -90,20 +93,33 @@ pub(crate) struct KnobHistory {
     pub(crate) down: Option<Instant>,
 }
 
-/// What the shrink window needs about a buffer.
+/// What the shrink window and the growth rules need about a buffer.
 #[derive(Debug, Clone)]
 pub(crate) struct BufferState {
     /// The capacity the window's readings were taken at; a change restarts the window.
     pub(crate) capacity: usize,
+    /// When the window started: first sight or the last change of the capacity.
+    pub(crate) since: Instant,
     /// Since when saturation has stayed below `low_saturation` at this capacity.
     pub(crate) low_since: Option<Instant>,
     /// The highest saturation since then.
     pub(crate) low_peak: f64,
     /// `len` at the previous tick: a buffer that drains needs no throttle.
     pub(crate) previous_len: Option<usize>,
+    /// Since when the buffer has been above `target_saturation` without a break.
+    pub(crate) saturated_since: Option<Instant>,
+    /// Decisions in a row that saw it above `target_saturation`.
+    pub(crate) saturated_ticks: u32,
+    /// The model's capacity recommendations at this capacity, oldest first.
+    pub(crate) samples: VecDeque<(Instant, usize)>,
+    /// Decisions left in which the capacity may follow the model's after a growth
+    /// sized by it.
+    pub(crate) refine_left: u32,
+    /// The level of the stage's λ estimate the refinement belongs to.
+    pub(crate) refine_level: u64,
 }
 
-/// What the scale-up trend and the scale-down window need about a pool.
+/// What the scale-up trend, the scale-down window and the model need about a pool.
 #[derive(Debug, Clone)]
 pub(crate) struct PoolState {
     /// The worker count the window's samples were taken at; a change restarts it.
@@ -114,12 +130,25 @@ pub(crate) struct PoolState {
     pub(crate) previous_backlog: Option<usize>,
     /// Recommendations and utilisations within the stabilisation window, oldest first.
     pub(crate) samples: VecDeque<PoolSample>,
+    /// The estimates of λ, S and CPU per event.
+    pub(crate) model: PoolModel,
+    /// When the previous observation was folded in.
+    pub(crate) last_at: Option<Instant>,
+    /// Decisions left in which the count may follow the model's count both ways after
+    /// a scale-up sized by it.
+    pub(crate) refine_left: u32,
+    /// Whether publishers waited on the stage's buffer at the previous tick.
+    pub(crate) waited: bool,
+    /// The level of λ's estimate the refinement belongs to: a new level ends it.
+    pub(crate) refine_level: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolSample {
     pub(crate) at: Instant,
-    /// The worker count this tick recommends: fewer only when idle.
+    /// The worker count this tick recommends. With the model: its count at the low end
+    /// of the estimate's band (what the load surely needed); without: fewer than now
+    /// only when idle.
     pub(crate) recommendation: usize,
     pub(crate) utilisation: f64,
 }
@@ -165,6 +194,7 @@ impl HysteresisPolicy {
             relief: None,
             ceiling: None,
             made_dropping: BTreeSet::new(),
+            held: BTreeSet::new(),
         }
     }
 
@@ -217,11 +247,12 @@ impl HysteresisPolicy {
     /// See [`HysteresisPolicy`] and [`Decision`].
     pub fn decide(&mut self, obs: &Observation, now: Instant) -> Decision {
         self.forget_missing(obs);
-        self.observe_windows(obs, now);
+        let views = self.observe_pools(obs, now);
+        self.observe_buffers(obs, &views, now);
         let before = self.mode;
         let memory = MemoryLevels::new(obs, &self.config);
         self.observe_relief(obs, &memory, now);
-        let mut plan = Plan::new(obs);
+        let mut plan = Plan::new(obs, views, &self.config);
 
         let critical = memory.critical();
         let mut mode_reason = None;
@@ -232,6 +263,7 @@ impl HysteresisPolicy {
                 mode_reason = Some(Reason {
                     rule: Rule::EnterDefensive,
                     conditions: vec![critical.clone()],
+                    sizing: None,
                 });
             }
         } else if self.mode == Mode::Defensive {
@@ -249,8 +281,9 @@ impl HysteresisPolicy {
                 .as_ref()
                 .map_or_else(|| self.exit_conditions(&memory), |r| r.conditions.clone());
             self.restore_overflow(obs, restore, &mut plan);
-            let throttle = self.grow_buffers(obs, &memory, now, &mut plan);
+            // Workers first: whether a saturated buffer is draining depends on them.
             self.scale_up(obs, &memory, now, &mut plan);
+            let throttle = self.grow_buffers(obs, &memory, now, &mut plan);
             self.rebalance(obs, &memory, now, &mut plan);
             match throttle {
                 Some(conditions) => self.throttle(obs, conditions, now, &mut plan),
@@ -290,10 +323,22 @@ impl HysteresisPolicy {
             to: self.mode,
             reason: mode_reason.expect("every mode change has a reason"),
         });
+        let mut holds = plan.holds;
+        let held = holds
+            .iter()
+            .map(|h| (h.change.knob(), h.cause.as_str()))
+            .collect();
+        for hold in &mut holds {
+            hold.new = !self
+                .held
+                .contains(&(hold.change.knob(), hold.cause.as_str()));
+        }
+        self.held = held;
         Decision {
             mode: self.mode,
             transition,
             actions: plan.actions,
+            holds,
         }
     }
 
@@ -319,6 +364,7 @@ impl HysteresisPolicy {
         Some(Reason {
             rule: Rule::LeaveDefensive,
             conditions,
+            sizing: None,
         })
     }
 
@@ -381,32 +427,18 @@ impl HysteresisPolicy {
             Knob::Pool(name) => pools.contains(name.as_str()),
             Knob::PublishRate => true,
         });
+        self.held.retain(|(knob, _)| match knob {
+            Knob::Buffer(name) | Knob::Overflow(name) => buffers.contains(name.as_str()),
+            Knob::Pool(name) => pools.contains(name.as_str()),
+            Knob::PublishRate => true,
+        });
     }
 
-    /// Adds this tick's readings to the shrink and scale-down windows.
-    fn observe_windows(&mut self, obs: &Observation, now: Instant) {
+    /// Folds this tick's readings into each pool's model and scale-down window, and
+    /// returns what the model says about each pool (in `obs.pools` order).
+    fn observe_pools(&mut self, obs: &Observation, now: Instant) -> Vec<Option<PoolView>> {
         let c = &self.config;
-        for b in &obs.buffers {
-            let state = self
-                .buffers
-                .entry(b.name.clone())
-                .or_insert_with(|| BufferState {
-                    capacity: b.capacity,
-                    low_since: None,
-                    low_peak: 0.0,
-                    previous_len: None,
-                });
-            let saturation = b.saturation();
-            if state.capacity != b.capacity || saturation >= c.low_saturation {
-                state.capacity = b.capacity;
-                state.low_since = None;
-                state.low_peak = 0.0;
-            }
-            if saturation < c.low_saturation {
-                state.low_since.get_or_insert(now);
-                state.low_peak = state.low_peak.max(saturation);
-            }
-        }
+        let mut views = Vec::with_capacity(obs.pools.len());
         for p in &obs.pools {
             let state = self
                 .pools
@@ -416,24 +448,72 @@ impl HysteresisPolicy {
                     since: now,
                     previous_backlog: None,
                     samples: VecDeque::new(),
+                    model: PoolModel::default(),
+                    last_at: None,
+                    refine_left: 0,
+                    waited: false,
+                    refine_level: 0,
                 });
             if state.workers != p.workers {
                 state.workers = p.workers;
                 state.since = now;
                 state.samples.clear();
             }
-            // As the HPA: the count that would bring utilisation to target; here only
-            // below the low mark may it be fewer than now.
-            let wanted = (p.workers as f64 * p.utilisation / c.target_utilisation).ceil();
-            let wanted = if wanted.is_finite() {
-                wanted as usize
-            } else {
-                p.workers
-            };
-            let recommendation = if p.utilisation < c.low_utilisation {
-                wanted.max(p.min).min(p.workers)
-            } else {
-                wanted.max(p.workers)
+            state.refine_left = state.refine_left.saturating_sub(1);
+            // The interval since the previous reading (one second at the first).
+            let dt = state
+                .last_at
+                .map(|at| now.saturating_duration_since(at))
+                .filter(|dt| !dt.is_zero())
+                .unwrap_or(Duration::from_secs(1));
+            state.last_at = Some(now);
+            // Publishers that waited on the stage's lossless buffer are demand the
+            // arrival count does not see (this tick), or sees all at once when room
+            // appears (the next tick, or after a resize).
+            let buffer = obs.buffers.iter().find(|b| b.name == p.name);
+            let waited = p.waiting > 0.0
+                || buffer.is_some_and(|b| {
+                    b.overflow == Overflow::Block && (b.was_full() || b.len >= b.capacity)
+                });
+            let resized = buffer.is_some_and(|b| {
+                self.buffers
+                    .get(&b.name)
+                    .is_some_and(|s| s.capacity != b.capacity)
+            });
+            let flushed = state.waited || resized;
+            state.waited = waited;
+            state.model.update(
+                p.arrival_rate,
+                p.service_time,
+                p.cpu_per_event,
+                p.workers,
+                waited,
+                flushed,
+                dt,
+                c,
+            );
+            let backlog = p.backlog as f64 + p.waiting.max(0.0);
+            let view = model::pool_view(&state.model, backlog, c, dt);
+            let recommendation = match &view {
+                // The model's count, or the low end of its band while the estimate is
+                // fresh: a dip in the load holds the workers for a window, the noise of
+                // the first readings after a step does not.
+                Some(v) => clamp_workers(v.recommendation(), p),
+                // As the HPA: the count that would bring utilisation to target; here only
+                // below the low mark may it be fewer than now.
+                None => {
+                    let wanted = (p.workers as f64 * p.utilisation / c.target_utilisation).ceil();
+                    let wanted = if wanted.is_finite() {
+                        wanted as usize
+                    } else {
+                        p.workers
+                    };
+                    if p.utilisation < c.low_utilisation {
+                        wanted.max(p.min).min(p.workers)
+                    } else {
+                        wanted.max(p.workers)
+                    }
+                }
             };
             state.samples.push_back(PoolSample {
                 at: now,
@@ -444,7 +524,74 @@ impl HysteresisPolicy {
             while state
                 .samples
                 .front()
-                .is_some_and(|s| now.saturating_duration_since(s.at) > window)
+                .is_some_and(|s| now.saturating_duration_since(s.at) >= window)
+            {
+                state.samples.pop_front();
+            }
+            views.push(view);
+        }
+        views
+    }
+
+    /// Adds this tick's readings to each buffer's shrink window and saturation run.
+    fn observe_buffers(&mut self, obs: &Observation, views: &[Option<PoolView>], now: Instant) {
+        let c = &self.config;
+        for b in &obs.buffers {
+            let state = self
+                .buffers
+                .entry(b.name.clone())
+                .or_insert_with(|| BufferState {
+                    capacity: b.capacity,
+                    since: now,
+                    low_since: None,
+                    low_peak: 0.0,
+                    previous_len: None,
+                    saturated_since: None,
+                    saturated_ticks: 0,
+                    samples: VecDeque::new(),
+                    refine_left: 0,
+                    refine_level: 0,
+                });
+            let saturation = b.saturation();
+            if state.capacity != b.capacity {
+                state.since = now;
+                state.samples.clear();
+            }
+            if state.capacity != b.capacity || saturation >= c.low_saturation {
+                state.capacity = b.capacity;
+                state.low_since = None;
+                state.low_peak = 0.0;
+            }
+            if saturation < c.low_saturation {
+                state.low_since.get_or_insert(now);
+                state.low_peak = state.low_peak.max(saturation);
+            }
+            let saturated = saturation > c.target_saturation;
+            if saturated {
+                state.saturated_since.get_or_insert(now);
+                state.saturated_ticks = state.saturated_ticks.saturating_add(1);
+            } else {
+                state.saturated_since = None;
+                state.saturated_ticks = 0;
+            }
+            state.refine_left = state.refine_left.saturating_sub(1);
+            if let Some(view) = stage_view(obs, views, &b.name) {
+                let arrivals = super::rules::admitted(view.arrival, obs);
+                let (low, mid) = capacities(&view, arrivals, b.min, b.max, c);
+                let recommendation = if view.firm { mid } else { low };
+                // A saturated buffer is evidence against shrinking it, whatever λ says.
+                let recommendation = if saturated {
+                    recommendation.max(b.capacity)
+                } else {
+                    recommendation
+                };
+                state.samples.push_back((now, recommendation));
+            }
+            let window = c.stabilisation_window;
+            while state
+                .samples
+                .front()
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= window)
             {
                 state.samples.pop_front();
             }
@@ -484,6 +631,34 @@ impl HysteresisPolicy {
                 // Relief seen at the old rate says nothing about the new one.
                 self.relief = None;
             }
+            // A growth or scale-up sized by the model opens its refinement; any other
+            // change of the knob (defensive, limits, the way down) closes it.
+            let sized_up = matches!(action.reason.rule, Rule::ScaleUp | Rule::GrowBuffer)
+                && action.reason.sizing.is_some();
+            // It belongs to the level of λ's estimate it was sized for.
+            let refine = |left: &mut u32, level: &mut u64, now_level: u64| {
+                if sized_up {
+                    *left = model::REFINE_TICKS + 1;
+                    *level = now_level;
+                } else if action.reason.rule != Rule::Refine {
+                    *left = 0;
+                }
+            };
+            match action.change.knob() {
+                Knob::Pool(name) => {
+                    if let Some(state) = self.pools.get_mut(&name) {
+                        let now_level = state.model.arrival.level();
+                        refine(&mut state.refine_left, &mut state.refine_level, now_level);
+                    }
+                }
+                Knob::Buffer(name) => {
+                    let now_level = self.pools.get(&name).map_or(0, |p| p.model.arrival.level());
+                    if let Some(state) = self.buffers.get_mut(&name) {
+                        refine(&mut state.refine_left, &mut state.refine_level, now_level);
+                    }
+                }
+                _ => {}
+            }
             let history = self.knobs.entry(action.change.knob()).or_default();
             match action.change.direction() {
                 Direction::Up => history.up = Some(now),
@@ -505,4 +680,41 @@ impl HysteresisPolicy {
             self.ceiling = None;
         }
     }
+}
+
+/// A model count within the pool's range, and at least one worker while work waits.
+pub(crate) fn clamp_workers(count: usize, p: &super::observation::PoolObservation) -> usize {
+    let floor = if p.backlog > 0 || p.waiting > 0.0 {
+        p.min.max(1)
+    } else {
+        p.min
+    };
+    count.max(floor).min(p.max.max(p.min))
+}
+
+/// The model's view of the stage a buffer belongs to (the pool of the same name).
+pub(crate) fn stage_view(
+    obs: &Observation,
+    views: &[Option<PoolView>],
+    name: &str,
+) -> Option<PoolView> {
+    let i = obs.pools.iter().position(|p| p.name == name)?;
+    views.get(i).copied().flatten()
+}
+
+/// The model's capacities for a buffer receiving `arrivals` (λ, or less under a rate
+/// limit): at the low end of λ's band and at it, within `[min, max]`.
+pub(crate) fn capacities(
+    view: &PoolView,
+    arrivals: f64,
+    min: usize,
+    max: usize,
+    config: &PolicyConfig,
+) -> (usize, usize) {
+    let low_arrival = arrivals * (1.0 - model::Z * view.arrival_error).max(0.0);
+    let clamp = |k: usize| k.max(min).min(max.max(min));
+    (
+        clamp(model::capacity_for(low_arrival, config)),
+        clamp(model::capacity_for(arrivals, config)),
+    )
 }

@@ -310,15 +310,30 @@ impl BufferObservation {
     }
 }
 
-/// One worker pool.
+/// One worker pool, and the stage it drains (a pool and a buffer with the same name are
+/// one stage).
+///
+/// The readings `arrival_rate`, `service_time`, `cpu_per_event` and `waiting` feed the
+/// queueing model that sizes the pool and its buffer; all are optional. Before λ and S
+/// have been observed (a cold start, or a test that leaves them out) the pool is sized
+/// from its utilisation instead.
 ///
 /// # Examples
 ///
 /// ```
 /// use pipeline_controller::policy::PoolObservation;
+/// use std::time::Duration;
 ///
 /// let pool = PoolObservation::new("orders", 4, 1, 16).utilisation(0.85).backlog(120);
 /// assert_eq!((pool.workers, pool.backlog), (4, 120));
+///
+/// // 300 events/s offered, 20 ms each: a load of 6 busy workers.
+/// let pool = pool
+///     .arrival_rate(300.0)
+///     .service_time(Duration::from_millis(20))
+///     .cpu_per_event(None)
+///     .waiting(0.0);
+/// assert_eq!(pool.arrival_rate, Some(300.0));
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolObservation {
@@ -334,9 +349,25 @@ pub struct PoolObservation {
     pub utilisation: f64,
     /// Share of events whose handler failed since the previous observation, 0 to 1.
     pub error_rate: f64,
-    /// Events waiting in the pool's subscription. The policy compares it with the
-    /// previous tick's to tell whether the pool is catching up.
+    /// Events waiting in the pool's subscription. Without a model (below) the policy
+    /// compares it with the previous tick's to tell whether the pool is catching up;
+    /// with one, it is part of the backlog the drain term clears.
     pub backlog: usize,
+    /// λ: events per second offered to the stage since the previous observation: those
+    /// its subscription took in, plus publishes refused or dropped on the way (`None`:
+    /// not measured). With [`service_time`](Self::service_time) it sizes the pool by
+    /// the queueing model; alone, the buffer.
+    pub arrival_rate: Option<f64>,
+    /// S: mean handler time per event, wall clock, over the latest readings (`None`:
+    /// not measured, for example no event finished yet).
+    pub service_time: Option<Duration>,
+    /// CPU time per event spent in the handler (`None`: not measured). With the service
+    /// time it tells how much of a core a busy worker uses, which sets the CPU cap.
+    pub cpu_per_event: Option<Duration>,
+    /// Demand waiting outside the buffer, events: for example publishers blocked on a
+    /// full buffer, on average since the previous observation. Counted in the backlog
+    /// the drain term clears. Default 0.
+    pub waiting: f64,
 }
 
 impl PoolObservation {
@@ -351,6 +382,10 @@ impl PoolObservation {
             utilisation: 0.0,
             error_rate: 0.0,
             backlog: 0,
+            arrival_rate: None,
+            service_time: None,
+            cpu_per_event: None,
+            waiting: 0.0,
         }
     }
 
@@ -372,6 +407,34 @@ impl PoolObservation {
     #[must_use]
     pub fn backlog(mut self, backlog: usize) -> Self {
         self.backlog = backlog;
+        self
+    }
+
+    /// Sets λ, the events per second offered to the stage (`None`: not measured).
+    #[must_use]
+    pub fn arrival_rate(mut self, rate: impl Into<Option<f64>>) -> Self {
+        self.arrival_rate = rate.into();
+        self
+    }
+
+    /// Sets S, the mean handler time per event (`None`: not measured).
+    #[must_use]
+    pub fn service_time(mut self, time: impl Into<Option<Duration>>) -> Self {
+        self.service_time = time.into();
+        self
+    }
+
+    /// Sets the CPU time per event (`None`: not measured).
+    #[must_use]
+    pub fn cpu_per_event(mut self, time: impl Into<Option<Duration>>) -> Self {
+        self.cpu_per_event = time.into();
+        self
+    }
+
+    /// Sets the demand waiting outside the buffer, events.
+    #[must_use]
+    pub fn waiting(mut self, events: f64) -> Self {
+        self.waiting = events;
         self
     }
 }

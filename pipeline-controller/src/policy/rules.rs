@@ -1,13 +1,27 @@
 //! The rules, one method each, in the order `decide` runs them. Each looks at the
 //! observation, the plan so far and the policy's history, and pushes at most one action
 //! per knob. `docs/controller.md` describes them with the scenarios that back them.
+//!
+//! Pools and buffers have two sets of sizing rules. Once the queueing model has
+//! readings for a stage (λ and S, see [`model`](super::model)) it sizes the pool and the
+//! buffer: up to the model's count in one decision when even the low end of the
+//! estimate's band calls for more, down to the highest recommendation over the
+//! stabilisation window. Before that (a cold start, or a loop that does not measure
+//! them) utilisation and saturation nudge them by steps, as in issue 5.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::decision::{Change, Comparison, Condition, Direction, Knob, Reading, Rule, Threshold};
-use super::hysteresis::HysteresisPolicy;
-use super::observation::{Observation, Overflow, PoolObservation};
-use super::plan::{MemoryLevels, Plan, budget_bytes, cpu_cap, tolerance};
+use super::decision::{
+    Change, Comparison, Condition, Direction, HoldCause, Knob, Reading, Rule, Sizing, Threshold,
+};
+use super::hysteresis::{HysteresisPolicy, capacities, clamp_workers, stage_view};
+use super::model::{self, PoolView};
+use super::observation::{BufferObservation, Observation, Overflow, PoolObservation};
+use super::plan::{MemoryLevels, Plan, budget_bytes, tolerance};
+
+/// Decisions in a row a buffer must be saturated, its stage not keeping up, before the
+/// model's path grows it by `growth_factor`: one saturated tick is a Poisson burst.
+pub(crate) const SUSTAINED_TICKS: u32 = 3;
 
 impl HysteresisPolicy {
     /// Limit: the buffers' bytes at capacity exceed the budget (the memory limit fell or
@@ -43,48 +57,77 @@ impl HysteresisPolicy {
         }
     }
 
-    /// Limit: the workers exceed the CPU cap (the CPU limit fell). Take workers from the
-    /// least utilised pools first until the total fits, never below a min.
+    /// Limit: the workers exceed the CPU cap (the CPU limit fell, or a handler's CPU
+    /// per event grew). Take workers from the least utilised pools first until they
+    /// fit, never below a min, and never a pool's last worker while it has a backlog.
     pub(crate) fn enforce_cpu_cap(&self, obs: &Observation, plan: &mut Plan) {
-        let Some(cap) = cpu_cap(obs, &self.config) else {
+        let Some(cpu) = plan.cpu.clone() else {
             return;
         };
-        let total = plan.total_workers();
-        if total <= cap {
+        let mut excess = cpu.excess(&plan.workers);
+        if excess <= 0.0 {
             return;
         }
-        let condition = Condition {
-            reading: Reading::Workers,
-            value: total as f64,
-            comparison: Comparison::Above,
-            threshold: Threshold::CpuCap,
-            threshold_value: cap as f64,
-            held_for: None,
-        };
-        // Idle workers are the cheapest to give up: least utilised pools first, then
-        // those with the most workers above their minimum.
+        let condition = cpu.condition(&plan.workers, Comparison::Above);
+        // Idle workers are the cheapest to give up: least busy pools first, then those
+        // whose workers free the most CPU, then those with the most above their minimum.
         let mut order: Vec<usize> = (0..obs.pools.len()).collect();
         order.sort_by(|&a, &b| {
             let (pa, pb) = (&obs.pools[a], &obs.pools[b]);
-            pa.utilisation.total_cmp(&pb.utilisation).then_with(|| {
-                let above = |i: usize, p: &PoolObservation| plan.workers[i].saturating_sub(p.min);
-                above(b, pb).cmp(&above(a, pa))
-            })
+            busy(plan, a, pa)
+                .total_cmp(&busy(plan, b, pb))
+                .then_with(|| cpu.relief(b).total_cmp(&cpu.relief(a)))
+                .then_with(|| {
+                    let above =
+                        |i: usize, p: &PoolObservation| plan.workers[i].saturating_sub(p.min);
+                    above(b, pb).cmp(&above(a, pa))
+                })
         });
-        let mut excess = total - cap;
-        for i in order {
-            let p = &obs.pools[i];
-            let cut = excess.min(p.workers.saturating_sub(floor(p)));
-            if cut == 0 {
+        // First the workers above what the model needs (cutting below it would only be
+        // undone when room appears), then, if that is not enough, down to the floors.
+        let mut to: Vec<usize> = plan.workers.clone();
+        let mut cuts = Vec::new();
+        for pass in 0..2 {
+            for &i in &order {
+                if excess <= 1e-9 {
+                    break;
+                }
+                let p = &obs.pools[i];
+                let keep = match (pass, plan.views[i]) {
+                    (0, Some(view)) => clamp_workers(view.count(), p).max(floor(p)),
+                    _ => floor(p),
+                };
+                let weight = cpu.relief(i);
+                let need = model::ceil(excess / weight);
+                let cut = need.min(to[i].saturating_sub(keep));
+                if cut > 0 {
+                    to[i] -= cut;
+                    excess -= cut as f64 * weight;
+                    cuts.push(i);
+                }
+            }
+        }
+        // Whole workers overshoot: hand back what still fits, the last cut first, so
+        // the next scale-up finds no room to undo the cut with.
+        for &i in cuts.iter().rev() {
+            let weight = cpu.relief(i);
+            if weight <= 0.0 || to[i] >= plan.workers[i] {
                 continue;
             }
-            let change = Change::ResizePool {
-                name: p.name.clone(),
-                from: p.workers,
-                to: p.workers - cut,
-            };
-            if plan.push(i, change, Rule::CpuCap, vec![condition.clone()]) {
-                excess -= cut;
+            let back = ((-excess) / weight + 1e-9).floor().max(0.0) as usize;
+            let back = back.min(plan.workers[i] - to[i]);
+            to[i] += back;
+            excess += back as f64 * weight;
+        }
+        for i in order {
+            let p = &obs.pools[i];
+            if to[i] < p.workers {
+                let change = Change::ResizePool {
+                    name: p.name.clone(),
+                    from: p.workers,
+                    to: to[i],
+                };
+                plan.push(i, change, Rule::CpuCap, vec![condition.clone()]);
             }
         }
     }
@@ -170,10 +213,16 @@ impl HysteresisPolicy {
         }
     }
 
-    /// Saturation: grow buffers above target whose growth fits. Returns the conditions
-    /// for a throttle when a saturated buffer cannot grow (at its max, over the budget,
-    /// or memory at caution) and is not draining; a buffer only waiting for its cooldown
-    /// does not throttle.
+    /// Saturation and the model: grow buffers. With the model, a buffer grows to the
+    /// capacity for λ when even the low end of λ's band calls for clearly more, or by
+    /// `growth_factor` once it has stayed saturated for `SUSTAINED_TICKS` decisions
+    /// while its stage cannot keep up. Without it, a buffer above target grows by
+    /// `growth_factor`. Growth stops at max, at the budget and at memory caution.
+    ///
+    /// Returns the conditions for a throttle when a saturated buffer cannot grow (at
+    /// its max, over the budget, or memory at caution) and is not draining: its stage's
+    /// workers take fewer events than arrive (model), or its `len` did not fall
+    /// (without). A buffer only waiting for its cooldown does not throttle.
     pub(crate) fn grow_buffers(
         &self,
         obs: &Observation,
@@ -182,15 +231,16 @@ impl HysteresisPolicy {
         plan: &mut Plan,
     ) -> Option<Vec<Condition>> {
         let c = &self.config;
-        let budget = budget_bytes(obs, c);
         let mut throttle = None;
         for (i, b) in obs.buffers.iter().enumerate() {
-            let saturation = b.saturation();
             let knob = Knob::Buffer(b.name.clone());
-            if saturation <= c.target_saturation || plan.changed(&knob) {
+            if plan.changed(&knob) {
                 continue;
             }
-            let saturated = Condition {
+            let saturation = b.saturation();
+            let saturated = saturation > c.target_saturation;
+            let state = self.buffers.get(&b.name);
+            let mut saturated_condition = Condition {
                 reading: Reading::Saturation {
                     buffer: b.name.clone(),
                 },
@@ -200,76 +250,198 @@ impl HysteresisPolicy {
                 threshold_value: c.target_saturation,
                 held_for: None,
             };
-            let step = tolerance(b.capacity, c);
-            let mut to = ((b.capacity as f64 * c.growth_factor).ceil() as usize)
-                .max(b.capacity + 1)
-                .min(b.max);
-            let mut over_budget = None;
-            if let Some(budget) = budget.filter(|_| b.bytes_per_event > 0.0) {
-                let others = plan.buffer_bytes(obs) - b.capacity as f64 * b.bytes_per_event;
-                // After a resize every event buffered now sits in an older generation
-                // until it drains, and the new one takes up to `to` more: the worst
-                // case is `len + to`, not `to` (memory_squeeze_default_budget.yaml in
-                // tests/scenarios showed buffers holding 2-3x their capacity when grown
-                // by capacity alone).
-                let affordable = ((budget - others) / b.bytes_per_event - b.len as f64)
-                    .floor()
-                    .max(0.0);
-                if (to as f64) > affordable {
-                    to = (affordable as usize).min(to);
-                    let smallest = (b.capacity + step).min(b.max) as f64;
-                    let limit = budget / c.buffer_budget;
-                    over_budget = Some(Condition {
-                        reading: Reading::BufferBytes,
-                        value: (others + smallest * b.bytes_per_event) / limit,
-                        comparison: Comparison::Above,
-                        threshold: Threshold::BufferBudget,
-                        threshold_value: c.buffer_budget,
+            // What growth is wanted (target, conditions, sizing), and whether a saturated
+            // buffer is draining anyway.
+            let (growth, draining, keep_up) = match stage_view(obs, &plan.views, &b.name) {
+                Some(view) => {
+                    // Sized for what reaches the buffer: λ, at most the publish-rate limit.
+                    let arrivals = admitted(view.arrival, obs);
+                    let (low, mid) = capacities(&view, arrivals, b.min, b.max, c);
+                    let step = model_tolerance(b.capacity, c);
+                    let pool = stage_pool(obs, &b.name).expect("a view has a pool");
+                    let service = view.service_rate(plan.workers[pool]);
+                    let keeps_up = service > arrivals;
+                    let keep_up = (!keeps_up).then(|| Condition {
+                        reading: Reading::Arrivals {
+                            pool: b.name.clone(),
+                        },
+                        value: arrivals,
+                        comparison: Comparison::AtOrAbove,
+                        threshold: Threshold::ServiceRate,
+                        threshold_value: service,
                         held_for: None,
                     });
+                    let level = self
+                        .pools
+                        .get(&b.name)
+                        .map_or(0, |p| p.model.arrival.level());
+                    let refining =
+                        state.is_some_and(|s| s.refine_left > 0 && s.refine_level == level);
+                    let (low1, _) = band(&view, arrivals, 1.0, b.min, b.max, c);
+                    let clear = |to: usize| to.abs_diff(b.capacity) >= step;
+                    let refine =
+                        (mid < b.capacity && clear(mid)) || (low1 > b.capacity && clear(low1));
+                    let sizing = capacity_sizing(arrivals, c);
+                    if refining && refine {
+                        if mid < b.capacity {
+                            let change = Change::ResizeBuffer {
+                                name: b.name.clone(),
+                                from: b.capacity,
+                                to: mid,
+                            };
+                            plan.push_sized(i, change, Rule::Refine, Vec::new(), Some(sizing));
+                            continue;
+                        }
+                        let growth = (mid, Vec::new(), Some(sizing), Rule::Refine);
+                        (Some(growth), keeps_up, keep_up)
+                    } else if low > b.capacity
+                        && (low - b.capacity >= step || low == b.max)
+                        && band(
+                            &view,
+                            arrivals,
+                            self.up_band(&b.name, false),
+                            b.min,
+                            b.max,
+                            c,
+                        )
+                        .0 > b.capacity
+                    {
+                        // A fresh estimate lands one error low, as for pools.
+                        let (to, sizing) = if view.firm {
+                            (mid, sizing)
+                        } else {
+                            let to = low1.max(low);
+                            let mut sizing = sizing;
+                            if let Sizing::Capacity { shifted, .. } = &mut sizing {
+                                let raw = band(&view, arrivals, 1.0, 0, usize::MAX, c).0;
+                                *shifted = Some((-1.0, view.arrival_error, raw));
+                            }
+                            (to, sizing)
+                        };
+                        (
+                            Some((to, Vec::new(), Some(sizing), Rule::GrowBuffer)),
+                            keeps_up,
+                            keep_up,
+                        )
+                    } else if saturated && !keeps_up {
+                        let sustained = state.is_some_and(|s| s.saturated_ticks >= SUSTAINED_TICKS);
+                        saturated_condition.held_for = state
+                            .and_then(|s| s.saturated_since)
+                            .map(|since| now.saturating_duration_since(since))
+                            .filter(|held| !held.is_zero());
+                        let growth = sustained.then(|| {
+                            let to = grown(b, c.growth_factor);
+                            let mut conditions = vec![saturated_condition.clone()];
+                            conditions.extend(keep_up.clone());
+                            (to, conditions, None, Rule::GrowBuffer)
+                        });
+                        (growth, false, keep_up)
+                    } else {
+                        (None, keeps_up, keep_up)
+                    }
+                }
+                None => {
+                    let previous = state.and_then(|s| s.previous_len);
+                    let draining =
+                        !b.was_full() && previous.is_some_and(|previous| b.len < previous);
+                    let growth = saturated.then(|| {
+                        let to = grown(b, c.growth_factor);
+                        (
+                            to,
+                            vec![saturated_condition.clone()],
+                            None,
+                            Rule::GrowBuffer,
+                        )
+                    });
+                    (growth, draining, None)
+                }
+            };
+
+            let step = tolerance(b.capacity, c);
+            let mut blocked = memory.caution();
+            if blocked.is_none() {
+                match growth {
+                    Some((wanted, conditions, sizing, rule)) => {
+                        let (to, over_budget) = self.affordable(obs, b, wanted.min(b.max), plan);
+                        let worth = to > b.capacity && (to - b.capacity >= step || to == b.max);
+                        if worth {
+                            let change = Change::ResizeBuffer {
+                                name: b.name.clone(),
+                                from: b.capacity,
+                                to,
+                            };
+                            let paced = sizing.is_none();
+                            match self.cooldown_left(&knob, Direction::Up, now) {
+                                Some(left) if paced => {
+                                    plan.hold(change, rule, HoldCause::Cooldown { left })
+                                }
+                                _ => {
+                                    plan.push_sized(i, change, rule, conditions, sizing);
+                                }
+                            }
+                        } else if b.capacity >= b.max {
+                            blocked = Some(at_max(b));
+                        } else {
+                            blocked = over_budget;
+                        }
+                    }
+                    None if b.capacity >= b.max => blocked = Some(at_max(b)),
+                    None => {}
                 }
             }
-            let worth = to > b.capacity && (to - b.capacity >= step || to == b.max);
-            let blocked = if let Some(caution) = memory.caution() {
-                Some(caution)
-            } else if worth {
-                if self.cooled(&knob, Direction::Up, now) {
-                    let change = Change::ResizeBuffer {
-                        name: b.name.clone(),
-                        from: b.capacity,
-                        to,
-                    };
-                    plan.push(i, change, Rule::GrowBuffer, vec![saturated.clone()]);
-                }
-                None
-            } else if b.capacity >= b.max {
-                Some(Condition {
-                    reading: Reading::Capacity {
-                        buffer: b.name.clone(),
-                    },
-                    value: b.capacity as f64,
-                    comparison: Comparison::AtOrAbove,
-                    threshold: Threshold::MaxCapacity,
-                    threshold_value: b.max as f64,
-                    held_for: None,
-                })
-            } else {
-                over_budget
-            };
-            // A buffer already draining (the rate is below what its consumers take) needs
-            // no further cut: the saturation is the backlog of an earlier, higher rate.
-            let previous = self.buffers.get(&b.name).and_then(|s| s.previous_len);
-            let draining = !b.was_full() && previous.is_some_and(|previous| b.len < previous);
-            if let (Some(blocked), None, false) = (blocked, &throttle, draining) {
-                throttle = Some(vec![saturated, blocked]);
+            if let (true, false, Some(blocked), None) = (saturated, draining, blocked, &throttle) {
+                let mut conditions = vec![saturated_condition, blocked];
+                conditions.extend(keep_up);
+                throttle = Some(conditions);
             }
         }
         throttle
     }
 
-    /// Saturation: add workers to a pool above its target utilisation whose backlog is
-    /// not shrinking, with few errors, memory below caution, within max and the CPU cap.
-    /// The step brings utilisation to target (as the HPA), at most `max_scale_up_step`.
+    /// The capacity up to `wanted` that fits the memory budget, and the budget
+    /// condition when it does not all fit.
+    fn affordable(
+        &self,
+        obs: &Observation,
+        b: &BufferObservation,
+        wanted: usize,
+        plan: &Plan,
+    ) -> (usize, Option<Condition>) {
+        let c = &self.config;
+        let Some(budget) = budget_bytes(obs, c).filter(|_| b.bytes_per_event > 0.0) else {
+            return (wanted, None);
+        };
+        let others = plan.buffer_bytes(obs) - b.capacity as f64 * b.bytes_per_event;
+        // After a resize every event buffered now sits in an older generation until it
+        // drains, and the new one takes up to `to` more: the worst case is `len + to`,
+        // not `to` (memory_squeeze_default_budget.yaml in tests/scenarios showed buffers
+        // holding 2-3x their capacity when grown by capacity alone).
+        let affordable = ((budget - others) / b.bytes_per_event - b.len as f64)
+            .floor()
+            .max(0.0);
+        if (wanted as f64) <= affordable {
+            return (wanted, None);
+        }
+        let step = tolerance(b.capacity, c);
+        let smallest = (b.capacity + step).min(b.max) as f64;
+        let limit = budget / c.buffer_budget;
+        let condition = Condition {
+            reading: Reading::BufferBytes,
+            value: (others + smallest * b.bytes_per_event) / limit,
+            comparison: Comparison::Above,
+            threshold: Threshold::BufferBudget,
+            threshold_value: c.buffer_budget,
+            held_for: None,
+        };
+        ((affordable as usize).min(wanted), Some(condition))
+    }
+
+    /// Saturation and the model: add workers. With the model, a pool whose count at the
+    /// low end of the estimate's band is above its workers goes to the model's count in
+    /// one decision, and for `REFINE_TICKS` decisions after follows it either way.
+    /// Without, a pool above its target utilisation whose backlog is not shrinking gains
+    /// workers toward target (as the HPA), at most `max_scale_up_step`. Either way: few
+    /// errors, memory below caution, within max and the CPU cap.
     pub(crate) fn scale_up(
         &self,
         obs: &Observation,
@@ -277,87 +449,179 @@ impl HysteresisPolicy {
         now: Instant,
         plan: &mut Plan,
     ) {
-        let c = &self.config;
         if memory.caution().is_some() {
             return;
         }
-        let cap = cpu_cap(obs, c);
         // Pools with work waiting and no worker first: under the CPU cap, the room
         // left must go to the pool that cannot drain at all before one that is slow.
         let mut order: Vec<usize> = (0..obs.pools.len()).collect();
         order.sort_by_key(|&i| !starving(&obs.pools[i]));
         for i in order {
             let p = &obs.pools[i];
-            let knob = Knob::Pool(p.name.clone());
-            // A trend needs two ticks: the first sight of a pool only records its backlog.
-            let Some(previous) = self.pools.get(&p.name).and_then(|s| s.previous_backlog) else {
-                continue;
-            };
-            let busy = if p.workers == 0 {
-                p.backlog > 0
-            } else {
-                p.utilisation > c.target_utilisation
-            };
-            if !busy
-                || p.backlog < previous
-                || p.error_rate >= c.max_error_rate
-                || p.workers >= p.max
-                || plan.changed(&knob)
-                || !self.cooled(&knob, Direction::Up, now)
+            if plan.changed(&Knob::Pool(p.name.clone()))
+                || p.error_rate >= self.config.max_error_rate
             {
                 continue;
             }
-            let wanted = if p.workers == 0 {
-                1
+            match plan.views[i] {
+                Some(view) => self.scale_to_model(obs, i, p, &view, plan),
+                None => self.scale_up_by_utilisation(i, p, now, plan),
+            }
+        }
+    }
+
+    fn scale_to_model(
+        &self,
+        obs: &Observation,
+        i: usize,
+        p: &PoolObservation,
+        view: &PoolView,
+        plan: &mut Plan,
+    ) {
+        // Refinement corrects the landing on the level the scale-up was sized for; a
+        // new level (the load changed) goes by the band and the window instead.
+        let refining = self
+            .pools
+            .get(&p.name)
+            .is_some_and(|s| s.refine_left > 0 && s.refine_level == s.model.arrival.level());
+        // Refining: down to the count half an error up when even that is below the
+        // count (an overshoot), up to the model's count when one error down is above.
+        let count = clamp_workers(view.count(), p);
+        let high = clamp_workers(view.count_at(0.5), p);
+        let low1 = clamp_workers(view.count_at(-1.0), p);
+        let (rule, mut to, shift) = if refining && high < p.workers {
+            (Rule::Refine, high, 0.5)
+        } else if refining && low1 > p.workers {
+            (Rule::Refine, count, 0.0)
+        } else if view.needs_more(self.up_band(&p.name, true), p.workers) && count > p.workers {
+            // A fresh estimate (the first readings after a step) lands one error low
+            // and the refinement raises it: overshoot costs a window, undershoot a tick.
+            if view.firm {
+                (Rule::ScaleUp, count, 0.0)
             } else {
-                (p.workers as f64 * p.utilisation / c.target_utilisation).ceil() as usize
+                (Rule::ScaleUp, low1.max(p.workers + 1), -1.0)
+            }
+        } else {
+            return;
+        };
+        let mut sizing = self.worker_sizing(view);
+        if let Sizing::Workers { shifted, .. } = &mut sizing {
+            let raw = view.count_at(shift);
+            if shift != 0.0 && raw != view.count() {
+                *shifted = Some((shift, view.load_error, raw));
+            }
+        }
+        let mut conditions = Vec::new();
+        if to > p.workers {
+            // Room under the CPU cap, less one worker for each other pool with work
+            // waiting and no worker: it cannot drain at all, this one only slowly.
+            let room = match &plan.cpu {
+                Some(cpu) => {
+                    let mut reserved = plan.workers.clone();
+                    for (j, other) in obs.pools.iter().enumerate() {
+                        if j != i && plan.workers[j] == 0 && starving(other) && other.max > 0 {
+                            reserved[j] = 1;
+                        }
+                    }
+                    cpu.room(&reserved, i)
+                }
+                None => usize::MAX,
             };
-            let step = wanted
-                .saturating_sub(p.workers)
-                .clamp(1, c.max_scale_up_step);
-            let mut to = (p.workers + step).min(p.max);
-            if let Some(cap) = cap {
-                to = to.min(p.workers + cap.saturating_sub(plan.total_workers()));
+            let allowed = p.workers.saturating_add(room);
+            if allowed < to {
+                to = allowed;
+                if let Some(cpu) = &plan.cpu {
+                    let mut after = plan.workers.clone();
+                    after[i] = to;
+                    conditions.push(cpu.condition(&after, Comparison::AtOrBelow));
+                }
             }
-            if to <= p.workers {
-                continue;
-            }
-            let mut conditions = Vec::new();
-            if p.workers > 0 {
-                conditions.push(Condition {
-                    reading: Reading::Utilisation {
-                        pool: p.name.clone(),
-                    },
-                    value: p.utilisation,
-                    comparison: Comparison::Above,
-                    threshold: Threshold::TargetUtilisation,
-                    threshold_value: c.target_utilisation,
-                    held_for: None,
-                });
-            }
+        }
+        if to == p.workers {
+            return;
+        }
+        let change = Change::ResizePool {
+            name: p.name.clone(),
+            from: p.workers,
+            to,
+        };
+        plan.push_sized(i, change, rule, conditions, Some(sizing));
+    }
+
+    fn scale_up_by_utilisation(
+        &self,
+        i: usize,
+        p: &PoolObservation,
+        now: Instant,
+        plan: &mut Plan,
+    ) {
+        let c = &self.config;
+        let knob = Knob::Pool(p.name.clone());
+        // A trend needs two ticks: the first sight of a pool only records its backlog.
+        let Some(previous) = self.pools.get(&p.name).and_then(|s| s.previous_backlog) else {
+            return;
+        };
+        let busy = if p.workers == 0 {
+            p.backlog > 0
+        } else {
+            p.utilisation > c.target_utilisation
+        };
+        if !busy || p.backlog < previous || p.workers >= p.max {
+            return;
+        }
+        let wanted = if p.workers == 0 {
+            1
+        } else {
+            (p.workers as f64 * p.utilisation / c.target_utilisation).ceil() as usize
+        };
+        let step = wanted
+            .saturating_sub(p.workers)
+            .clamp(1, c.max_scale_up_step);
+        let to = (p.workers + step)
+            .min(p.max)
+            .min(p.workers.saturating_add(plan.cpu_room(i)));
+        if to <= p.workers {
+            return;
+        }
+        let change = Change::ResizePool {
+            name: p.name.clone(),
+            from: p.workers,
+            to,
+        };
+        if let Some(left) = self.cooldown_left(&knob, Direction::Up, now) {
+            plan.hold(change, Rule::ScaleUp, HoldCause::Cooldown { left });
+            return;
+        }
+        let mut conditions = Vec::new();
+        if p.workers > 0 {
             conditions.push(Condition {
-                reading: Reading::Backlog {
+                reading: Reading::Utilisation {
                     pool: p.name.clone(),
                 },
-                value: p.backlog as f64,
-                comparison: Comparison::AtOrAbove,
-                threshold: Threshold::PreviousBacklog,
-                threshold_value: previous as f64,
+                value: p.utilisation,
+                comparison: Comparison::Above,
+                threshold: Threshold::TargetUtilisation,
+                threshold_value: c.target_utilisation,
                 held_for: None,
             });
-            let change = Change::ResizePool {
-                name: p.name.clone(),
-                from: p.workers,
-                to,
-            };
-            plan.push(i, change, Rule::ScaleUp, conditions);
         }
+        conditions.push(Condition {
+            reading: Reading::Backlog {
+                pool: p.name.clone(),
+            },
+            value: p.backlog as f64,
+            comparison: Comparison::AtOrAbove,
+            threshold: Threshold::PreviousBacklog,
+            threshold_value: previous as f64,
+            held_for: None,
+        });
+        plan.push(i, change, Rule::ScaleUp, conditions);
     }
 
     /// Liveness at the CPU cap: a pool with work waiting and no worker (its minimum is
     /// 0, and it was idle when the others took the room) cannot scale up. Move one
     /// worker to it from the least utilised pool that can spare one: above its minimum,
-    /// and above one if it has work waiting. The total stays at the cap.
+    /// and above one if it has work waiting. The workers stay within the cap.
     pub(crate) fn rebalance(
         &self,
         obs: &Observation,
@@ -366,7 +630,7 @@ impl HysteresisPolicy {
         plan: &mut Plan,
     ) {
         let c = &self.config;
-        let Some(cap) = cpu_cap(obs, c) else {
+        let Some(cpu) = plan.cpu.clone() else {
             return;
         };
         // The gates of `scale_up`, but for the cap: what it would not add, this does
@@ -380,34 +644,41 @@ impl HysteresisPolicy {
                 || !starving(p)
                 || p.error_rate >= c.max_error_rate
                 || p.max == 0
-                || plan.total_workers() < cap
+                || plan.cpu_room(i) > 0
                 || plan.changed(&knob)
                 || !self.cooled(&knob, Direction::Up, now)
             {
                 continue;
             }
+            let fits = |j: usize| {
+                let mut after = plan.workers.clone();
+                after[j] -= 1;
+                after[i] += 1;
+                cpu.plain() || cpu.excess(&after) <= 0.0
+            };
             let spare = |j: usize| {
                 let d = &obs.pools[j];
                 j != i
                     && plan.workers[j] > floor(d)
                     && !plan.changed(&Knob::Pool(d.name.clone()))
                     && self.cooled(&Knob::Pool(d.name.clone()), Direction::Down, now)
+                    && fits(j)
             };
             let Some(donor) = (0..obs.pools.len()).filter(|&j| spare(j)).min_by(|&a, &b| {
                 let (pa, pb) = (&obs.pools[a], &obs.pools[b]);
-                pa.utilisation
-                    .total_cmp(&pb.utilisation)
+                busy(plan, a, pa)
+                    .total_cmp(&busy(plan, b, pb))
                     .then_with(|| plan.workers[b].cmp(&plan.workers[a]))
             }) else {
                 continue;
             };
-            let at_cap = Condition {
-                reading: Reading::Workers,
-                value: plan.total_workers() as f64,
-                comparison: Comparison::AtOrAbove,
-                threshold: Threshold::CpuCap,
-                threshold_value: cap as f64,
-                held_for: None,
+            let at_cap = if cpu.plain() {
+                cpu.condition(&plan.workers, Comparison::AtOrAbove)
+            } else {
+                // One more worker of this pool would not fit.
+                let mut after = plan.workers.clone();
+                after[i] += 1;
+                cpu.condition(&after, Comparison::Above)
             };
             let waiting = Condition {
                 reading: Reading::Backlog {
@@ -546,8 +817,11 @@ impl HysteresisPolicy {
         plan.push(0, change, Rule::RaiseRate, conditions);
     }
 
-    /// Optimisation: a buffer below its low saturation for a whole stabilisation window
-    /// at its current capacity shrinks by `shrink_factor`, never below min.
+    /// Optimisation: shrink buffers. With the model, a buffer whose every capacity
+    /// recommendation over a whole stabilisation window (at its current capacity) was
+    /// clearly below it shrinks to the highest of them and the current one in one
+    /// decision. Without, a buffer below its low saturation for the window shrinks by
+    /// `shrink_factor`. Never below min.
     pub(crate) fn shrink_buffers(&self, obs: &Observation, now: Instant, plan: &mut Plan) {
         let c = &self.config;
         for (i, b) in obs.buffers.iter().enumerate() {
@@ -555,15 +829,76 @@ impl HysteresisPolicy {
             let Some(state) = self.buffers.get(&b.name) else {
                 continue;
             };
+            if plan.changed(&knob) || b.capacity <= b.min {
+                continue;
+            }
+            if let Some(view) = stage_view(obs, &plan.views, &b.name) {
+                let arrivals = admitted(view.arrival, obs);
+                let (_, mid) = capacities(&view, arrivals, b.min, b.max, c);
+                let step = model_tolerance(b.capacity, c);
+                let worth = |to: usize| to < b.capacity && (b.capacity - to >= step || to == b.min);
+                let highest = state
+                    .samples
+                    .iter()
+                    .map(|s| s.1)
+                    .max()
+                    .unwrap_or(b.capacity);
+                let to = highest.max(mid);
+                let held = now.saturating_duration_since(state.since);
+                let change = |to| Change::ResizeBuffer {
+                    name: b.name.clone(),
+                    from: b.capacity,
+                    to,
+                };
+                if !worth(to) {
+                    if worth(mid) {
+                        // A higher recommendation within the window holds it.
+                        let left = state
+                            .samples
+                            .iter()
+                            .filter(|s| !worth(s.1.max(mid)))
+                            .map(|s| (s.0 + c.stabilisation_window).saturating_duration_since(now))
+                            .max()
+                            .unwrap_or_default()
+                            .max(c.stabilisation_window.saturating_sub(held));
+                        plan.hold(change(mid), Rule::ShrinkBuffer, HoldCause::Window { left });
+                    }
+                    continue;
+                }
+                if held < c.stabilisation_window {
+                    let left = c.stabilisation_window - held;
+                    plan.hold(change(to), Rule::ShrinkBuffer, HoldCause::Window { left });
+                    continue;
+                }
+                if let Some(left) = self.cooldown_left(&knob, Direction::Down, now) {
+                    plan.hold(change(to), Rule::ShrinkBuffer, HoldCause::Cooldown { left });
+                    continue;
+                }
+                let condition = Condition {
+                    reading: Reading::RecommendedCapacity {
+                        buffer: b.name.clone(),
+                    },
+                    value: to as f64,
+                    comparison: Comparison::Below,
+                    threshold: Threshold::CurrentCapacity,
+                    threshold_value: b.capacity as f64,
+                    held_for: Some(held),
+                };
+                let sizing = capacity_sizing(arrivals, c);
+                plan.push_sized(
+                    i,
+                    change(to),
+                    Rule::ShrinkBuffer,
+                    vec![condition],
+                    Some(sizing),
+                );
+                continue;
+            }
             let Some(since) = state.low_since else {
                 continue;
             };
             let held = now.saturating_duration_since(since);
-            if held < c.stabilisation_window
-                || b.capacity <= b.min
-                || plan.changed(&knob)
-                || !self.cooled(&knob, Direction::Down, now)
-            {
+            if held < c.stabilisation_window || !self.cooled(&knob, Direction::Down, now) {
                 continue;
             }
             let shrunk = (b.capacity as f64 * c.shrink_factor).round() as usize;
@@ -590,8 +925,10 @@ impl HysteresisPolicy {
         }
     }
 
-    /// Optimisation: a pool whose every recommendation over a whole stabilisation
-    /// window (at its current size) was below its worker count loses
+    /// Optimisation: remove workers. With the model, a pool goes down to the highest of
+    /// its recommendations over a whole stabilisation window (at its current size) and
+    /// the model's count now, in one decision, as the HPA. Without, a pool whose every
+    /// recommendation over the window was below its worker count loses
     /// `scale_down_step` workers, not below the highest recommendation nor min, and
     /// only if the busiest utilisation of the window would stay below target with
     /// fewer workers (or the next tick would add them back).
@@ -602,12 +939,70 @@ impl HysteresisPolicy {
             let Some(state) = self.pools.get(&p.name) else {
                 continue;
             };
+            if plan.changed(&knob) {
+                continue;
+            }
             let held = now.saturating_duration_since(state.since);
             let highest = state.samples.iter().map(|s| s.recommendation).max();
             let Some(highest) = highest else { continue };
+            let change = |to| Change::ResizePool {
+                name: p.name.clone(),
+                from: p.workers,
+                to,
+            };
+            if let Some(view) = plan.views[i] {
+                let now_count = clamp_workers(view.count(), p);
+                let to = highest.max(now_count);
+                if to >= p.workers {
+                    if now_count < p.workers {
+                        // A higher recommendation within the window holds the workers.
+                        let left = state
+                            .samples
+                            .iter()
+                            .filter(|s| s.recommendation >= p.workers)
+                            .map(|s| (s.at + c.stabilisation_window).saturating_duration_since(now))
+                            .max()
+                            .unwrap_or_default()
+                            .max(c.stabilisation_window.saturating_sub(held));
+                        plan.hold(
+                            change(now_count),
+                            Rule::ScaleDown,
+                            HoldCause::Window { left },
+                        );
+                    }
+                    continue;
+                }
+                if held < c.stabilisation_window {
+                    let left = c.stabilisation_window - held;
+                    plan.hold(change(to), Rule::ScaleDown, HoldCause::Window { left });
+                    continue;
+                }
+                if let Some(left) = self.cooldown_left(&knob, Direction::Down, now) {
+                    plan.hold(change(to), Rule::ScaleDown, HoldCause::Cooldown { left });
+                    continue;
+                }
+                let condition = Condition {
+                    reading: Reading::RecommendedWorkers {
+                        pool: p.name.clone(),
+                    },
+                    value: to as f64,
+                    comparison: Comparison::Below,
+                    threshold: Threshold::Workers,
+                    threshold_value: p.workers as f64,
+                    held_for: Some(held),
+                };
+                let sizing = self.worker_sizing(&view);
+                plan.push_sized(
+                    i,
+                    change(to),
+                    Rule::ScaleDown,
+                    vec![condition],
+                    Some(sizing),
+                );
+                continue;
+            }
             if held < c.stabilisation_window
                 || highest >= p.workers
-                || plan.changed(&knob)
                 || !self.cooled(&knob, Direction::Down, now)
             {
                 continue;
@@ -644,17 +1039,124 @@ impl HysteresisPolicy {
                 threshold_value: c.low_utilisation,
                 held_for: Some(held),
             };
-            let change = Change::ResizePool {
-                name: p.name.clone(),
-                from: p.workers,
-                to,
-            };
-            plan.push(i, change, Rule::ScaleDown, vec![condition]);
+            plan.push(i, change(to), Rule::ScaleDown, vec![condition]);
+        }
+    }
+
+    /// The band (in errors) growth by the model needs: `Z`, or `Z_REVERSE` when the
+    /// knob's last change was down.
+    fn up_band(&self, name: &str, pool: bool) -> f64 {
+        let knob = if pool {
+            Knob::Pool(name.to_string())
+        } else {
+            Knob::Buffer(name.to_string())
+        };
+        let last_down = self
+            .knobs
+            .get(&knob)
+            .is_some_and(|h| h.down.is_some_and(|down| h.up.is_none_or(|up| down > up)));
+        if last_down {
+            model::Z_REVERSE
+        } else {
+            model::Z
+        }
+    }
+
+    /// How long `knob` must still wait to turn in `direction`, `None` if it may now.
+    pub(crate) fn cooldown_left(
+        &self,
+        knob: &Knob,
+        direction: Direction,
+        now: Instant,
+    ) -> Option<Duration> {
+        let last = self.knobs.get(knob).and_then(|h| match direction {
+            Direction::Up => h.up,
+            Direction::Down => h.down,
+        })?;
+        let since = now.saturating_duration_since(last);
+        (since < self.config.cooldown).then(|| self.config.cooldown - since)
+    }
+
+    /// The model's sizing of a pool, for its reason.
+    fn worker_sizing(&self, view: &PoolView) -> Sizing {
+        let c = &self.config;
+        Sizing::Workers {
+            arrival_rate: view.arrival,
+            service_time: Duration::from_secs_f64(view.service.max(0.0)),
+            target: c.target_utilisation,
+            for_load: view.for_load,
+            backlog: view.backlog,
+            drain_time: c.drain_time,
+            for_drain: view.for_drain,
+            shifted: None,
         }
     }
 }
 
-/// The lower of two optional rates, either if only one is known.
+/// The model's sizing of a buffer for `arrivals`, for its reason.
+fn capacity_sizing(arrivals: f64, c: &super::config::PolicyConfig) -> Sizing {
+    Sizing::Capacity {
+        arrival_rate: arrivals,
+        latency: c.target_latency,
+        target: c.target_saturation,
+        capacity: model::capacity_for(arrivals, c),
+        shifted: None,
+    }
+}
+
+/// The model's capacities with `arrivals` moved `z` of λ's errors down and up, within
+/// `[min, max]`.
+fn band(
+    view: &PoolView,
+    arrivals: f64,
+    z: f64,
+    min: usize,
+    max: usize,
+    c: &super::config::PolicyConfig,
+) -> (usize, usize) {
+    let clamp = |k: usize| k.max(min).min(max.max(min));
+    let at = |z: f64| {
+        let arrival = arrivals * (1.0 + z * view.arrival_error).max(0.0);
+        clamp(model::capacity_for(arrival, c))
+    };
+    (at(-z), at(z))
+}
+
+/// The smallest capacity change the model makes: twice the tolerance band, since a
+/// capacity needs no precision and the first readings after a step are ~6% off.
+fn model_tolerance(capacity: usize, c: &super::config::PolicyConfig) -> usize {
+    ((capacity as f64 * 2.0 * c.resize_tolerance).ceil() as usize).max(1)
+}
+
+/// The capacity one growth step reaches: `capacity x factor`, at least one slot more.
+fn grown(b: &BufferObservation, factor: f64) -> usize {
+    ((b.capacity as f64 * factor).ceil() as usize).max(b.capacity + 1)
+}
+
+fn at_max(b: &BufferObservation) -> Condition {
+    Condition {
+        reading: Reading::Capacity {
+            buffer: b.name.clone(),
+        },
+        value: b.capacity as f64,
+        comparison: Comparison::AtOrAbove,
+        threshold: Threshold::MaxCapacity,
+        threshold_value: b.max as f64,
+        held_for: None,
+    }
+}
+
+/// The index of the pool draining the buffer `name` (same name).
+fn stage_pool(obs: &Observation, name: &str) -> Option<usize> {
+    obs.pools.iter().position(|p| p.name == name)
+}
+
+/// The events per second that reach a stage: λ, at most the publish-rate limit.
+pub(crate) fn admitted(arrival: f64, obs: &Observation) -> f64 {
+    obs.publish_rate
+        .map_or(arrival, |limit| arrival.min(limit.max(0.0)))
+}
+
 /// The fewest workers a rule that takes workers away may leave a pool: its minimum,
 /// and one while it has work waiting (at zero its backlog would never drain, and
 /// scale-up would bring the worker straight back).
@@ -662,11 +1164,28 @@ fn floor(p: &PoolObservation) -> usize {
     if p.backlog > 0 { p.min.max(1) } else { p.min }
 }
 
+/// How busy a pool is: the model's utilisation at its current workers (`λS / c`, at
+/// most 1) when it has readings, else the measured utilisation.
+fn busy(plan: &Plan, i: usize, p: &PoolObservation) -> f64 {
+    match plan.views[i] {
+        Some(view) if p.workers > 0 => (view.arrival * view.service / p.workers as f64).min(1.0),
+        Some(view) => {
+            if view.arrival > 0.0 {
+                1.0
+            } else {
+                0.0
+            }
+        }
+        None => p.utilisation,
+    }
+}
+
 /// Work waiting and no worker to take it.
 fn starving(p: &PoolObservation) -> bool {
     p.workers == 0 && p.backlog > 0
 }
 
+/// The lower of two optional rates, either if only one is known.
 fn lowest(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
