@@ -451,3 +451,75 @@ fn utilisation_after_growth_counts_new_workers_from_their_start() {
     let report = pool.shutdown(PATIENCE);
     assert_eq!((report.processed, report.left), (8, 0));
 }
+
+/// Spins until this thread has used `cpu` of CPU time (not wall time: a busy machine
+/// only makes it take longer).
+#[cfg(target_os = "linux")]
+fn burn_cpu(cpu: Duration) {
+    let now = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid, writable timespec.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+            0
+        );
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    };
+    let start = now();
+    while now() - start < cpu {
+        std::hint::spin_loop();
+    }
+}
+
+/// The controller tells a CPU-bound stage from one that waits by the handler's CPU time
+/// per event (issue 15): measured on the thread's CPU clock for a sample of events,
+/// beside the exact total busy (wall) time.
+#[cfg(target_os = "linux")]
+#[test]
+fn stats_measure_handler_cpu_time_apart_from_waiting() {
+    let (bus, sub) = loaded(64, 64);
+    let pool = WorkerPool::builder("burn")
+        .workers(2)
+        .handler(|_| {
+            burn_cpu(Duration::from_millis(2));
+            Ok(())
+        })
+        .spawn(sub)
+        .unwrap();
+    eventually("64 burnt", || pool.stats().processed == 64);
+    let burnt = pool.stats();
+    drop((bus, pool));
+    let per_event = burnt.cpu.per_event().expect("sampled events");
+    // One in 8 per worker: 64 events on 2 workers sample at least 8.
+    assert!(burnt.cpu.events >= 8, "{:?}", burnt.cpu);
+    assert!(per_event >= Duration::from_millis(2), "{per_event:?}");
+    assert!(
+        burnt.busy_time >= Duration::from_millis(2 * 64),
+        "{:?}",
+        burnt.busy_time
+    );
+
+    let (bus, sub) = loaded(64, 64);
+    let pool = WorkerPool::builder("sleep")
+        .workers(2)
+        .handler(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            Ok(())
+        })
+        .spawn(sub)
+        .unwrap();
+    eventually("64 slept", || pool.stats().processed == 64);
+    let slept = pool.stats();
+    drop((bus, pool));
+    let per_event = slept.cpu.per_event().expect("sampled events");
+    // Sleeping costs next to no CPU: far below the 5 ms each event waited.
+    assert!(per_event < Duration::from_micros(2500), "{per_event:?}");
+    assert!(
+        slept.busy_time >= Duration::from_millis(5 * 64),
+        "{:?}",
+        slept.busy_time
+    );
+}

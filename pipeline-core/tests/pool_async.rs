@@ -568,3 +568,71 @@ fn compile_checks(sub: pipeline_core::bus::Subscription<NotClone>) {
     let shutdown = pool.shutdown_async(HANG);
     send(&shutdown);
 }
+
+/// Spins until this thread has used `cpu` of CPU time.
+#[cfg(target_os = "linux")]
+fn burn_cpu(cpu: Duration) {
+    let now = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid, writable timespec.
+        assert_eq!(
+            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+            0
+        );
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    };
+    let start = now();
+    while now() - start < cpu {
+        std::hint::spin_loop();
+    }
+}
+
+/// An async handler's CPU time is summed over its future's polls: one that burns CPU
+/// in a poll reads as CPU-bound, one that awaits a timer reads as waiting (issue 15).
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_handler_cpu_time_is_summed_over_polls() {
+    let stats = |burn: bool| async move {
+        let bus = Bus::new();
+        let sub = bus
+            .subscribe(SubscriptionConfig::new("jobs").capacity(64))
+            .unwrap();
+        let publisher = bus.publisher();
+        for n in 0..32u32 {
+            publisher.publish(n).unwrap();
+        }
+        let pool = WorkerPool::builder("cpu")
+            .workers(2)
+            .async_handler(move |_n: u32| async move {
+                tokio::task::yield_now().await;
+                if burn {
+                    burn_cpu(Duration::from_millis(2));
+                } else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok::<(), HandlerError>(())
+            })
+            .spawn(sub)
+            .unwrap();
+        eventually("32 handled", || pool.stats().processed == 32).await;
+        let stats = pool.stats();
+        drop(bus);
+        pool.shutdown_async(HANG).await;
+        stats
+    };
+    let burnt = stats(true).await;
+    let per_event = burnt.cpu.per_event().expect("sampled events");
+    assert!(burnt.cpu.events >= 4, "{:?}", burnt.cpu);
+    assert!(per_event >= Duration::from_millis(2), "{per_event:?}");
+    let waited = stats(false).await;
+    let per_event = waited.cpu.per_event().expect("sampled events");
+    assert!(per_event < Duration::from_micros(2500), "{per_event:?}");
+    assert!(
+        waited.busy_time >= Duration::from_millis(5 * 32),
+        "{:?}",
+        waited.busy_time
+    );
+}

@@ -62,22 +62,34 @@ pub(crate) struct Previous {
     /// and its latest share of the matched publishes.
     offered: HashMap<Arc<str>, (u64, f64)>,
     finished: HashMap<Arc<str>, (u64, u64)>,
-    /// Per pool, the recent ticks, for the service time.
+    /// Per pool, the recent ticks, for the service time and CPU per event.
     ticks: HashMap<Arc<str>, VecDeque<PoolTick>>,
+    /// Per pool, its handler-time and CPU totals at the previous tick.
+    totals: HashMap<Arc<str>, PoolTotals>,
 }
 
-/// One pool's tick: when it ended, the workers during it, events finished in it.
+/// One pool's tick: when it ended, events finished in it, the handler (wall) time
+/// they took, and the CPU time of the sampled ones.
 #[derive(Debug, Clone, Copy)]
 struct PoolTick {
     at: Instant,
-    length: Duration,
-    workers: usize,
     finished: u64,
+    busy: Duration,
+    cpu_events: u64,
+    cpu_time: Duration,
 }
 
-/// The span of a pool's utilisation reading: its window holds the current 500 ms
-/// bucket and the nine before, so between 4.5 and 5 seconds.
-const UTILISATION_WINDOW: Duration = Duration::from_millis(4750);
+/// A pool's totals at the previous tick, to turn them into the tick's deltas.
+#[derive(Debug, Clone, Copy, Default)]
+struct PoolTotals {
+    busy: Duration,
+    cpu_events: u64,
+    cpu_time: Duration,
+}
+
+/// The span the service time and CPU per event are averaged over (the model smooths
+/// further; this only keeps one slow tick's few events from deciding alone).
+const SERVICE_WINDOW: Duration = Duration::from_millis(4750);
 
 /// Per subscription: events per second offered to it over the tick. Those it took in
 /// (`delivered`, which counts what `DropOldest` evicted later) and those `DropNewest`
@@ -109,24 +121,29 @@ fn offered_rate(
     (took as f64 + share * refused as f64) / dt
 }
 
-/// The mean handler time per event over the utilisation window: busy time (the
-/// utilisation times the workers' time in the window) over the events finished in it.
-/// `None` until an event finished in the window.
-fn service_time(ticks: &VecDeque<PoolTick>, utilisation: f64, now: Instant) -> Option<Duration> {
-    let start = now.checked_sub(UTILISATION_WINDOW)?;
-    let (mut alive, mut finished) = (0.0, 0.0);
-    for tick in ticks {
-        let begin = tick.at.checked_sub(tick.length).unwrap_or(start);
-        let overlap = tick.at.saturating_duration_since(begin.max(start));
-        if overlap.is_zero() || tick.length.is_zero() {
-            continue;
-        }
-        let share = overlap.as_secs_f64() / tick.length.as_secs_f64();
-        alive += tick.workers as f64 * overlap.as_secs_f64();
-        finished += tick.finished as f64 * share;
+/// The mean handler time per event, and the mean CPU time per event, over the ticks
+/// of the last `SERVICE_WINDOW`: handler time summed by the pool (exact) over the
+/// events finished, and the sampled CPU time over the sampled events. `None` until an
+/// event finished (or was sampled) in the window.
+fn service_and_cpu(
+    ticks: &VecDeque<PoolTick>,
+    now: Instant,
+) -> (Option<Duration>, Option<Duration>) {
+    let (mut finished, mut busy, mut cpu_events, mut cpu_time) =
+        (0, Duration::ZERO, 0, Duration::ZERO);
+    for tick in ticks
+        .iter()
+        .filter(|t| now.saturating_duration_since(t.at) < SERVICE_WINDOW)
+    {
+        finished += tick.finished;
+        busy += tick.busy;
+        cpu_events += tick.cpu_events;
+        cpu_time += tick.cpu_time;
     }
-    (finished >= 1.0 && utilisation > 0.0)
-        .then(|| Duration::from_secs_f64(utilisation.min(1.0) * alive / finished))
+    let per = |total: Duration, events: u64| {
+        (events > 0).then(|| Duration::from_secs_f64(total.as_secs_f64() / events as f64))
+    };
+    (per(busy, finished), per(cpu_time, cpu_events))
 }
 
 pub(crate) fn observe(
@@ -203,21 +220,32 @@ pub(crate) fn observe(
         } else {
             d_bad as f64 / (d_ok + d_bad) as f64
         };
+        let totals = PoolTotals {
+            busy: stats.busy_time,
+            cpu_events: stats.cpu.events,
+            cpu_time: stats.cpu.time,
+        };
+        let before = previous
+            .totals
+            .insert(stats.name.clone(), totals)
+            .unwrap_or(totals);
         let ticks = previous.ticks.entry(stats.name.clone()).or_default();
-        if let Some(at) = previous.at {
+        if previous.at.is_some() {
             ticks.push_back(PoolTick {
                 at: now,
-                length: now.saturating_duration_since(at),
-                workers: stats.workers,
                 finished: d_ok + d_bad,
+                busy: totals.busy.saturating_sub(before.busy),
+                cpu_events: totals.cpu_events.saturating_sub(before.cpu_events),
+                cpu_time: totals.cpu_time.saturating_sub(before.cpu_time),
             });
         }
         while ticks
             .front()
-            .is_some_and(|t| now.saturating_duration_since(t.at) > 2 * UTILISATION_WINDOW)
+            .is_some_and(|t| now.saturating_duration_since(t.at) > 2 * SERVICE_WINDOW)
         {
             ticks.pop_front();
         }
+        let (service_time, cpu_per_event) = service_and_cpu(ticks, now);
         let mut observation = PoolObservation::new(
             stats.name.to_string(),
             stats.workers,
@@ -227,11 +255,11 @@ pub(crate) fn observe(
         .utilisation(stats.utilisation)
         .error_rate(error_rate)
         .backlog(stats.queued)
-        .service_time(service_time(ticks, stats.utilisation, now));
+        .service_time(service_time)
+        .cpu_per_event(cpu_per_event);
         if let Some(&(arrival, waiting)) = stages.get(&stats.name) {
             observation = observation.arrival_rate(arrival).waiting(waiting);
         }
-        // CPU per event needs the pool to measure handler CPU time: not yet.
         obs = obs.pool(observation);
     }
     previous.at = Some(now);

@@ -169,4 +169,4 @@ mod worker;
 pub use builder::WorkerPoolBuilder;
 pub use error::{DeadLetter, DeadLetterReason, HandlerError, PoolError};
 pub use handle::{DrainReport, WorkerPool};
-pub use stats::{Latency, LatencyRecorder, PoolStats};
+pub use stats::{CpuSample, Latency, LatencyRecorder, PoolStats};

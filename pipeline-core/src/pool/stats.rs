@@ -45,6 +45,38 @@ pub struct PoolStats {
     pub queued: usize,
     /// Handler time per event, over every event since the pool started.
     pub latency: Latency,
+    /// Handler wall time summed over every event since the pool started (processed,
+    /// failed or panicked): with the count of finished events, the exact mean service
+    /// time over any span between two stats.
+    pub busy_time: Duration,
+    /// Handler CPU time (the worker thread's CPU clock; for async workers, summed over
+    /// the handler future's polls) over the sampled events: one in 8 per worker. The
+    /// controller's CPU per event is `cpu.time / cpu.events` over a span; zero where
+    /// the OS gives no thread CPU clock.
+    pub cpu: CpuSample,
+}
+
+/// Handler CPU time over a sample of events (see [`PoolStats::cpu`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct CpuSample {
+    /// Events measured.
+    pub events: u64,
+    /// CPU time they took together.
+    pub time: Duration,
+}
+
+impl CpuSample {
+    /// Mean CPU time per event, `None` before the first sample.
+    ///
+    /// ```
+    /// use pipeline_core::pool::CpuSample;
+    ///
+    /// assert_eq!(CpuSample::default().per_event(), None);
+    /// ```
+    pub fn per_event(&self) -> Option<Duration> {
+        (self.events > 0).then(|| self.time / u32::try_from(self.events).unwrap_or(u32::MAX))
+    }
 }
 
 /// Percentiles of a duration, such as handler time per event (to 2 significant digits,

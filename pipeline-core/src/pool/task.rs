@@ -26,12 +26,13 @@
 //!   shutdown never waits for a task that is gone.
 
 use super::error::HandlerError;
-use super::worker::{PoolShared, WorkerState};
+use super::worker::{PoolShared, WorkerState, thread_cpu_time};
 use crate::sync::{Arc, atomic::Ordering};
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 use tokio::runtime::Handle;
 
 /// Starts one task worker on a runtime; made from the handler by [`AsyncHandler::new`].
@@ -169,19 +170,31 @@ where
     Fut: Future<Output = Result<(), HandlerError>>,
 {
     let kept = shared.keep(&event);
-    let begun = shared.begin(me);
+    let begun = shared.begin(me, false);
+    // A sampled call's CPU time is the sum over its polls (a task may move between
+    // threads between polls; each poll runs on one).
+    let mut cpu = begun.sampled.then_some(Duration::ZERO);
     let outcome = {
         // The handler is called in the first poll, so a panic in making the future is
         // caught like one in running it.
         let mut call = pin!(async move { handler(event).await });
-        poll_fn(
-            |cx| match catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx))) {
+        poll_fn(|cx| {
+            let before = cpu.and_then(|_| thread_cpu_time());
+            let polled = catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(cx)));
+            if let (Some(total), Some(before), Some(after)) =
+                (cpu.as_mut(), before, before.and_then(|_| thread_cpu_time()))
+            {
+                *total += after.saturating_sub(before);
+            }
+            match polled {
                 Ok(Poll::Pending) => Poll::Pending,
                 Ok(Poll::Ready(result)) => Poll::Ready(Ok(result)),
                 Err(payload) => Poll::Ready(Err(payload)),
-            },
-        )
+            }
+        })
         .await
     };
-    shared.finish(me, begun, outcome, kept);
+    // Without a CPU clock (another OS) the sum stays at zero: report no sample.
+    let cpu = cpu.filter(|_| thread_cpu_time().is_some());
+    shared.finish(me, begun, outcome, kept, cpu);
 }

@@ -55,11 +55,43 @@ pub(crate) enum Work<E> {
     Tasks(super::task::Tasks<E>),
 }
 
-/// A handler call in progress: when it started.
+/// A handler call in progress: when it started, and the thread's CPU clock then when
+/// this call is one the worker samples for CPU time (see [`CPU_SAMPLE_MASK`]).
 pub(crate) struct Begun {
     started: Instant,
     /// `started` in nanoseconds since the pool's epoch.
     start: u64,
+    /// The thread's CPU time at the start, for a sampled thread-worker call.
+    cpu_start: Option<Duration>,
+    /// Whether this call is sampled for CPU time (read by async workers, which
+    /// measure it per poll).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) sampled: bool,
+}
+
+/// A worker measures the CPU time of one handler call in `CPU_SAMPLE_MASK + 1` (its
+/// own count): the thread CPU clock is a system call (about 0.2 us), too dear for
+/// every event of a fast handler, and a sample is enough for the controller's CPU per
+/// event.
+const CPU_SAMPLE_MASK: u64 = 7;
+
+/// The CPU time the calling thread has used, where the OS tells it (Linux:
+/// `CLOCK_THREAD_CPUTIME_ID`).
+#[cfg(all(target_os = "linux", not(miri)))]
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the call only writes it.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    ok.then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+}
+
+/// The CPU time the calling thread has used: not measured on this platform.
+#[cfg(not(all(target_os = "linux", not(miri))))]
+pub(crate) fn thread_cpu_time() -> Option<Duration> {
+    None
 }
 
 #[derive(Default)]
@@ -69,6 +101,11 @@ pub(crate) struct PoolCounters {
     pub(crate) panics: AtomicU64,
     pub(crate) dead_letters: AtomicU64,
     pub(crate) dead_letter_panics: AtomicU64,
+    /// Handler wall time over every call, nanoseconds.
+    pub(crate) busy_nanos: AtomicU64,
+    /// Handler CPU time over the sampled calls, nanoseconds, and how many calls.
+    pub(crate) cpu_nanos: AtomicU64,
+    pub(crate) cpu_samples: AtomicU64,
 }
 
 impl PoolCounters {
@@ -150,6 +187,9 @@ pub(crate) struct WorkerState {
     /// 1 + nanoseconds since the pool's epoch when the current event started; 0 when
     /// idle.
     pub(crate) busy_since: AtomicU64,
+    /// Handler calls begun by this worker (written by the worker only): picks the
+    /// calls sampled for CPU time.
+    pub(crate) calls: AtomicU64,
     /// Never held together with the pool's `retired` (see the lock order there).
     pub(crate) record: Mutex<WorkerRecord>,
     /// Set, under the pool's `retired` lock, once the record has been merged there.
@@ -218,6 +258,7 @@ impl WorkerState {
             #[cfg(all(test, feature = "tokio"))]
             polls: AtomicU64::new(0),
             busy_since: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
             record: Mutex::new(WorkerRecord::new()),
             exited: AtomicBool::new(false),
         }
@@ -330,9 +371,9 @@ impl<E> PoolShared<E> {
 
     fn handle(&self, me: &WorkerState, event: E, handler: &Handler<E>) {
         let kept = self.keep(&event);
-        let begun = self.begin(me);
+        let begun = self.begin(me, true);
         let outcome = catch_unwind(AssertUnwindSafe(|| handler(event)));
-        self.finish(me, begun, outcome, kept);
+        self.finish(me, begun, outcome, kept, None);
     }
 
     /// The handler takes the event by value; with a dead-letter hook, a clone is kept
@@ -342,13 +383,28 @@ impl<E> PoolShared<E> {
         self.dead_letter.as_ref().map(|hook| (hook.clone)(event))
     }
 
-    /// Marks the worker busy: a handler call starts.
+    /// Marks the worker busy: a handler call starts. `thread` says whether the call
+    /// runs on this thread to its end (a thread worker), so the thread's CPU clock
+    /// measures it; a task's handler is measured per poll instead (`pool/task.rs`).
     #[inline]
-    pub(crate) fn begin(&self, me: &WorkerState) -> Begun {
+    pub(crate) fn begin(&self, me: &WorkerState, thread: bool) -> Begun {
+        let calls = me.calls.load(Ordering::Relaxed);
+        me.calls.store(calls.wrapping_add(1), Ordering::Relaxed);
+        let sampled = calls & CPU_SAMPLE_MASK == 0;
+        let cpu_start = if sampled && thread {
+            thread_cpu_time()
+        } else {
+            None
+        };
         let started = Instant::now();
         let start = self.nanos_since_epoch(started);
         me.busy_since.store(start + 1, Ordering::Relaxed);
-        Begun { started, start }
+        Begun {
+            started,
+            start,
+            cpu_start,
+            sampled,
+        }
     }
 
     /// Records a finished handler call: busy time, latency, the outcome's counters and
@@ -359,10 +415,29 @@ impl<E> PoolShared<E> {
         begun: Begun,
         outcome: std::thread::Result<Result<(), HandlerError>>,
         kept: Option<E>,
+        cpu: Option<Duration>,
     ) {
-        let Begun { started, start } = begun;
+        let Begun {
+            started,
+            start,
+            cpu_start,
+            ..
+        } = begun;
         let elapsed = started.elapsed();
+        // Only a sampled thread call reads the CPU clock again.
+        let cpu = cpu
+            .or_else(|| cpu_start.and_then(|start| Some(thread_cpu_time()?.saturating_sub(start))));
         me.busy_since.store(0, Ordering::Relaxed);
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.counters
+            .busy_nanos
+            .fetch_add(nanos(elapsed), Ordering::Relaxed);
+        if let Some(cpu) = cpu {
+            self.counters
+                .cpu_nanos
+                .fetch_add(nanos(cpu), Ordering::Relaxed);
+            self.counters.cpu_samples.fetch_add(1, Ordering::Relaxed);
+        }
         lock(&me.record).record(start, elapsed);
         self.metrics.processing.record(elapsed.as_secs_f64());
         let (reason, counter) = match outcome {
