@@ -69,12 +69,12 @@ fn metrics_are_served_by_the_source_and_the_standalone_endpoint() {
     );
     let text = response.body_mut().read_to_string().unwrap();
     for expected in [
-        "pipeline_bus_published_total 2",
-        "pipeline_pool_processed_total{pool=\"stage\"} 2",
+        "pipeline_bus_published_total{pipeline=\"default\"} 2",
+        "pipeline_pool_processed_total{pipeline=\"default\",pool=\"stage\"} 2",
         "pipeline_source_published_events_total{source=\"http\"} 2",
         "pipeline_http_source_responses_total{source=\"http\",status=\"202\"} 1",
         "pipeline_http_source_responses_total{source=\"http\",status=\"400\"} 1",
-        "pipeline_subscription_buffered_events{subscription=\"stage\"}",
+        "pipeline_subscription_buffered_events{pipeline=\"default\",subscription=\"stage\"}",
     ] {
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
@@ -90,7 +90,8 @@ fn metrics_are_served_by_the_source_and_the_standalone_endpoint() {
     let mut answer = String::new();
     client.read_to_string(&mut answer).unwrap();
     assert!(
-        answer.starts_with("HTTP/1.1 200 OK") && answer.contains("pipeline_bus_published_total 2"),
+        answer.starts_with("HTTP/1.1 200 OK")
+            && answer.contains("pipeline_bus_published_total{pipeline=\"default\"} 2"),
         "{answer}"
     );
     let mut client = std::net::TcpStream::connect(endpoint.local_addr()).unwrap();

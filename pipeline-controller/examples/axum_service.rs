@@ -80,6 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let newest_id = Arc::new(AtomicU64::new(0));
     let (sum, newest_in) = (total.clone(), newest_id.clone());
     let pipeline = Pipeline::<Order>::builder()
+        .name("orders") // the `pipeline` label of every series below /metrics
         .single_stage(
             Stage::new(
                 SubscriptionConfig::new("orders")

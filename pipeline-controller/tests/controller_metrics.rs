@@ -50,7 +50,7 @@ fn a_scrape_shows_the_mode_as_a_state_set_rules_in_snake_case_and_help() {
         let before = handle.render();
         assert!(
             before.contains(
-                r#"pipeline_controller_actions_total{rule="grow_buffer",outcome="applied"} 0"#
+                r#"pipeline_controller_actions_total{pipeline="default",rule="grow_buffer",outcome="applied"} 0"#
             ),
             "{before}"
         );
@@ -73,7 +73,7 @@ fn a_scrape_shows_the_mode_as_a_state_set_rules_in_snake_case_and_help() {
         let scrape = handle.render();
         assert!(
             scrape.contains(
-                r#"pipeline_controller_actions_total{rule="grow_buffer",outcome="applied"} 1"#
+                r#"pipeline_controller_actions_total{pipeline="default",rule="grow_buffer",outcome="applied"} 1"#
             ),
             "{scrape}"
         );
@@ -82,15 +82,15 @@ fn a_scrape_shows_the_mode_as_a_state_set_rules_in_snake_case_and_help() {
             "Debug names as labels: {scrape}"
         );
         assert!(
-            scrape.contains(r#"pipeline_controller_mode{mode="normal"} 1"#),
+            scrape.contains(r#"pipeline_controller_mode{pipeline="default",mode="normal"} 1"#),
             "{scrape}"
         );
         assert!(
-            scrape.contains(r#"pipeline_controller_mode{mode="throttled"} 0"#),
+            scrape.contains(r#"pipeline_controller_mode{pipeline="default",mode="throttled"} 0"#),
             "{scrape}"
         );
         assert!(
-            scrape.contains(r#"pipeline_controller_mode{mode="defensive"} 0"#),
+            scrape.contains(r#"pipeline_controller_mode{pipeline="default",mode="defensive"} 0"#),
             "{scrape}"
         );
         for family in [
@@ -115,9 +115,75 @@ fn a_scrape_shows_the_mode_as_a_state_set_rules_in_snake_case_and_help() {
         assert!(holds[0].contains("held by the cooldown"), "{holds:?}");
         assert!(
             scrape.contains(
-                r#"pipeline_controller_holds_total{rule="grow_buffer",cause="cooldown"} 1"#
+                r#"pipeline_controller_holds_total{pipeline="default",rule="grow_buffer",cause="cooldown"} 1"#
             ),
             "{scrape}"
         );
+    });
+}
+
+/// Two pipelines in one process keep their series apart (issue 17: two buses that
+/// published 5 and 2 events rendered `pipeline_bus_published_total 5`): every series of
+/// a bus, its subscriptions, the pools on them and its controller carries the
+/// `pipeline` label, and every family has `# HELP`.
+#[test]
+fn two_pipelines_in_one_process_keep_their_series_apart() {
+    use pipeline_controller::pipeline::{Pipeline, Stage};
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        let run = |name: &str, events: u64| {
+            let pipeline = Pipeline::<u64>::builder()
+                .name(name)
+                .stage(Stage::new(SubscriptionConfig::new("work")).handler(|_| Ok(())))
+                .controller(false)
+                .build()
+                .unwrap();
+            pipeline.start().unwrap();
+            let publisher = pipeline.publisher();
+            for n in 0..events {
+                publisher.publish(n).unwrap();
+            }
+            drop(publisher);
+            let _ = pipeline.bus().snapshot(); // bus counters are written on snapshots
+            let report = pipeline.shutdown(Duration::from_secs(60));
+            assert_eq!(report.left(), 0);
+        };
+        run("billing", 5);
+        run("audit", 2);
+        let bus = Bus::<u64>::builder().name("plain").build().unwrap();
+        let _sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+        bus.publisher().publish(1).unwrap();
+        let _ = bus.snapshot();
+
+        let scrape = handle.render();
+        for line in [
+            r#"pipeline_bus_published_total{pipeline="billing"} 5"#,
+            r#"pipeline_bus_published_total{pipeline="audit"} 2"#,
+            r#"pipeline_bus_published_total{pipeline="plain"} 1"#,
+            r#"pipeline_pool_processed_total{pipeline="billing",pool="work"} 5"#,
+            r#"pipeline_pool_processed_total{pipeline="audit",pool="work"} 2"#,
+        ] {
+            assert!(scrape.contains(line), "no `{line}` in:\n{scrape}");
+        }
+        // Every series of these families carries the label; every family has HELP.
+        let families: Vec<&str> = scrape
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        assert!(families.len() >= 15, "{families:?}");
+        for family in &families {
+            assert!(
+                scrape.contains(&format!("# HELP {family} ")),
+                "no HELP for {family}"
+            );
+        }
+        for series in scrape
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            assert!(series.contains("pipeline=\""), "unlabelled: {series}");
+        }
     });
 }

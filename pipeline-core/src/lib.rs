@@ -53,3 +53,115 @@ pub mod pool;
 pub(crate) mod range;
 pub mod signal;
 pub(crate) mod sync;
+
+/// `# HELP` and units for every metric family of this crate. Run each time a bus is
+/// built (a few map inserts): the `metrics` facade gives a description to the recorder
+/// installed at the time, so a bus built after the exporter was installed describes
+/// its series whatever came before.
+pub(crate) fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    {
+        describe_counter!(
+            "pipeline_bus_published_total",
+            Unit::Count,
+            "Publishes that returned Ok."
+        );
+        describe_counter!(
+            "pipeline_bus_unmatched_total",
+            Unit::Count,
+            "Publishes no subscription's filter matched (accepted, delivered nowhere)."
+        );
+        describe_counter!(
+            "pipeline_bus_rejected_full_total",
+            Unit::Count,
+            "Publishes refused because a Block subscription was full (try_publish)."
+        );
+        describe_counter!(
+            "pipeline_bus_rate_limited_total",
+            Unit::Count,
+            "Publishes the publish-rate limit refused or delayed."
+        );
+        describe_gauge!(
+            "pipeline_bus_publish_rate_limit_per_second",
+            "The publish-rate limit in force, events per second (0: none)."
+        );
+        describe_gauge!(
+            "pipeline_bus_subscriptions",
+            Unit::Count,
+            "Live subscriptions on the bus."
+        );
+        describe_counter!(
+            "pipeline_bus_signals_skipped_total",
+            Unit::Count,
+            "Saturation and back-pressure signals skipped because nobody drained the signal channel."
+        );
+        describe_counter!(
+            "pipeline_subscription_delivered_total",
+            Unit::Count,
+            "Events delivered into a subscription's buffer."
+        );
+        describe_counter!(
+            "pipeline_subscription_received_total",
+            Unit::Count,
+            "Events taken from a subscription's buffer by its receivers."
+        );
+        describe_counter!(
+            "pipeline_subscription_dropped_total",
+            Unit::Count,
+            "Events a subscription dropped because its buffer was full, by overflow policy."
+        );
+        describe_gauge!(
+            "pipeline_subscription_buffered_events",
+            Unit::Count,
+            "Events in a subscription's buffer."
+        );
+        describe_gauge!(
+            "pipeline_subscription_capacity_events",
+            Unit::Count,
+            "A subscription's buffer capacity in force."
+        );
+        describe_gauge!(
+            "pipeline_subscription_buffered_bytes",
+            Unit::Bytes,
+            "Estimated memory held by a subscription's buffer."
+        );
+        describe_gauge!(
+            "pipeline_subscription_saturation_ratio",
+            "A subscription's buffered events over its capacity."
+        );
+        describe_gauge!(
+            "pipeline_pool_workers",
+            Unit::Count,
+            "Workers (threads or tasks) a pool runs."
+        );
+        describe_gauge!(
+            "pipeline_pool_utilisation_ratio",
+            "Share of a pool's worker time spent in the handler over the last 5 seconds."
+        );
+        describe_counter!(
+            "pipeline_pool_processed_total",
+            Unit::Count,
+            "Events a pool's handler processed successfully."
+        );
+        describe_counter!(
+            "pipeline_pool_failed_total",
+            Unit::Count,
+            "Events whose handler returned an error."
+        );
+        describe_counter!(
+            "pipeline_pool_panics_total",
+            Unit::Count,
+            "Events whose handler panicked (caught; the worker goes on)."
+        );
+        describe_counter!(
+            "pipeline_pool_dead_letters_total",
+            Unit::Count,
+            "Events handed to a pool's dead-letter hook."
+        );
+        describe_histogram!(
+            "pipeline_pool_processing_seconds",
+            Unit::Seconds,
+            "Handler time per event."
+        );
+    }
+}

@@ -29,6 +29,11 @@ use std::sync::Arc;
 
 /// The bus's knobs and readings, without its event type.
 pub trait BusActuator: Send + Sync {
+    /// The bus's name: the `pipeline` label of the controller's metrics (default
+    /// `"default"`).
+    fn name(&self) -> &str {
+        "default"
+    }
     /// Every subscription's gauges (see [`Bus::snapshot`]).
     fn snapshot(&self) -> BusSnapshot;
     /// Sets a subscription's capacity; returns the capacity in force after.
@@ -52,6 +57,9 @@ pub trait BusActuator: Send + Sync {
 }
 
 impl<E: Send + 'static> BusActuator for Bus<E> {
+    fn name(&self) -> &str {
+        Bus::name(self)
+    }
     fn snapshot(&self) -> BusSnapshot {
         Bus::snapshot(self)
     }

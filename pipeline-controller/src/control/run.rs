@@ -32,6 +32,8 @@ pub struct ControlLoop {
     mode: Mode,
     /// Ticks so far (the `tick` field of the `control_tick` span).
     ticks: u64,
+    /// The bus's name: the `pipeline` label of the controller's metrics.
+    pipeline: Arc<str>,
     /// The live configuration, the version last applied and its snapshot.
     config: Option<(ConfigHandle, Option<u64>, Arc<PipelineConfig>)>,
 }
@@ -58,7 +60,8 @@ impl ControlLoop {
         log: Arc<DecisionLog>,
     ) -> Self {
         let started = clock.now();
-        register_metrics();
+        let pipeline: Arc<str> = Arc::from(bus.name());
+        register_metrics(&pipeline);
         ControlLoop {
             policy,
             bus,
@@ -71,6 +74,7 @@ impl ControlLoop {
             started,
             mode: Mode::Normal,
             ticks: 0,
+            pipeline,
             config: None,
         }
     }
@@ -206,7 +210,7 @@ impl ControlLoop {
         let since_start = now.saturating_duration_since(self.started);
         if let Some(transition) = &decision.transition {
             tracing::warn!(target: "pipeline::controller", from = transition.from.as_str(), to = transition.to.as_str(), "{transition}");
-            metrics::counter!("pipeline_controller_mode_changes_total", "to" => transition.to.as_str()).increment(1);
+            metrics::counter!("pipeline_controller_mode_changes_total", "pipeline" => self.pipeline.to_string(), "to" => transition.to.as_str()).increment(1);
             self.log.push(DecisionRecord {
                 at: now,
                 since_start,
@@ -217,7 +221,7 @@ impl ControlLoop {
         // A state set: one series per mode, 1 for the mode in force.
         for mode in [Mode::Normal, Mode::Throttled, Mode::Defensive] {
             let value = if mode == decision.mode { 1.0 } else { 0.0 };
-            metrics::gauge!("pipeline_controller_mode", "mode" => mode.as_str()).set(value);
+            metrics::gauge!("pipeline_controller_mode", "pipeline" => self.pipeline.to_string(), "mode" => mode.as_str()).set(value);
         }
         for action in &decision.actions {
             let outcome = apply(self.bus.as_ref(), &self.pools, &action.change).map_err(|e| {
@@ -262,7 +266,7 @@ impl ControlLoop {
             } else {
                 "refused"
             };
-            metrics::counter!("pipeline_controller_actions_total", "rule" => rule, "outcome" => result).increment(1);
+            metrics::counter!("pipeline_controller_actions_total", "pipeline" => self.pipeline.to_string(), "rule" => rule, "outcome" => result).increment(1);
             self.log.push(DecisionRecord {
                 at: now,
                 since_start,
@@ -275,7 +279,7 @@ impl ControlLoop {
         }
         // Why nothing happened: a hold is logged when it starts, counted every tick.
         for hold in &decision.holds {
-            metrics::counter!("pipeline_controller_holds_total", "rule" => hold.rule.label(), "cause" => hold.cause.as_str()).increment(1);
+            metrics::counter!("pipeline_controller_holds_total", "pipeline" => self.pipeline.to_string(), "rule" => hold.rule.label(), "cause" => hold.cause.as_str()).increment(1);
             if hold.new {
                 tracing::debug!(target: "pipeline::controller", rule = hold.rule.label(), cause = hold.cause.as_str(), "{hold}");
                 self.log.push(DecisionRecord {
@@ -513,7 +517,7 @@ impl Drop for ControllerHandle {
 
 /// Describes the controller's metrics (`# HELP`) and registers every decision counter
 /// at 0, so a scrape shows each rule's series before it first acts.
-fn register_metrics() {
+fn register_metrics(pipeline: &str) {
     use metrics::Unit;
     metrics::describe_counter!(
         "pipeline_controller_actions_total",
@@ -536,11 +540,11 @@ fn register_metrics() {
     );
     for rule in Rule::ALL {
         for outcome in ["applied", "refused"] {
-            metrics::counter!("pipeline_controller_actions_total", "rule" => rule.label(), "outcome" => outcome).increment(0);
+            metrics::counter!("pipeline_controller_actions_total", "pipeline" => pipeline.to_owned(), "rule" => rule.label(), "outcome" => outcome).increment(0);
         }
     }
     for mode in [Mode::Normal, Mode::Throttled, Mode::Defensive] {
-        metrics::counter!("pipeline_controller_mode_changes_total", "to" => mode.as_str())
+        metrics::counter!("pipeline_controller_mode_changes_total", "pipeline" => pipeline.to_owned(), "to" => mode.as_str())
             .increment(0);
     }
 }

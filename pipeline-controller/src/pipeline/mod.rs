@@ -127,7 +127,7 @@ use crate::control::{ControlLoop, ControllerHandle, DecisionLog, DecisionRecord,
 use crate::limits::{Limits, LimitsError, LimitsReader};
 use crate::policy::{HysteresisPolicy, MemoryObservation, PolicyConfig, PolicyConfigError};
 use crate::sensor::MemorySensor;
-use pipeline_core::bus::{Bus, BusError, Publisher, Subscription, SubscriptionConfig};
+use pipeline_core::bus::{Bus, BusBuilder, BusError, Publisher, Subscription, SubscriptionConfig};
 use pipeline_core::clock::{Clock, SystemClock};
 use pipeline_core::pool::{
     DeadLetter, DrainReport, HandlerError, PoolError, WorkerPool, WorkerPoolBuilder,
@@ -280,18 +280,20 @@ pub struct PipelineBuilder<E> {
     log_capacity: usize,
     controller: bool,
     config: Option<PipelineConfig>,
+    name: Arc<str>,
 }
 
 /// How a pipeline's bus is built.
 enum BusKind<E> {
-    /// `Bus::new`, recorded by [`PipelineBuilder::stage`] where `E: Clone` is known.
-    FanOut(fn() -> Bus<E>),
+    /// `BusBuilder::build`, recorded by [`PipelineBuilder::stage`] where `E: Clone` is
+    /// known.
+    FanOut(fn(BusBuilder<E>) -> Result<Bus<E>, BusError>),
     /// `BusBuilder::build_single`, for [`PipelineBuilder::single_stage`].
     Single,
 }
 
-fn fan_out_bus<E: Clone + Send + 'static>() -> Bus<E> {
-    Bus::new()
+fn fan_out_bus<E: Clone + Send + 'static>(builder: BusBuilder<E>) -> Result<Bus<E>, BusError> {
+    builder.build()
 }
 
 impl<E: Clone + Send + 'static> PipelineBuilder<E> {
@@ -390,6 +392,29 @@ impl<E: Send + 'static> PipelineBuilder<E> {
         self
     }
 
+    /// The pipeline's name (default `"default"`): the `pipeline` label on every series
+    /// of its bus, subscriptions, pools and controller (it names the bus, see
+    /// [`BusBuilder::name`]), so two pipelines in one process keep their metrics
+    /// apart.
+    ///
+    /// ```
+    /// use pipeline_controller::pipeline::{Pipeline, Stage};
+    /// use pipeline_core::bus::SubscriptionConfig;
+    ///
+    /// let pipeline = Pipeline::<u32>::builder()
+    ///     .name("billing")
+    ///     .stage(Stage::new(SubscriptionConfig::new("invoices")).handler(|_| Ok(())))
+    ///     .controller(false)
+    ///     .build()?;
+    /// assert_eq!(pipeline.bus().name(), "billing");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
     /// Whether to run the controller at all (default true). Off, buffers and pools
     /// keep their initial sizes: the baseline the stress harness compares against.
     #[must_use]
@@ -449,17 +474,15 @@ impl<E: Send + 'static> PipelineBuilder<E> {
                 })
             }
         };
-        let bus = match bus_kind {
-            BusKind::FanOut(make) => make(),
-            BusKind::Single => {
-                Bus::builder()
-                    .build_single()
-                    .map_err(|source| PipelineError::Bus {
-                        stage: self.stages[0].subscription.name().to_owned(),
-                        source,
-                    })?
-            }
+        let builder = Bus::builder().name(self.name.clone());
+        let built = match bus_kind {
+            BusKind::FanOut(make) => make(builder),
+            BusKind::Single => builder.build_single(),
         };
+        let bus = built.map_err(|source| PipelineError::Bus {
+            stage: self.stages[0].subscription.name().to_owned(),
+            source,
+        })?;
         let mut pending = Vec::new();
         for stage in self.stages {
             let name = stage.subscription.name().to_owned();
@@ -602,6 +625,7 @@ impl<E: Send + 'static> Pipeline<E> {
             log_capacity: 1024,
             controller: true,
             config: None,
+            name: Arc::from("default"),
         }
     }
 

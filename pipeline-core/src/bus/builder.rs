@@ -11,10 +11,14 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
+/// The name of a bus built without [`BusBuilder::name`].
+pub(crate) const DEFAULT_NAME: &str = "default";
+
 /// Builds a [`Bus`]; from [`Bus::builder`].
 ///
 /// | setting | default | rule |
 /// | --- | --- | --- |
+/// | [`name`](Self::name) | `"default"` | the `pipeline` label of its metrics |
 /// | [`signal_capacity`](Self::signal_capacity) | 1024 signals | at least 1 |
 /// | [`saturation_thresholds`](Self::saturation_thresholds) | high 0.8, low 0.5 | `0 <= low < high <= 1` |
 /// | [`publish_burst`](Self::publish_burst) | 8 events | at least 1 |
@@ -40,6 +44,7 @@ use std::sync::Arc;
 /// ```
 #[must_use = "a builder does nothing until build() is called"]
 pub struct BusBuilder<E> {
+    name: Arc<str>,
     signal_capacity: usize,
     thresholds: (f64, f64),
     publish_burst: u32,
@@ -52,6 +57,7 @@ impl<E: Send + 'static> BusBuilder<E> {
     pub(crate) fn new() -> Self {
         let defaults = SaturationThresholds::default();
         BusBuilder {
+            name: Arc::from(DEFAULT_NAME),
             signal_capacity: 1024,
             thresholds: (defaults.high(), defaults.low()),
             publish_burst: 8,
@@ -59,6 +65,23 @@ impl<E: Send + 'static> BusBuilder<E> {
             clock: Arc::new(SystemClock),
             _events: PhantomData,
         }
+    }
+
+    /// The bus's name (default `"default"`): the `pipeline` label on every series of
+    /// the bus, its subscriptions, the pools on them and a controller over it, so two
+    /// buses in one process keep their series apart. Give each bus of a process its
+    /// own name.
+    ///
+    /// ```
+    /// use pipeline_core::bus::Bus;
+    ///
+    /// let orders = Bus::<u32>::builder().name("orders").build().unwrap();
+    /// assert_eq!(orders.name(), "orders");
+    /// assert_eq!(Bus::<u32>::new().name(), "default");
+    /// ```
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
     }
 
     /// How many signals wait in the signal channel before new ones are skipped
@@ -152,7 +175,8 @@ impl<E: Send + 'static> BusBuilder<E> {
         let limiter = RateLimiter::new(self.clock.clone(), self.publish_burst);
         limiter.set_rate(self.publish_rate)?;
         let common = BusCommon {
-            signals: SignalSender::new(self.signal_capacity, self.clock),
+            signals: SignalSender::new(self.signal_capacity, self.clock, &self.name),
+            name: self.name,
             thresholds,
         };
         Ok(Bus::from_inner(BusInner::new(common, limiter, fan_out)))
@@ -176,6 +200,7 @@ impl<E: Clone + Send + 'static> BusBuilder<E> {
 impl<E> fmt::Debug for BusBuilder<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BusBuilder")
+            .field("name", &self.name)
             .field("signal_capacity", &self.signal_capacity)
             .field("thresholds", &self.thresholds)
             .field("publish_burst", &self.publish_burst)

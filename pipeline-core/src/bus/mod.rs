@@ -113,24 +113,26 @@
 //! Through the `metrics` facade (install any recorder; this crate has no exporter).
 //! Counters marked *snapshot* are updated on each [`Bus::snapshot`] (and
 //! [`Subscription::stats`]) from the bus's own counters, so the publish path makes no
-//! metrics call:
+//! metrics call. Every series carries a `pipeline` label, the bus's
+//! [name](BusBuilder::name) (default `"default"`), so two buses in one process keep
+//! their series apart; every family is described (`# HELP`).
 //!
 //! | name | kind | labels | updated |
 //! | --- | --- | --- | --- |
-//! | `pipeline_bus_published_total` | counter | | snapshot |
-//! | `pipeline_bus_unmatched_total` | counter | | snapshot |
-//! | `pipeline_bus_rejected_full_total` | counter | | snapshot |
-//! | `pipeline_bus_rate_limited_total` | counter | | snapshot |
-//! | `pipeline_bus_publish_rate_limit_per_second` | gauge (0 = none) | | on change |
-//! | `pipeline_bus_subscriptions` | gauge | | on change |
-//! | `pipeline_bus_signals_skipped_total` | counter | | per skipped signal |
-//! | `pipeline_subscription_delivered_total` | counter | `subscription` | snapshot |
-//! | `pipeline_subscription_received_total` | counter | `subscription` | snapshot |
-//! | `pipeline_subscription_dropped_total` | counter | `subscription`, `policy` | per drop |
-//! | `pipeline_subscription_buffered_events` | gauge | `subscription` | snapshot |
-//! | `pipeline_subscription_capacity_events` | gauge | `subscription` | snapshot |
-//! | `pipeline_subscription_buffered_bytes` | gauge | `subscription` | snapshot |
-//! | `pipeline_subscription_saturation_ratio` | gauge | `subscription` | snapshot |
+//! | `pipeline_bus_published_total` | counter | `pipeline` | snapshot |
+//! | `pipeline_bus_unmatched_total` | counter | `pipeline` | snapshot |
+//! | `pipeline_bus_rejected_full_total` | counter | `pipeline` | snapshot |
+//! | `pipeline_bus_rate_limited_total` | counter | `pipeline` | snapshot |
+//! | `pipeline_bus_publish_rate_limit_per_second` | gauge (0 = none) | `pipeline` | on change |
+//! | `pipeline_bus_subscriptions` | gauge | `pipeline` | on change |
+//! | `pipeline_bus_signals_skipped_total` | counter | `pipeline` | per skipped signal |
+//! | `pipeline_subscription_delivered_total` | counter | `pipeline`, `subscription` | snapshot |
+//! | `pipeline_subscription_received_total` | counter | `pipeline`, `subscription` | snapshot |
+//! | `pipeline_subscription_dropped_total` | counter | `pipeline`, `subscription`, `policy` | per drop |
+//! | `pipeline_subscription_buffered_events` | gauge | `pipeline`, `subscription` | snapshot |
+//! | `pipeline_subscription_capacity_events` | gauge | `pipeline`, `subscription` | snapshot |
+//! | `pipeline_subscription_buffered_bytes` | gauge | `pipeline`, `subscription` | snapshot |
+//! | `pipeline_subscription_saturation_ratio` | gauge | `pipeline`, `subscription` | snapshot |
 //!
 //! `tracing` events (target `pipeline_core::bus::...`): subscribe, unsubscribe, close,
 //! resize, overflow switch and rate change at `INFO`; each signal at `DEBUG`.

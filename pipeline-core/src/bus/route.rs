@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 /// What every subscription of one bus shares.
 pub(crate) struct BusCommon {
+    /// The bus's name: the `pipeline` label of every series of the bus, its
+    /// subscriptions and the pools on them.
+    pub(crate) name: Arc<str>,
     pub(crate) signals: SignalSender,
     pub(crate) thresholds: SaturationThresholds,
 }
@@ -135,20 +138,33 @@ struct SubMetrics {
 }
 
 impl SubMetrics {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, pipeline: &str) -> Self {
+        let labels = || {
+            [
+                ("pipeline", pipeline.to_owned()),
+                ("subscription", name.to_owned()),
+            ]
+        };
         let dropped = |policy: OverflowPolicy| {
-            metrics::counter!("pipeline_subscription_dropped_total",
-                "subscription" => name.to_owned(), "policy" => policy.as_str())
+            let [pipeline, subscription] = labels();
+            metrics::counter!(
+                "pipeline_subscription_dropped_total",
+                &[
+                    pipeline,
+                    subscription,
+                    ("policy", policy.as_str().to_owned())
+                ]
+            )
         };
         SubMetrics {
             dropped_newest: dropped(OverflowPolicy::DropNewest),
             dropped_oldest: dropped(OverflowPolicy::DropOldest),
-            delivered: metrics::counter!("pipeline_subscription_delivered_total", "subscription" => name.to_owned()),
-            received: metrics::counter!("pipeline_subscription_received_total", "subscription" => name.to_owned()),
-            len: metrics::gauge!("pipeline_subscription_buffered_events", "subscription" => name.to_owned()),
-            capacity: metrics::gauge!("pipeline_subscription_capacity_events", "subscription" => name.to_owned()),
-            bytes: metrics::gauge!("pipeline_subscription_buffered_bytes", "subscription" => name.to_owned()),
-            saturation: metrics::gauge!("pipeline_subscription_saturation_ratio", "subscription" => name.to_owned()),
+            delivered: metrics::counter!("pipeline_subscription_delivered_total", &labels()),
+            received: metrics::counter!("pipeline_subscription_received_total", &labels()),
+            len: metrics::gauge!("pipeline_subscription_buffered_events", &labels()),
+            capacity: metrics::gauge!("pipeline_subscription_capacity_events", &labels()),
+            bytes: metrics::gauge!("pipeline_subscription_buffered_bytes", &labels()),
+            saturation: metrics::gauge!("pipeline_subscription_saturation_ratio", &labels()),
         }
     }
 }
@@ -178,7 +194,7 @@ impl SubShared {
     pub(crate) fn new(spec: SubSpec, common: Arc<BusCommon>) -> Self {
         SubShared {
             id: spec.id,
-            metrics: SubMetrics::new(&spec.name),
+            metrics: SubMetrics::new(&spec.name, &common.name),
             name: spec.name,
             min_capacity: spec.min_capacity,
             max_capacity: spec.max_capacity,
@@ -197,6 +213,11 @@ impl SubShared {
     }
 
     #[inline]
+    /// The bus's name (the `pipeline` label).
+    pub(crate) fn pipeline(&self) -> &Arc<str> {
+        &self.common.name
+    }
+
     pub(crate) fn policy(&self) -> OverflowPolicy {
         OverflowPolicy::from_bits(self.state.load(Ordering::Relaxed) & POLICY_MASK)
     }

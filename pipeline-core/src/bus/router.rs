@@ -104,37 +104,27 @@ pub(crate) struct BusInner<E> {
 
 impl<E> BusInner<E> {
     pub(crate) fn new(common: BusCommon, limiter: RateLimiter, fan_out: Option<FanOut<E>>) -> Self {
-        metrics::describe_counter!(
-            "pipeline_bus_published_total",
-            metrics::Unit::Count,
-            "Publishes that returned Ok."
-        );
-        metrics::describe_counter!(
-            "pipeline_subscription_dropped_total",
-            metrics::Unit::Count,
-            "Events a subscription dropped because its buffer was full."
-        );
-        metrics::describe_gauge!(
-            "pipeline_subscription_buffered_bytes",
-            metrics::Unit::Bytes,
-            "Estimated memory held by a subscription's buffer."
-        );
+        crate::describe_metrics();
+        let pipeline = || ("pipeline", common.name.to_string());
         BusInner {
             routes: HazardCell::new(Routes::new(false, Vec::new()), ROUTES, ROUTES_STICKY),
             registry: Registry::with_sticky(ROUTES_STICKY),
+            metrics: BusMetrics {
+                published: metrics::counter!("pipeline_bus_published_total", &[pipeline()]),
+                unmatched: metrics::counter!("pipeline_bus_unmatched_total", &[pipeline()]),
+                rejected_full: metrics::counter!("pipeline_bus_rejected_full_total", &[pipeline()]),
+                rate_limited: metrics::counter!("pipeline_bus_rate_limited_total", &[pipeline()]),
+                rate_limit: metrics::gauge!(
+                    "pipeline_bus_publish_rate_limit_per_second",
+                    &[pipeline()]
+                ),
+                subscriptions: metrics::gauge!("pipeline_bus_subscriptions", &[pipeline()]),
+            },
             common: Arc::new(common),
             limiter,
             counters: BusCounters::default(),
             fan_out,
             next_id: AtomicU64::new(0),
-            metrics: BusMetrics {
-                published: metrics::counter!("pipeline_bus_published_total"),
-                unmatched: metrics::counter!("pipeline_bus_unmatched_total"),
-                rejected_full: metrics::counter!("pipeline_bus_rejected_full_total"),
-                rate_limited: metrics::counter!("pipeline_bus_rate_limited_total"),
-                rate_limit: metrics::gauge!("pipeline_bus_publish_rate_limit_per_second"),
-                subscriptions: metrics::gauge!("pipeline_bus_subscriptions"),
-            },
         }
     }
 
@@ -334,6 +324,12 @@ impl<E: Send + 'static> Bus<E> {
             .remove(|r| &*r.shared.name == name)
             .map(drop)
             .ok_or_else(|| BusError::UnknownSubscription(name.to_owned()))
+    }
+
+    /// The bus's name ([`BusBuilder::name`], default `"default"`): the `pipeline`
+    /// label of its metrics.
+    pub fn name(&self) -> &str {
+        &self.inner.common.name
     }
 
     /// A new publishing handle. Publishers are cheap; clone one per thread or share it.

@@ -209,6 +209,12 @@ impl<E> Subscription<E> {
         &self.shared.name
     }
 
+    /// The name of the bus it is on (the `pipeline` label of its metrics, and of a
+    /// pool's that runs on it).
+    pub fn bus_name(&self) -> &str {
+        self.shared.pipeline()
+    }
+
     /// Events buffered now.
     pub fn len(&self) -> usize {
         self.rx.len()

@@ -139,13 +139,13 @@
 //!
 //! | name | kind | labels | updated |
 //! | --- | --- | --- | --- |
-//! | `pipeline_pool_workers` | gauge | `pool` | on resize |
-//! | `pipeline_pool_utilisation_ratio` | gauge | `pool` | on [`WorkerPool::stats`] |
-//! | `pipeline_pool_processed_total` | counter | `pool` | per event |
-//! | `pipeline_pool_failed_total` | counter | `pool` | per failure |
-//! | `pipeline_pool_panics_total` | counter | `pool` | per panic |
-//! | `pipeline_pool_dead_letters_total` | counter | `pool` | per dead letter |
-//! | `pipeline_pool_processing_seconds` | histogram | `pool` | per event |
+//! | `pipeline_pool_workers` | gauge | `pipeline`, `pool` | on resize |
+//! | `pipeline_pool_utilisation_ratio` | gauge | `pipeline`, `pool` | on [`WorkerPool::stats`] |
+//! | `pipeline_pool_processed_total` | counter | `pipeline`, `pool` | per event |
+//! | `pipeline_pool_failed_total` | counter | `pipeline`, `pool` | per failure |
+//! | `pipeline_pool_panics_total` | counter | `pipeline`, `pool` | per panic |
+//! | `pipeline_pool_dead_letters_total` | counter | `pipeline`, `pool` | per dead letter |
+//! | `pipeline_pool_processing_seconds` | histogram | `pipeline`, `pool` | per event |
 //!
 //! Thread and task workers report the same metrics. `tracing` events: start, resize
 //! and shutdown report at `INFO`, handler errors at `WARN`, panics at `ERROR`.

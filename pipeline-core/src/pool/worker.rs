@@ -128,16 +128,16 @@ pub(crate) struct PoolMetrics {
 }
 
 impl PoolMetrics {
-    pub(crate) fn new(pool: &str) -> Self {
-        let label = || pool.to_owned();
+    pub(crate) fn new(pool: &str, pipeline: &str) -> Self {
+        let labels = || [("pipeline", pipeline.to_owned()), ("pool", pool.to_owned())];
         PoolMetrics {
-            workers: metrics::gauge!("pipeline_pool_workers", "pool" => label()),
-            utilisation: metrics::gauge!("pipeline_pool_utilisation_ratio", "pool" => label()),
-            processed: metrics::counter!("pipeline_pool_processed_total", "pool" => label()),
-            failed: metrics::counter!("pipeline_pool_failed_total", "pool" => label()),
-            panics: metrics::counter!("pipeline_pool_panics_total", "pool" => label()),
-            dead_letters: metrics::counter!("pipeline_pool_dead_letters_total", "pool" => label()),
-            processing: metrics::histogram!("pipeline_pool_processing_seconds", "pool" => label()),
+            workers: metrics::gauge!("pipeline_pool_workers", &labels()),
+            utilisation: metrics::gauge!("pipeline_pool_utilisation_ratio", &labels()),
+            processed: metrics::counter!("pipeline_pool_processed_total", &labels()),
+            failed: metrics::counter!("pipeline_pool_failed_total", &labels()),
+            panics: metrics::counter!("pipeline_pool_panics_total", &labels()),
+            dead_letters: metrics::counter!("pipeline_pool_dead_letters_total", &labels()),
+            processing: metrics::histogram!("pipeline_pool_processing_seconds", &labels()),
         }
     }
 }
@@ -276,7 +276,7 @@ pub(crate) struct PoolParts<E> {
 impl<E> PoolShared<E> {
     pub(crate) fn new(parts: PoolParts<E>) -> Self {
         PoolShared {
-            metrics: PoolMetrics::new(&parts.name),
+            metrics: PoolMetrics::new(&parts.name, parts.subscription.bus_name()),
             name: parts.name,
             subscription: parts.subscription,
             work: parts.work,

@@ -17,14 +17,14 @@ pub(crate) struct SignalSender {
 }
 
 impl SignalSender {
-    pub(crate) fn new(capacity: usize, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(capacity: usize, clock: Arc<dyn Clock>, pipeline: &str) -> Self {
         let (tx, rx) = cb::bounded(capacity);
         SignalSender {
             tx,
             rx,
             skipped: AtomicU64::new(0),
             clock,
-            skipped_total: metrics::counter!("pipeline_bus_signals_skipped_total"),
+            skipped_total: metrics::counter!("pipeline_bus_signals_skipped_total", "pipeline" => pipeline.to_owned()),
         }
     }
 
