@@ -446,3 +446,36 @@ async fn many_waiting_tasks_lose_nothing() {
     })
     .await;
 }
+
+/// `waiting_senders` counts the senders waiting for room now, sync and async (the
+/// controller reads it as demand the buffer has not taken yet, issue 15), and goes
+/// back to zero when they send or give up.
+#[test]
+fn waiting_senders_count_blocked_threads_and_pending_futures() {
+    let (tx, rx) = bounded(1);
+    tx.send(0).unwrap();
+    assert_eq!(tx.stats().waiting_senders, 0);
+
+    let blocked = {
+        let tx = tx.clone();
+        std::thread::spawn(move || tx.send(1).unwrap())
+    };
+    let give_up = std::time::Instant::now() + HANG;
+    while tx.stats().waiting_senders != 1 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "hang: the sender never waited"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut pending = tx.send_async(2);
+    assert!(poll_once(&mut pending).is_pending());
+    assert_eq!(tx.stats().waiting_senders, 2);
+    drop(pending); // gives up: no longer waiting
+    assert_eq!(tx.stats().waiting_senders, 1);
+
+    assert_eq!(rx.recv(), Ok(0));
+    blocked.join().unwrap();
+    assert_eq!(tx.stats().waiting_senders, 0);
+    assert_eq!(rx.recv(), Ok(1));
+}

@@ -188,8 +188,13 @@ pub(crate) fn observe(
         let blocked = sub.blocked_time.saturating_sub(blocked_before);
         let arrival = offered_rate(sub, refused, matched, dt.unwrap_or(1.0), previous);
         if let Some(dt) = dt {
-            // Little's law: publishers blocked on average = blocked time / elapsed time.
-            stages.insert(sub.name.clone(), (arrival, blocked.as_secs_f64() / dt));
+            // Publishers waiting for room now (the channel counts them as they start
+            // and stop waiting), or on average over the tick by Little's law (blocked
+            // time / elapsed time; blocked time is added when a wait ends), whichever
+            // is more: each holds one event the buffer has not taken.
+            let average = blocked.as_secs_f64() / dt;
+            let waiting = average.max(sub.waiting_publishers as f64);
+            stages.insert(sub.name.clone(), (arrival, waiting));
         }
         obs = obs.buffer(
             BufferObservation::new(

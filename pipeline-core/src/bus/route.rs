@@ -404,6 +404,7 @@ impl SubShared {
             dropped_oldest,
             full_events: channel.full_events,
             blocked_time: channel.blocked_time,
+            waiting_publishers: channel.waiting_senders,
             try_publish_waits: self.try_publish_waits.load(Ordering::Relaxed),
             resizes: channel.resizes,
             avg_event_bytes,

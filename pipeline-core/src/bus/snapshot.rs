@@ -75,6 +75,9 @@ pub struct SubscriptionSnapshot {
     pub full_events: u64,
     /// Total time publishers waited for room.
     pub blocked_time: Duration,
+    /// Publishers (threads or tasks) waiting for room in this buffer now: demand
+    /// that has arrived and is not in the buffer yet, invisible in `len`.
+    pub waiting_publishers: usize,
     /// Times `try_publish` had to wait for room here after its check found room (see
     /// [`Publisher::try_publish`](super::Publisher::try_publish)).
     pub try_publish_waits: u64,

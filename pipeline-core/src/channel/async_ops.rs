@@ -168,7 +168,10 @@ impl<T> Future for SendFuture<'_, T> {
             this.first = false;
             if registered {
                 this.value = Some(value);
-                this.blocked_since.get_or_insert_with(Instant::now);
+                if this.blocked_since.is_none() {
+                    this.blocked_since = Some(Instant::now());
+                    shared.wait_started();
+                }
                 return Poll::Pending;
             }
             shared.send_waiters.register(&mut this.key, cx.waker());
@@ -186,6 +189,9 @@ impl<T> Drop for SendFuture<'_, T> {
     fn drop(&mut self) {
         // The value, if still here, is dropped with the future.
         self.sender.shared.send_waiters.deregister(&mut self.key);
+        if let Some(since) = self.blocked_since.take() {
+            self.sender.shared.add_blocked(since);
+        }
     }
 }
 

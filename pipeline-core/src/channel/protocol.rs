@@ -177,6 +177,8 @@ struct Counters {
     high_water: AtomicUsize,
     full_events: AtomicU64,
     blocked_nanos: AtomicU64,
+    /// Senders (threads or tasks) waiting for room now.
+    waiting: AtomicUsize,
     resizes: AtomicU64,
 }
 
@@ -465,6 +467,7 @@ impl<T> Shared<T> {
             received,
             full_events: c.full_events.load(Ordering::Relaxed),
             blocked_time: Duration::from_nanos(c.blocked_nanos.load(Ordering::Relaxed)),
+            waiting_senders: c.waiting.load(Ordering::Relaxed),
             resizes: c.resizes.load(Ordering::Relaxed),
         }
     }
@@ -560,7 +563,10 @@ impl<T> Shared<T> {
             let outcome = match generation.queue.try_push_spinning(value) {
                 Ok(()) => Push::Pushed,
                 Err(back) => {
-                    blocked_since.get_or_insert_with(Instant::now);
+                    if blocked_since.is_none() {
+                        blocked_since = Some(Instant::now());
+                        self.wait_started();
+                    }
                     self.check_process();
                     generation.queue.push_blocking(back, deadline)
                 }
@@ -578,10 +584,7 @@ impl<T> Shared<T> {
             }
         };
         if let Some(since) = blocked_since {
-            let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.counters
-                .blocked_nanos
-                .fetch_add(nanos, Ordering::Relaxed);
+            self.add_blocked(since);
         }
         result
     }
@@ -708,13 +711,23 @@ impl<T> Shared<T> {
         }
     }
 
-    /// Adds the time an async send waited for room to the blocked-time counter.
+    /// A send (sync or async) starts waiting for room: counted in
+    /// [`ChannelStats::waiting_senders`] until [`add_blocked`](Self::add_blocked).
+    #[cold]
+    pub(super) fn wait_started(&self) {
+        self.counters.waiting.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A send that waited since `since` stopped waiting (sent, failed, timed out or
+    /// dropped): adds the time to the blocked-time counter and ends its count as
+    /// waiting.
     #[cold]
     pub(super) fn add_blocked(&self, since: Instant) {
         let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.counters
             .blocked_nanos
             .fetch_add(nanos, Ordering::Relaxed);
+        self.counters.waiting.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// One attempt to pop from the oldest generation: the whole of a receive that

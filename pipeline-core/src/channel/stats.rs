@@ -32,6 +32,9 @@ pub struct ChannelStats {
     /// Total time senders spent asleep waiting for room (a short spin before sleeping
     /// is not counted).
     pub blocked_time: Duration,
+    /// Senders (threads and tasks) waiting for room now: each holds one value that
+    /// is demand the buffer has not taken yet.
+    pub waiting_senders: usize,
     /// Resizes that changed the capacity.
     pub resizes: u64,
 }
