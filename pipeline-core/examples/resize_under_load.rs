@@ -1,8 +1,15 @@
 //! A channel resized under load, with what happened printed as it happens.
 //!
 //! A producer publishes in bursts, a consumer takes a fixed time per value. A tiny
-//! watcher plays the controller's part: it grows the buffer when it stays saturated and
-//! shrinks it when it is nearly empty. At the end every value is accounted for.
+//! watcher plays the controller's part: it grows the buffer when a send found it full
+//! since its last look, and shrinks it when none did for two looks and it is nearly
+//! empty. At the end
+//! every value is accounted for.
+//!
+//! The watcher reads the channel's full-send count (`ChannelStats::full_events`), not
+//! the instantaneous length: on a busy machine the consumer may have just drained the
+//! buffer when the watcher looks, but a send that waited for room is counted whenever
+//! it happened.
 //!
 //! Run: `cargo run --release -p pipeline-core --example resize_under_load`
 
@@ -66,23 +73,31 @@ fn main() {
         let done = &done;
         let watcher = s.spawn(move || {
             let tx = watcher_tx;
+            let mut full_before = 0;
+            // Looks in a row without a full send: shrinking waits for two (500 ms), a
+            // small stabilisation window, so one quiet look on a busy machine does not
+            // undo a growth.
+            let mut quiet = 0;
             while !done.load(Ordering::Relaxed) {
                 thread::sleep(Duration::from_millis(250));
                 let stats = tx.stats();
                 let saturation = stats.saturation();
-                let action = if saturation > 0.7 && stats.capacity < MAX {
+                let full = stats.full_events - full_before;
+                full_before = stats.full_events;
+                quiet = if full == 0 { quiet + 1 } else { 0 };
+                let action = if full > 0 && stats.capacity < MAX {
                     let to = (stats.capacity * 2).min(MAX);
                     tx.resize(to).unwrap();
+                    let sends = if full == 1 { "send" } else { "sends" };
                     format!(
-                        "grow {} -> {to} (saturation {:.0}% > 70%)",
-                        stats.capacity,
-                        saturation * 100.0
+                        "grow {} -> {to} ({full} {sends} found it full)",
+                        stats.capacity
                     )
-                } else if saturation < 0.1 && stats.capacity > MIN {
+                } else if quiet >= 2 && saturation < 0.1 && stats.capacity > MIN {
                     let to = (stats.capacity / 2).max(MIN);
                     tx.resize(to).unwrap();
                     format!(
-                        "shrink {} -> {to} (saturation {:.0}% < 10%)",
+                        "shrink {} -> {to} (no full sends for 500 ms, saturation {:.0}% < 10%)",
                         stats.capacity,
                         saturation * 100.0
                     )
@@ -113,5 +128,8 @@ fn main() {
             stats.resizes, stats.high_water_mark, stats.full_events, stats.blocked_time
         );
         assert_eq!(sent, received, "the channel lost values");
+        // The burst outruns the consumer, so sends find the buffer full and the watcher
+        // grows it, however busy the machine.
+        assert!(stats.resizes > 0, "no resize: {stats:?}");
     });
 }

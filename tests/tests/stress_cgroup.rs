@@ -111,7 +111,7 @@ expect:
         .iter()
         .find(|c| c["name"] == "OOM kills (kernel)")
         .unwrap();
-    assert_eq!(oom["actual"], "1", "{summary}");
+    assert_eq!(oom["actual"], 1.0, "{summary}");
     // The cgroup is gone.
     let line = stdout
         .lines()

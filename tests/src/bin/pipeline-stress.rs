@@ -1,16 +1,15 @@
 //! `pipeline-stress`: runs a stress scenario (or the embedded default), shows the
 //! controller adapt live, checks the scenario's expectations and writes a report.
 //!
-//! ```text
-//! pipeline-stress [SCENARIO.yaml] [--quick] [--compress F] [--memory-limit 256MiB]
-//!                 [--no-controller] [--report DIR] [--no-watch] [--quiet]
-//! ```
-//!
-//! Exit code: 0 when every expectation holds, 1 when one fails, 2 on usage errors.
+//! `pipeline-stress --help` lists the options. Exit code: 0 when every expectation
+//! holds, 1 when one fails, 2 on usage errors.
 
+use clap::Parser;
 use notify::RecursiveMode;
 use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use pipeline_tests::stress::cgroup::{self, MemoryCgroup};
+use pipeline_tests::stress::report::default_report_dir;
+use pipeline_tests::stress::run::STATUS_LEGEND;
 use pipeline_tests::stress::{
     RunOptions, RunResult, Scenario, evaluate, parse_bytes, run, write_report,
 };
@@ -19,52 +18,79 @@ use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-const USAGE: &str = "usage: pipeline-stress [SCENARIO.yaml] [--quick] [--compress F] [--memory-limit SIZE] [--no-controller] [--report DIR] [--no-watch] [--quiet]";
-
-#[derive(Default)]
+/// Runs a stress scenario against a self-tuning pipeline and checks its bounds.
+///
+/// A workload with real payloads loads the pipeline while the controller grows and
+/// shrinks its buffers and workers; a status line each second and every decision with
+/// its reason are printed live. The run ends with a pass/fail table of the scenario's
+/// bounds and a report folder (timeline.json/.csv, summary.json, SVG charts).
+#[derive(Debug, Parser)]
+#[command(
+    name = "pipeline-stress",
+    after_help = "Exit code: 0 when every bound holds, 1 when one fails, 2 on usage errors.\n\
+                  Scenarios: tests/scenarios/*.yaml; without one, the embedded default \
+                  (tests/scenarios/default.yaml)."
+)]
 struct Args {
+    /// Scenario file (YAML). Without one, the embedded default scenario runs. Edit its
+    /// patterns' `rate:` while it runs and the load follows.
+    #[arg(value_name = "SCENARIO.yaml")]
     file: Option<PathBuf>,
-    compress: f64,
+    /// Compress time by the scenario's `quick` factor (5 unless it says otherwise):
+    /// the duration, load shapes and controller windows; overrides --compress.
+    #[arg(long)]
     quick: bool,
+    /// Compress time by F (> 1 shortens): the duration, load shapes and controller
+    /// windows, not the expectations' bounds.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    compress: f64,
+    /// Run inside a real memory cgroup with this limit (e.g. 256MiB, 1GiB; needs root
+    /// and a writable cgroup mount, else a loud SKIP and a run without it).
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     memory_limit: Option<u64>,
+    /// Run the baseline: fixed buffers and workers, no rate limit, no controller.
+    #[arg(long)]
     no_controller: bool,
-    report: Option<PathBuf>,
-    watch: bool,
+    /// Write the report to DIR (default: TARGET/stress-report/SCENARIO, where TARGET
+    /// is $CARGO_TARGET_DIR if set, else the workspace's target folder).
+    #[arg(long, visible_alias = "report", value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Do not watch the scenario file for edits.
+    #[arg(long)]
+    no_watch: bool,
+    /// Print no status lines or decisions while running, only the header and the
+    /// final table.
+    #[arg(long)]
     quiet: bool,
+    /// Internal: the workload child of a cgroup run writes its result here.
+    #[arg(long, value_name = "PATH", hide = true)]
     child_result: Option<PathBuf>,
-    raw: Vec<String>,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        compress: 1.0,
-        watch: true,
-        ..Args::default()
-    };
-    let raw: Vec<String> = std::env::args().skip(1).collect();
-    let mut it = raw.iter();
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--quick" => a.quick = true,
-            "--compress" => {
-                a.compress = value("--compress")?
-                    .parse()
-                    .map_err(|_| "--compress: a number")?
-            }
-            "--memory-limit" => a.memory_limit = Some(parse_bytes(&value("--memory-limit")?)?),
-            "--no-controller" => a.no_controller = true,
-            "--report" => a.report = Some(value("--report")?.into()),
-            "--no-watch" => a.watch = false,
-            "--quiet" => a.quiet = true,
-            "--child-result" => a.child_result = Some(value("--child-result")?.into()),
-            "-h" | "--help" => return Err(USAGE.into()),
-            s if s.starts_with('-') => return Err(format!("unknown option {s}\n{USAGE}")),
-            s => a.file = Some(s.into()),
+impl Args {
+    /// The arguments the cgroup run's child gets: the same run, told where to write.
+    fn child_args(&self, result: &std::path::Path) -> Vec<std::ffi::OsString> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(file) = &self.file {
+            args.push(file.into());
         }
+        for (on, flag) in [
+            (self.quick, "--quick"),
+            (self.no_controller, "--no-controller"),
+            (self.no_watch, "--no-watch"),
+            (self.quiet, "--quiet"),
+        ] {
+            if on {
+                args.push(flag.into());
+            }
+        }
+        args.extend(["--compress".into(), self.compress.to_string().into()]);
+        if let Some(limit) = self.memory_limit {
+            args.extend(["--memory-limit".into(), limit.to_string().into()]);
+        }
+        args.extend(["--child-result".into(), result.into()]);
+        args
     }
-    a.raw = raw;
-    Ok(a)
 }
 
 fn load(a: &Args) -> Result<Scenario, String> {
@@ -85,13 +111,8 @@ fn load(a: &Args) -> Result<Scenario, String> {
 }
 
 fn main() -> ExitCode {
-    let a = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Usage errors exit 2, --help and --version 0.
+    let a = Args::parse();
     let scenario = match load(&a) {
         Ok(s) => s,
         Err(e) => {
@@ -116,18 +137,18 @@ fn main() -> ExitCode {
             }
         };
     }
-    let report_dir = a.report.clone().unwrap_or_else(|| {
-        PathBuf::from("target/stress-report").join(format!(
-            "{}{}",
-            scenario.name,
-            if scenario.controller { "" } else { "-off" }
-        ))
-    });
+    let report_dir = a
+        .out
+        .clone()
+        .unwrap_or_else(|| default_report_dir(&scenario.name, scenario.controller));
     println!(
-        "pipeline-stress: scenario {:?} ({}), {:.0} s, controller {}{}",
+        "pipeline-stress: scenario {:?}, {:.0} s{}, controller {}{}",
         scenario.name,
-        scenario.description,
         scenario.duration.as_secs_f64(),
+        match if a.quick { scenario.quick } else { a.compress } {
+            f if f > 1.0 => format!(" (time compressed {f}x)"),
+            _ => String::new(),
+        },
         if scenario.controller {
             "on"
         } else {
@@ -137,6 +158,13 @@ fn main() -> ExitCode {
             .memory_limit
             .map_or(String::new(), |l| format!(", memory limit {} MiB", l >> 20))
     );
+    if !scenario.description.is_empty() {
+        println!("  {}", scenario.description);
+    }
+    print!("{}", settings_header(&scenario));
+    if !a.quiet {
+        println!("{STATUS_LEGEND}");
+    }
     let (result, kernel) = if scenario.cgroup {
         let limit = scenario.memory_limit.expect("checked");
         match MemoryCgroup::create(&format!("pipeline-stress-{}", std::process::id()), limit) {
@@ -150,11 +178,7 @@ fn main() -> ExitCode {
                 let out = report_dir.join("child-result.json");
                 let _ = std::fs::remove_file(&out);
                 let exe = std::env::current_exe().expect("own executable");
-                let mut args = a.raw.clone();
-                args.extend(["--child-result".into(), out.display().to_string()]);
-                if scenario.cgroup && a.memory_limit.is_none() {
-                    // The file asked for the cgroup; the child reads the same file.
-                }
+                let args = a.child_args(&out);
                 let status = std::process::Command::new(exe)
                     .args(&args)
                     .env(cgroup::JOIN_ENV, group.procs())
@@ -220,7 +244,12 @@ fn main() -> ExitCode {
     );
     print!("{}", summary.table());
     match write_report(&report_dir, result.as_ref(), &summary) {
-        Ok(()) => println!("report: {}", report_dir.display()),
+        Ok(()) => println!(
+            "report: {}",
+            std::path::absolute(&report_dir)
+                .unwrap_or(report_dir.clone())
+                .display()
+        ),
         Err(e) => eprintln!(
             "could not write the report to {}: {e}",
             report_dir.display()
@@ -233,11 +262,29 @@ fn main() -> ExitCode {
     }
 }
 
+/// The controller and policy settings that differ from the library's defaults, one a
+/// line, for the run's header.
+fn settings_header(scenario: &Scenario) -> String {
+    let differ = scenario.settings_differing_from_defaults();
+    if differ.is_empty() {
+        return "settings: the library's defaults\n".into();
+    }
+    let width = differ.iter().map(|d| d.field.len()).max().unwrap_or(0);
+    let mut out = String::from("settings that differ from the library's defaults:\n");
+    for d in differ {
+        out.push_str(&format!(
+            "  {:<width$}  {} (default {})\n",
+            d.field, d.value, d.default
+        ));
+    }
+    out
+}
+
 /// Runs in this process; with a scenario file, hot-reloads its patterns on edits.
 fn run_here(a: &Args, scenario: &Scenario, in_cgroup: bool) -> Result<RunResult, String> {
     let (tx, rx) = mpsc::channel();
     let mut _watcher = None;
-    if let (Some(file), true) = (&a.file, a.watch) {
+    if let (Some(file), true) = (&a.file, !a.no_watch) {
         let file = std::fs::canonicalize(file).map_err(|e| e.to_string())?;
         let dir = file
             .parent()

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What the kernel said about a cgroup run.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -27,34 +27,171 @@ pub struct KernelVerdict {
     pub child_status: String,
 }
 
-/// One checked bound.
+/// One checked bound, in numbers.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Check {
-    /// What is bounded.
+    /// What is bounded (`loss`, `p99 latency`, ...).
     pub name: String,
-    /// The bound, as text.
-    pub bound: String,
-    /// The measured value, as text.
-    pub actual: String,
+    /// `<=` (a most) or `>=` (a least).
+    pub op: String,
+    /// The bound, in `unit`.
+    pub bound: f64,
+    /// The measured value, in `unit`; `None` when there is none (see `note`).
+    pub actual: Option<f64>,
+    /// `share` (0 to 1), `seconds` or `count`.
+    pub unit: String,
+    /// Why there is no measured value (`no result (child killed)`, `no cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Whether it held.
     pub pass: bool,
 }
 
-/// The verdict of a run.
+impl Check {
+    fn new(name: &str, op: &str, bound: f64, unit: &str) -> Self {
+        Check {
+            name: name.into(),
+            op: op.into(),
+            bound,
+            actual: None,
+            unit: unit.into(),
+            note: None,
+            pass: false,
+        }
+    }
+
+    /// Checks `actual` against the bound.
+    fn measured(mut self, actual: f64) -> Self {
+        self.pass = match self.op.as_str() {
+            ">=" => actual >= self.bound,
+            _ => actual <= self.bound,
+        };
+        self.actual = Some(actual);
+        self
+    }
+
+    /// No value: `pass` says whether that counts as holding.
+    fn missing(mut self, note: &str, pass: bool) -> Self {
+        self.note = Some(note.into());
+        self.pass = pass;
+        self
+    }
+
+    /// The bound as the table shows it (`<= 0.00%`, `<= 5 s`, `>= 3`).
+    pub fn bound_text(&self) -> String {
+        format!("{} {}", self.op, self.format(self.bound, false))
+    }
+
+    /// The measured value as the table shows it.
+    pub fn actual_text(&self) -> String {
+        match (self.actual, &self.note) {
+            (Some(v), _) => self.format(v, true),
+            (None, Some(note)) => note.clone(),
+            (None, None) => "-".into(),
+        }
+    }
+
+    fn format(&self, v: f64, precise: bool) -> String {
+        match (self.unit.as_str(), precise) {
+            ("share", false) if self.name == "loss" => format!("{:.2}%", v * 100.0),
+            ("share", false) => format!("{:.0}%", v * 100.0),
+            ("share", true) if self.name == "loss" => format!("{:.3}%", v * 100.0),
+            ("share", true) => format!("{:.1}%", v * 100.0),
+            ("seconds", false) => format!("{} s", fmt_bound_secs(v)),
+            ("seconds", true) if self.name == "settling time" => format!("{v:.2} s"),
+            ("seconds", true) => format!("{v:.3} s"),
+            _ => format!("{v:.0}"),
+        }
+    }
+}
+
+/// A bound in seconds without trailing zeros: `5`, `0.5`, `0.000001`.
+fn fmt_bound_secs(v: f64) -> String {
+    let s = format!("{v:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// What happened to the events of a run, counted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Events {
+    /// Arrivals the workload generated.
+    pub offered: u64,
+    /// Events the bus accepted.
+    pub published: u64,
+    /// Events the handlers took (ok or failed).
+    pub handled: u64,
+    /// Handler failures among them.
+    pub failed: u64,
+    /// Events dropped by buffers.
+    pub dropped: u64,
+    /// Events still buffered when the drain deadline passed.
+    pub left: u64,
+    /// Arrivals never published (the publisher was held back until the end).
+    pub unpublished: u64,
+}
+
+/// End-to-end latency quantiles, from the scheduled arrival.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median, seconds.
+    pub p50_s: f64,
+    /// 99th percentile, seconds.
+    pub p99_s: f64,
+}
+
+/// The process's memory against the limit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Memory {
+    /// Peak resident set size the run sampled, bytes.
+    pub peak_rss_bytes: u64,
+    /// The limit the controller worked against, bytes.
+    pub limit_bytes: u64,
+}
+
+/// The knobs at the end of the load phase (the last timeline sample).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EndState {
+    /// Seconds since the start.
+    pub t_s: f64,
+    /// Buffered events, all stages.
+    pub buffer_len: u64,
+    /// Buffer capacity, all stages.
+    pub buffer_capacity: u64,
+    /// Workers, all stages.
+    pub workers: u64,
+    /// The controller's mode.
+    pub mode: String,
+}
+
+/// The verdict of a run, every figure a number (`summary.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
     /// Scenario name.
     pub scenario: String,
     /// Controller on or off.
     pub controller: bool,
-    /// The checks.
-    pub checks: Vec<Check>,
-    /// Whether the bounds were expected to be violated (baseline).
-    pub violations_expected: bool,
     /// The overall verdict.
     pub pass: bool,
-    /// Facts shown next to the checks.
-    pub facts: Vec<(String, String)>,
+    /// Whether the bounds were expected to be violated (baseline).
+    pub violations_expected: bool,
+    /// The checks.
+    pub checks: Vec<Check>,
+    /// Length of the load phase, seconds (none without a result).
+    pub duration_s: Option<f64>,
+    /// What happened to the events.
+    pub events: Option<Events>,
+    /// Latency quantiles.
+    pub latency: Option<Latency>,
+    /// Memory against the limit.
+    pub memory: Option<Memory>,
+    /// Decision log records (actions, mode changes, holds, refusals).
+    pub decisions: Option<u64>,
+    /// Those that changed a knob or the mode: the charts' markers.
+    pub changes: Option<u64>,
+    /// The knobs at the end of the run.
+    pub end: Option<EndState>,
+    /// What the kernel said, for a run in a memory cgroup.
+    pub kernel: Option<KernelVerdict>,
 }
 
 fn mib(b: u64) -> String {
@@ -70,121 +207,71 @@ pub fn evaluate(
     controller: bool,
 ) -> Summary {
     let mut checks = Vec::new();
-    let mut add = |name: &str, bound: String, actual: String, pass: bool| {
-        checks.push(Check {
-            name: name.into(),
-            bound,
-            actual,
-            pass,
+    let killed = "no result (child killed)";
+    let mut add = |check: Check, value: Option<f64>| {
+        checks.push(match value {
+            Some(v) => check.measured(v),
+            None => check.missing(killed, false),
         })
     };
-    let missing = "no result (child killed)".to_string();
+    let r = result;
     if let Some(b) = expect.max_loss {
-        match result {
-            Some(r) => add(
-                "loss",
-                format!("<= {:.2}%", b * 100.0),
-                format!("{:.3}%", r.loss() * 100.0),
-                r.loss() <= b,
-            ),
-            None => add(
-                "loss",
-                format!("<= {:.2}%", b * 100.0),
-                missing.clone(),
-                false,
-            ),
-        }
+        add(Check::new("loss", "<=", b, "share"), r.map(|r| r.loss()));
     }
     if let Some(b) = expect.max_peak_memory_share {
-        let share = match (kernel, result) {
-            (Some(k), r) if k.limit_bytes > 0 => {
-                let own = r.map_or(0.0, |r| {
-                    r.peak_memory_bytes as f64 / r.memory_limit.max(1) as f64
-                });
-                Some((k.peak_bytes as f64 / k.limit_bytes as f64).max(own))
+        let own = r.map(|r| r.peak_memory_bytes as f64 / r.memory_limit.max(1) as f64);
+        // The kernel's peak counts, and so does ours if it is higher.
+        let share = match kernel {
+            Some(k) if k.limit_bytes > 0 => {
+                Some((k.peak_bytes as f64 / k.limit_bytes as f64).max(own.unwrap_or(0.0)))
             }
-            (_, Some(r)) => Some(r.peak_memory_bytes as f64 / r.memory_limit.max(1) as f64),
-            _ => None,
+            _ => own,
         };
-        match share {
-            Some(s) => add(
-                "peak memory share",
-                format!("<= {:.0}%", b * 100.0),
-                format!("{:.1}%", s * 100.0),
-                s <= b,
-            ),
-            None => add(
-                "peak memory share",
-                format!("<= {:.0}%", b * 100.0),
-                missing.clone(),
-                false,
-            ),
-        }
+        add(Check::new("peak memory share", "<=", b, "share"), share);
     }
     if let Some(b) = expect.max_p99_latency {
-        match result {
-            Some(r) => add(
-                "p99 latency",
-                format!("<= {:?}", b),
-                format!("{:.3} s", r.p99_s),
-                r.p99_s <= b.as_secs_f64(),
-            ),
-            None => add("p99 latency", format!("<= {:?}", b), missing.clone(), false),
-        }
+        add(
+            Check::new("p99 latency", "<=", b.as_secs_f64(), "seconds"),
+            r.map(|r| r.p99_s),
+        );
     }
     if let Some(b) = expect.max_settling_time {
-        match result {
-            Some(r) => add(
-                "settling time",
-                format!("<= {:?}", b),
-                format!("{:.2} s", r.settling_s),
-                r.settling_s <= b.as_secs_f64(),
-            ),
-            None => add(
-                "settling time",
-                format!("<= {:?}", b),
-                missing.clone(),
-                false,
-            ),
-        }
+        add(
+            Check::new("settling time", "<=", b.as_secs_f64(), "seconds"),
+            r.map(|r| r.settling_s),
+        );
     }
     if let Some(b) = expect.max_reversals {
-        match result {
-            Some(r) => add(
-                "reversals",
-                format!("<= {b}"),
-                r.reversals.to_string(),
-                r.reversals <= b,
-            ),
-            None => add("reversals", format!("<= {b}"), missing.clone(), false),
-        }
+        add(
+            Check::new("reversals", "<=", b as f64, "count"),
+            r.map(|r| r.reversals as f64),
+        );
     }
     if let Some(b) = expect.min_decisions {
-        match result {
-            Some(r) => add(
-                "decisions",
-                format!(">= {b}"),
-                r.decisions.len().to_string(),
-                r.decisions.len() as u64 >= b,
-            ),
-            None => add("decisions", format!(">= {b}"), missing.clone(), false),
-        }
+        add(
+            Check::new("decisions", ">=", b as f64, "count"),
+            r.map(|r| r.decisions.len() as f64),
+        );
+    }
+    let last = r.and_then(|r| r.timeline.last());
+    if let Some(b) = expect.max_final_capacity {
+        add(
+            Check::new("final buffer capacity", "<=", b as f64, "count"),
+            last.map(|s| s.buffer_capacity as f64),
+        );
+    }
+    if let Some(b) = expect.max_final_workers {
+        add(
+            Check::new("final workers", "<=", b as f64, "count"),
+            last.map(|s| s.workers as f64),
+        );
     }
     if let Some(b) = expect.max_oom_kills {
-        match kernel {
-            Some(k) => add(
-                "OOM kills (kernel)",
-                format!("<= {b}"),
-                k.oom_kills.to_string(),
-                k.oom_kills <= b,
-            ),
-            None => add(
-                "OOM kills (kernel)",
-                format!("<= {b}"),
-                "no cgroup".into(),
-                true,
-            ),
-        }
+        let check = Check::new("OOM kills (kernel)", "<=", b as f64, "count");
+        checks.push(match kernel {
+            Some(k) => check.measured(k.oom_kills as f64),
+            None => check.missing("no cgroup", true),
+        });
     }
     let all = checks.iter().all(|c| c.pass);
     let pass = if expect.violations_expected {
@@ -192,52 +279,40 @@ pub fn evaluate(
     } else {
         all
     };
-    let mut facts = Vec::new();
-    if let Some(r) = result {
-        facts.push((
-            "offered / published / handled".into(),
-            format!("{} / {} / {}", r.offered, r.published, r.handled),
-        ));
-        facts.push((
-            "dropped / left in buffers after the drain deadline".into(),
-            format!("{} / {}", r.dropped, r.left),
-        ));
-        facts.push((
-            "unserved (publisher held back)".into(),
-            format!(
-                "{} ({:.1}% of offered)",
-                r.unpublished,
-                r.unserved() * 100.0
-            ),
-        ));
-        facts.push((
-            "p50 / p99 latency".into(),
-            format!("{:.3} s / {:.3} s", r.p50_s, r.p99_s),
-        ));
-        facts.push((
-            "peak RSS / limit".into(),
-            format!("{} / {}", mib(r.peak_memory_bytes), mib(r.memory_limit)),
-        ));
-        facts.push(("decisions".into(), r.decisions.len().to_string()));
-    }
-    if let Some(k) = kernel {
-        facts.push((
-            format!("kernel ({}) peak / limit", k.version),
-            format!("{} / {}", mib(k.peak_bytes), mib(k.limit_bytes)),
-        ));
-        facts.push((
-            "kernel OOM kills / limit hits".into(),
-            format!("{} / {}", k.oom_kills, k.limit_hits),
-        ));
-        facts.push(("child".into(), k.child_status.clone()));
-    }
     Summary {
         scenario: scenario.into(),
         controller,
-        checks,
-        violations_expected: expect.violations_expected,
         pass,
-        facts,
+        violations_expected: expect.violations_expected,
+        checks,
+        duration_s: result.map(|r| r.duration_s),
+        events: result.map(|r| Events {
+            offered: r.offered,
+            published: r.published,
+            handled: r.handled,
+            failed: r.failed,
+            dropped: r.dropped,
+            left: r.left,
+            unpublished: r.unpublished,
+        }),
+        latency: result.map(|r| Latency {
+            p50_s: r.p50_s,
+            p99_s: r.p99_s,
+        }),
+        memory: result.map(|r| Memory {
+            peak_rss_bytes: r.peak_memory_bytes,
+            limit_bytes: r.memory_limit,
+        }),
+        decisions: result.map(|r| r.decisions.len() as u64),
+        changes: result.map(|r| r.decisions.iter().filter(|d| d.is_change()).count() as u64),
+        end: result.and_then(|r| r.timeline.last()).map(|s| EndState {
+            t_s: s.t,
+            buffer_len: s.buffer_len,
+            buffer_capacity: s.buffer_capacity,
+            workers: s.workers,
+            mode: s.mode.clone(),
+        }),
+        kernel: kernel.cloned(),
     }
 }
 
@@ -261,13 +336,77 @@ impl Summary {
                 out,
                 "{:<22} {:>14} {:>26}  {}",
                 c.name,
-                c.bound,
-                c.actual,
+                c.bound_text(),
+                c.actual_text(),
                 if c.pass { "pass" } else { "FAIL" }
             );
         }
-        for (k, v) in &self.facts {
-            let _ = writeln!(out, "  {k}: {v}");
+        if let Some(e) = &self.events {
+            let _ = writeln!(
+                out,
+                "  offered / published / handled: {} / {} / {}",
+                e.offered, e.published, e.handled
+            );
+            let _ = writeln!(
+                out,
+                "  dropped / left in buffers after the drain deadline: {} / {}",
+                e.dropped, e.left
+            );
+            let unserved = if e.offered == 0 {
+                0.0
+            } else {
+                e.unpublished as f64 / e.offered as f64
+            };
+            let _ = writeln!(
+                out,
+                "  unserved (publisher held back): {} ({:.1}% of offered)",
+                e.unpublished,
+                unserved * 100.0
+            );
+        }
+        if let Some(l) = &self.latency {
+            let _ = writeln!(
+                out,
+                "  p50 / p99 latency: {:.3} s / {:.3} s",
+                l.p50_s, l.p99_s
+            );
+        }
+        if let Some(m) = &self.memory {
+            let _ = writeln!(
+                out,
+                "  peak RSS / limit: {} / {}",
+                mib(m.peak_rss_bytes),
+                mib(m.limit_bytes)
+            );
+        }
+        if let Some(d) = self.decisions {
+            let _ = writeln!(
+                out,
+                "  decisions: {d} ({} changed a knob or the mode, the rest held or refused)",
+                self.changes.unwrap_or(0)
+            );
+        }
+        if let Some(e) = &self.end {
+            let _ = writeln!(
+                out,
+                "  at the end ({:.1} s): buffer {}/{}, workers {}, mode {}",
+                e.t_s, e.buffer_len, e.buffer_capacity, e.workers, e.mode
+            );
+        }
+        if let Some(k) = &self.kernel {
+            let _ = writeln!(
+                out,
+                "  kernel ({}) peak / limit: {} / {}",
+                k.version,
+                mib(k.peak_bytes),
+                mib(k.limit_bytes)
+            );
+            let _ = writeln!(
+                out,
+                "  kernel OOM kills / limit hits: {} / {}",
+                k.oom_kills, k.limit_hits
+            );
+            let _ = writeln!(out, "  child: {}", k.child_status);
         }
         if self.violations_expected {
             let _ = writeln!(
@@ -278,6 +417,45 @@ impl Summary {
         let _ = writeln!(out, "VERDICT: {}", if self.pass { "PASS" } else { "FAIL" });
         out
     }
+}
+
+/// The environment variable that moves cargo's target directory.
+pub const TARGET_DIR_ENV: &str = "CARGO_TARGET_DIR";
+
+/// The cargo target directory reports go under: `target_dir_env` (the value of
+/// `CARGO_TARGET_DIR`; relative to the current directory, as cargo takes it) when set
+/// and not empty, else the workspace's `target` folder.
+///
+/// # Examples
+///
+/// ```
+/// use pipeline_tests::stress::report::cargo_target_dir;
+/// use std::path::{Path, PathBuf};
+///
+/// assert_eq!(cargo_target_dir(Some("/tmp/t".as_ref())), Path::new("/tmp/t"));
+/// assert!(cargo_target_dir(None).ends_with("target"));
+/// ```
+pub fn cargo_target_dir(target_dir_env: Option<&std::ffi::OsStr>) -> PathBuf {
+    match target_dir_env {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap_or(Path::new(env!("CARGO_MANIFEST_DIR")))
+            .join("target"),
+    }
+}
+
+/// Where a run's report goes without `--out`: `<target>/stress-report/<scenario>`, with
+/// `-off` appended for a run without the controller; `<target>` is
+/// [`cargo_target_dir`] of this process's `CARGO_TARGET_DIR`.
+pub fn default_report_dir(scenario: &str, controller: bool) -> PathBuf {
+    let env = std::env::var_os(TARGET_DIR_ENV);
+    cargo_target_dir(env.as_deref())
+        .join("stress-report")
+        .join(format!(
+            "{scenario}{}",
+            if controller { "" } else { "-off" }
+        ))
 }
 
 /// Writes `timeline.json`, `timeline.csv`, `summary.json` and the SVG charts.
@@ -316,8 +494,31 @@ pub fn write_report(
         );
     }
     std::fs::write(dir.join("timeline.csv"), csv)?;
-    let marks: Vec<f64> = r.decisions.iter().map(|d| d.t).collect();
-    let f = |g: fn(&Sample) -> f64| r.timeline.iter().map(|s| (s.t, g(s))).collect::<Vec<_>>();
+    let several_stages = {
+        let mut knobs: Vec<&str> = r
+            .decisions
+            .iter()
+            .filter_map(|d| d.knob.as_deref()?.split_once(' ').map(|k| k.1))
+            .collect();
+        knobs.sort_unstable();
+        knobs.dedup();
+        knobs.len() > 1
+    };
+    let marks: Vec<Mark> = r
+        .decisions
+        .iter()
+        .filter(|d| d.is_change())
+        .map(|d| Mark {
+            t: d.t,
+            label: d.label(several_stages),
+        })
+        .collect();
+    let f = |g: fn(&Sample) -> f64| {
+        r.timeline
+            .iter()
+            .map(|s| (s.t, Some(g(s))))
+            .collect::<Vec<_>>()
+    };
     let charts: Vec<Chart<'_>> = vec![
         (
             "rate",
@@ -325,7 +526,10 @@ pub fn write_report(
             vec![
                 ("offered", f(|s| s.offered_rate)),
                 ("published", f(|s| s.publish_rate)),
-                ("rate limit", f(|s| s.rate_limit.unwrap_or(0.0))),
+                (
+                    "rate limit",
+                    r.timeline.iter().map(|s| (s.t, s.rate_limit)).collect(),
+                ),
             ],
         ),
         (
@@ -377,8 +581,22 @@ pub fn write_report(
     Ok(())
 }
 
-/// File name, title, named series of `(t, value)` points.
-type Chart<'a> = (&'a str, &'a str, Vec<(&'a str, Vec<(f64, f64)>)>);
+/// A decision marked on a chart: a vertical line at `t` (seconds) with `label` beside
+/// it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    /// Seconds since the start.
+    pub t: f64,
+    /// What the decision did (`grow-buffer → 3953`, `mode defensive`).
+    pub label: String,
+}
+
+/// A chart's series: a name and `(t, value)` points, `None` where the value is absent
+/// (no rate limit set): the line has a gap there.
+pub type Series<'a> = (&'a str, Vec<(f64, Option<f64>)>);
+
+/// File name, title, series.
+type Chart<'a> = (&'a str, &'a str, Vec<Series<'a>>);
 
 /// The series' colours, in order (matplotlib's first four); orange marks decisions.
 const SERIES_COLORS: [RGBColor; 4] = [
@@ -388,14 +606,25 @@ const SERIES_COLORS: [RGBColor; 4] = [
     RGBColor(0x94, 0x67, 0xbd),
 ];
 const DECISION_COLOR: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+/// The decision labels' colour: the markers' orange, darkened to read as text.
+const DECISION_TEXT_COLOR: RGBColor = RGBColor(0xa8, 0x4f, 0x00);
 /// Width and height of a chart, pixels.
 const CHART_SIZE: (u32, u32) = (960, 360);
 /// Height of the title and legend rows above the plot, pixels.
 const HEADER_HEIGHT: u32 = 58;
+/// The decision labels' font size (plotters' units: 13 gives 10.5 px).
+const LABEL_FONT: f64 = 13.0;
+/// Markers closer than this (pixels) share one label.
+const LABEL_SPACING: i32 = 14;
+/// Most labels one group of close markers lists before `+N more`.
+const LABELS_PER_GROUP: usize = 2;
 
 /// One line chart as standalone SVG, drawn with plotters: a title, a legend row naming
 /// each series next to its colour, the series against time (seconds, from 0 to
-/// `x_max` or the last point), and each decision as a thin orange vertical line.
+/// `x_max` or the last point), and each decision as a thin orange vertical line with
+/// its label written along it (markers closer than a label's height share one label).
+/// A series with no value at all is named in the legend as `<name>: none` and not
+/// drawn; one with gaps is drawn as separate lines.
 ///
 /// No font is loaded: plotters' SVG backend writes text as SVG `<text>` in
 /// `sans-serif` for the viewer to render, and without its `ttf`/`ab_glyph` features
@@ -406,8 +635,8 @@ const HEADER_HEIGHT: u32 = 58;
 /// What plotters reports (in practice never: it draws into a `String`).
 pub fn svg_chart(
     title: &str,
-    series: &[(&str, Vec<(f64, f64)>)],
-    marks: &[f64],
+    series: &[Series<'_>],
+    marks: &[Mark],
     x_max: f64,
 ) -> std::io::Result<String> {
     let mut svg = String::new();
@@ -416,11 +645,61 @@ pub fn svg_chart(
     Ok(svg)
 }
 
+/// The runs of consecutive present values of a series.
+fn segments(points: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
+    let mut out: Vec<Vec<(f64, f64)>> = Vec::new();
+    let mut current = Vec::new();
+    for &(t, v) in points {
+        match v {
+            Some(v) => current.push((t, v)),
+            None if !current.is_empty() => out.push(std::mem::take(&mut current)),
+            None => {}
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Groups marks (sorted by time) whose pixel positions are closer than
+/// [`LABEL_SPACING`]; each group is labelled once, at its first mark.
+fn label_groups(marks: &[Mark], px: impl Fn(f64) -> i32) -> Vec<(f64, String)> {
+    let mut sorted: Vec<&Mark> = marks.iter().collect();
+    sorted.sort_by(|a, b| a.t.total_cmp(&b.t));
+    let mut groups: Vec<(f64, i32, Vec<&str>)> = Vec::new();
+    for m in sorted {
+        let x = px(m.t);
+        match groups.last_mut() {
+            Some((_, last_x, labels)) if x - *last_x < LABEL_SPACING => {
+                labels.push(&m.label);
+                *last_x = x;
+            }
+            _ => groups.push((m.t, x, vec![&m.label])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(t, _, labels)| {
+            let mut text = labels
+                .iter()
+                .take(LABELS_PER_GROUP)
+                .copied()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if labels.len() > LABELS_PER_GROUP {
+                text.push_str(&format!(", +{} more", labels.len() - LABELS_PER_GROUP));
+            }
+            (t, text)
+        })
+        .collect()
+}
+
 fn draw_chart(
     svg: &mut String,
     title: &str,
-    series: &[(&str, Vec<(f64, f64)>)],
-    marks: &[f64],
+    series: &[Series<'_>],
+    marks: &[Mark],
     x_max: f64,
 ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
     let x_max = series
@@ -430,7 +709,7 @@ fn draw_chart(
         .max(1e-9);
     let y_max = series
         .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .flat_map(|s| s.1.iter().filter_map(|p| p.1))
         .fold(0.0, f64::max);
     let y_max = if y_max <= 0.0 { 1.0 } else { y_max * 1.1 };
     let color = |i: usize| SERIES_COLORS[i % SERIES_COLORS.len()];
@@ -451,21 +730,31 @@ fn draw_chart(
     let entries = series
         .iter()
         .enumerate()
-        .map(|(i, (name, _))| (name.to_string(), color(i).stroke_width(2), false))
+        .map(|(i, (name, points))| {
+            if points.iter().any(|p| p.1.is_some()) {
+                (name.to_string(), Some((color(i).stroke_width(2), false)))
+            } else {
+                (format!("{name}: none"), None)
+            }
+        })
         .chain((!marks.is_empty()).then(|| {
             let text = format!("decisions ({})", marks.len());
-            (text, DECISION_COLOR.stroke_width(2), true)
+            (text, Some((DECISION_COLOR.stroke_width(2), true)))
         }));
-    for (text, style, vertical) in entries {
-        let swatch = if vertical {
-            vec![(x + 11, y - 7), (x + 11, y + 7)]
-        } else {
-            vec![(x, y), (x + 22, y)]
-        };
-        header.draw(&PathElement::new(swatch, style))?;
+    for (text, swatch) in entries {
+        let mut text_x = x;
+        if let Some((style, vertical)) = swatch {
+            let points = if vertical {
+                vec![(x + 11, y - 7), (x + 11, y + 7)]
+            } else {
+                vec![(x, y), (x + 22, y)]
+            };
+            header.draw(&PathElement::new(points, style))?;
+            text_x += 28;
+        }
         let width = header.estimate_text_size(&text, &label)?.0 as i32;
-        header.draw(&Text::new(text, (x + 28, y), label.clone()))?;
-        x += 28 + width + 28;
+        header.draw(&Text::new(text, (text_x, y), label.clone()))?;
+        x = text_x + width + 28;
     }
 
     let mut chart = ChartBuilder::on(&body)
@@ -486,17 +775,43 @@ fn draw_chart(
         .x_label_formatter(&|t| fmt_secs(*t))
         .y_label_formatter(&|v| fmt_num(*v))
         .draw()?;
-    chart.draw_series(marks.iter().map(|&t| {
+    chart.draw_series(marks.iter().map(|m| {
         PathElement::new(
-            vec![(t, 0.0), (t, y_max)],
+            vec![(m.t, 0.0), (m.t, y_max)],
             DECISION_COLOR.mix(0.45).stroke_width(1),
         )
     }))?;
+    // The labels: along each marker, reading downwards from the top of the plot, on
+    // the marker's right; under the series, so no data is hidden.
+    let label_style = TextStyle::from(
+        ("sans-serif", LABEL_FONT)
+            .into_font()
+            .transform(FontTransform::Rotate90),
+    )
+    .color(&DECISION_TEXT_COLOR)
+    .pos(Pos::new(HPos::Left, VPos::Bottom));
+    let (top, bottom) = (
+        chart.backend_coord(&(0.0, y_max)).1,
+        chart.backend_coord(&(0.0, 0.0)).1,
+    );
+    // Characters that fit along the plot's height (a glyph is ~0.55 em wide).
+    let fits = (((bottom - top - 8).max(0) as f64) / (LABEL_FONT / 1.24 * 0.55)) as usize;
+    for (t, text) in label_groups(marks, |t| chart.backend_coord(&(t, 0.0)).0) {
+        let text = if text.chars().count() > fits {
+            let mut cut: String = text.chars().take(fits.saturating_sub(1)).collect();
+            cut.push('\u{2026}');
+            cut
+        } else {
+            text
+        };
+        chart
+            .plotting_area()
+            .draw(&(EmptyElement::at((t, y_max)) + Text::new(text, (3, 4), label_style.clone())))?;
+    }
     for (i, (_, points)) in series.iter().enumerate() {
-        chart.draw_series(LineSeries::new(
-            points.iter().copied(),
-            color(i).stroke_width(2),
-        ))?;
+        for segment in segments(points) {
+            chart.draw_series(LineSeries::new(segment, color(i).stroke_width(2)))?;
+        }
     }
     root.present()
 }

@@ -1,13 +1,14 @@
 //! Runs one scenario in this process: builds the pipeline, drives the workload with
 //! real payloads, samples a timeline, prints status and decisions live.
 
-use super::scenario::{Cost, Scenario};
+use super::scenario::{Cost, DECISION_LOG_CAPACITY, Scenario};
 use crate::workload::{Pattern, Workload};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use pipeline_controller::control::DecisionRecord;
 use pipeline_controller::control::Entry;
 use pipeline_controller::limits::Limits;
-use pipeline_controller::policy::{Change, MemoryObservation, PolicyConfig};
+use pipeline_controller::policy::{Change, Direction, MemoryObservation};
 use pipeline_controller::{Pipeline, Stage};
 use pipeline_core::bus::{OverflowPolicy, PublishError, SubscriptionConfig};
 use pipeline_core::pool::HandlerError;
@@ -64,12 +65,117 @@ pub struct Sample {
 /// One controller decision as it went into the report.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct DecisionLine {
-    /// Seconds since the start of the controller.
+    /// Seconds since the start of the run (the time axis of the timeline).
     pub t: f64,
     /// Mode after the decision.
     pub mode: String,
-    /// The decision with its reason.
+    /// `action` (a knob changed), `refused` (the knob refused the change), `mode` (a
+    /// change of mode) or `hold` (a change held back by a cooldown or the
+    /// stabilisation window).
+    pub kind: String,
+    /// The rule that acted (`grow-buffer`, `scale-down`, ...), for actions and holds.
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// The knob it turns (`buffer orders`, `pool orders`, `publish rate`).
+    #[serde(default)]
+    pub knob: Option<String>,
+    /// `up` (more capacity, workers or rate, or lossless again) or `down`.
+    #[serde(default)]
+    pub direction: Option<String>,
+    /// The value in force after an action (`3953`, `5`, `120.0/s`, `unlimited`), or
+    /// the mode a transition went to.
+    #[serde(default)]
+    pub value: Option<String>,
+    /// The decision with its reason, as the decision log prints it (without its
+    /// timestamp).
     pub text: String,
+}
+
+impl DecisionLine {
+    /// `record`, logged `t` seconds into the run.
+    pub fn new(record: &DecisionRecord, t: f64) -> Self {
+        let full = record.to_string();
+        // The log's own "[    1.0s] " prefix: the run prints its own time instead.
+        let text = full
+            .strip_prefix('[')
+            .and_then(|rest| rest.split_once("s] "))
+            .map_or(full.as_str(), |(_, text)| text)
+            .to_owned();
+        let mut line = DecisionLine {
+            t,
+            mode: record.mode.as_str().to_owned(),
+            kind: "hold".into(),
+            rule: None,
+            knob: None,
+            direction: None,
+            value: None,
+            text,
+        };
+        let change = match &record.entry {
+            Entry::Action { action, outcome } => {
+                line.kind = if outcome.is_ok() { "action" } else { "refused" }.into();
+                line.rule = Some(action.reason.rule.name().into());
+                line.value = outcome.as_ref().ok().cloned();
+                Some(&action.change)
+            }
+            Entry::Mode(transition) => {
+                line.kind = "mode".into();
+                line.value = Some(transition.to.as_str().into());
+                None
+            }
+            Entry::Hold(hold) => {
+                line.rule = Some(hold.rule.name().into());
+                Some(&hold.change)
+            }
+            // An entry kind added to the log later: shown with its text only.
+            #[allow(unreachable_patterns)]
+            _ => {
+                line.kind = "other".into();
+                None
+            }
+        };
+        if let Some(change) = change {
+            line.knob = Some(change.knob().to_string());
+            line.direction = Some(
+                match change.direction() {
+                    Direction::Up => "up",
+                    Direction::Down => "down",
+                }
+                .into(),
+            );
+        }
+        line
+    }
+
+    /// Whether it changed something (an applied action or a change of mode): these are
+    /// the markers on the report's charts.
+    pub fn is_change(&self) -> bool {
+        matches!(self.kind.as_str(), "action" | "mode")
+    }
+
+    /// The chart marker's label: the rule and the value now in force
+    /// (`grow-buffer 3953`, `scale-down 1`), or the mode entered (`mode defensive`);
+    /// with several stages, the knob's stage is named too.
+    pub fn label(&self, several_stages: bool) -> String {
+        match self.kind.as_str() {
+            "mode" => format!("mode {}", self.value.as_deref().unwrap_or("?")),
+            _ => {
+                let mut label = self.rule.clone().unwrap_or_else(|| self.kind.clone());
+                if several_stages
+                    && let Some(stage) = self.knob.as_deref().and_then(|k| k.split_once(' '))
+                    && matches!(stage.0, "buffer" | "pool")
+                {
+                    label.push(' ');
+                    label.push_str(stage.1);
+                }
+                if let Some(value) = &self.value {
+                    label.push_str(" \u{2192} ");
+                    label.push_str(value);
+                }
+                label
+            }
+        }
+    }
 }
 
 /// The outcome of a run in this process.
@@ -209,29 +315,7 @@ pub fn run(
         limits.memory.bytes = Some(l);
         l
     };
-    let mut policy = PolicyConfig::default();
-    let p = &scenario.policy;
-    if let Some(v) = p.stabilisation_window {
-        policy = policy.stabilisation_window(v);
-    }
-    if let Some(v) = p.cooldown {
-        policy = policy.cooldown(v);
-    }
-    if let Some(v) = p.defensive_exit_hold {
-        policy = policy.defensive_exit_hold(v);
-    }
-    if let Some(v) = p.rate_ceiling_hold {
-        policy = policy.rate_ceiling_hold(v);
-    }
-    if let Some(v) = p.buffer_budget {
-        policy = policy.buffer_budget(v);
-    }
-    if let Some(v) = p.workers_per_core {
-        policy = policy.workers_per_core(v);
-    }
-    if let Some(v) = p.min_publish_rate {
-        policy = policy.min_publish_rate(v);
-    }
+    let policy = scenario.policy_config();
 
     let topics: Vec<String> = scenario.patterns.iter().map(|p| p.topic.clone()).collect();
     let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
@@ -246,7 +330,7 @@ pub fn run(
         .interval(scenario.interval)
         .limits(limits)
         .controller(scenario.controller)
-        .decision_log_capacity(100_000);
+        .decision_log_capacity(DECISION_LOG_CAPACITY);
     if !options.in_cgroup {
         builder = builder.memory_probe(move |_now: Instant| MemoryObservation {
             used_bytes: rss_bytes(),
@@ -416,13 +500,10 @@ pub fn run(
             {
                 workers.insert(name.clone(), *to as u64);
             }
-            let line = DecisionLine {
-                t: elapsed.as_secs_f64(),
-                mode: mode.clone(),
-                text: r.to_string(),
-            };
+            let at = r.at.saturating_duration_since(start).as_secs_f64();
+            let line = DecisionLine::new(r, at);
             if options.verbose {
-                println!("  decision {:>6.1}s [{}] {}", line.t, line.mode, r);
+                println!("{}", decision_text(&line));
             }
             decisions.push(line);
         }
@@ -460,23 +541,7 @@ pub fn run(
         last = (now, off, snap.published);
         if options.verbose && last_status.elapsed() >= Duration::from_millis(990) {
             last_status = Instant::now();
-            println!(
-                "[{:>5.1}/{:.0}s] offered {:>6.0}/s published {:>6.0}/s limit {:>7} | buffer {:>6}/{:<6} | workers {:>2} | mem {:>6.1}/{:.0} MiB ({:>3.0}%) | drops {} | backlog {} | mode {}",
-                s.t,
-                duration.as_secs_f64(),
-                s.offered_rate,
-                s.publish_rate,
-                s.rate_limit.map_or("none".into(), |r| format!("{r:.0}/s")),
-                s.buffer_len,
-                s.buffer_capacity,
-                s.workers,
-                s.memory_bytes as f64 / 1048576.0,
-                s.memory_limit as f64 / 1048576.0,
-                100.0 * s.memory_bytes as f64 / s.memory_limit.max(1) as f64,
-                s.dropped,
-                s.backlog,
-                s.mode
-            );
+            println!("{}", status_line(&s));
             let _ = std::io::stdout().flush();
         }
         timeline.push(s);
@@ -519,6 +584,68 @@ pub fn run(
         decisions,
         timeline,
     })
+}
+
+/// What the columns of [`status_line`] mean, for the run's header.
+pub const STATUS_LEGEND: &str = "\
+status each second: in/out = offered/published events/s, lim = publish-rate limit,
+  buf = buffered/capacity, wrk = workers, mem = memory share of the limit,
+  drop = events dropped (k = thousand, M = million)";
+
+/// The widest [`status_line`], in columns, for times under 10 000 s and under 100 workers.
+pub const STATUS_WIDTH: usize = 100;
+
+/// The status line printed once a second, at most [`STATUS_WIDTH`] columns wide:
+///
+/// ```text
+///   25.3s  in 3000/s  out 3014/s  lim none  buf  173/3953  wrk  5  mem   3%  drop    0  normal
+/// ```
+///
+/// Counts and rates take at most four columns (`3953`, `66k`, `1.2M`); the backlog of
+/// arrivals the publisher has not published yet is in the report (out < in shows it
+/// live).
+pub fn status_line(s: &Sample) -> String {
+    format!(
+        "{:>6.1}s  in {:>4}/s  out {:>4}/s  lim {:>4}  buf {:>4}/{:<4}  wrk {:>2}  mem {:>3.0}%  drop {:>4}  {}",
+        s.t,
+        compact(s.offered_rate),
+        compact(s.publish_rate),
+        s.rate_limit.map_or("none".into(), compact),
+        compact(s.buffer_len as f64),
+        compact(s.buffer_capacity as f64),
+        s.workers,
+        (100.0 * s.memory_bytes as f64 / s.memory_limit.max(1) as f64).min(999.0),
+        compact(s.dropped as f64),
+        s.mode
+    )
+}
+
+/// A decision as the run prints it: its time on the run's clock (the status lines'),
+/// then what the decision log says.
+pub fn decision_text(line: &DecisionLine) -> String {
+    let what = match line.kind.as_str() {
+        "hold" => "held",
+        "refused" => "refused",
+        _ => "decision",
+    };
+    format!("{:>6.1}s  {what}: {}", line.t, line.text)
+}
+
+/// A non-negative number in at most four columns: exact below 10 000, then thousands
+/// (`66k`, `999k`), millions (`1.2M`, `12M`) and billions (`3G`, at most `999G`).
+pub fn compact(v: f64) -> String {
+    let v = v.max(0.0).round();
+    if v < 10_000.0 {
+        format!("{v:.0}")
+    } else if v < 1e6 {
+        format!("{:.0}k", (v / 1e3).floor())
+    } else if v < 1e7 {
+        format!("{:.1}M", (v / 1e5).floor() / 10.0)
+    } else if v < 1e9 {
+        format!("{:.0}M", (v / 1e6).floor())
+    } else {
+        format!("{:.0}G", (v / 1e9).floor().min(999.0))
+    }
 }
 
 /// Direction reversals of the total capacity and the worker count over the timeline.

@@ -2,6 +2,8 @@
 //! expectations of one stress run, as YAML (`tests/scenarios/*.yaml`).
 
 use crate::workload::{Pattern, Shape};
+use pipeline_controller::config::ControllerConfig;
+use pipeline_controller::policy::PolicyConfig;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -170,6 +172,12 @@ pub struct Expectations {
     pub max_reversals: Option<u64>,
     /// Fewest controller decisions (shows it acted).
     pub min_decisions: Option<u64>,
+    /// Largest buffer capacity, all stages, at the end of the run (shows the buffers
+    /// were given back after a burst).
+    pub max_final_capacity: Option<u64>,
+    /// Most workers, all stages, at the end of the run (shows the workers were given
+    /// back after a burst).
+    pub max_final_workers: Option<u64>,
     /// Most OOM kills (cgroup runs).
     pub max_oom_kills: Option<u64>,
     /// The baseline: the run passes when at least one bound above is violated (it
@@ -192,6 +200,63 @@ fn default_interval() -> Duration {
 }
 fn block() -> String {
     "block".into()
+}
+
+/// Decision records the harness keeps: every decision of a run goes into the report.
+pub const DECISION_LOG_CAPACITY: usize = 100_000;
+
+/// One setting whose value differs from the library's default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingDifference {
+    /// Dotted path, e.g. `policy.cooldown`.
+    pub field: String,
+    /// The value the run uses, as written in a configuration file (`1s`, `0.25`).
+    pub value: String,
+    /// The library's default (`absent` for a field the default does not have).
+    pub default: String,
+}
+
+/// Appends to `out` every leaf of `actual` that differs from `default`, recursing into
+/// objects; `path` names the root.
+pub fn differences(
+    path: &str,
+    default: &serde_json::Value,
+    actual: &serde_json::Value,
+    out: &mut Vec<SettingDifference>,
+) {
+    use serde_json::Value;
+    match (default, actual) {
+        (Value::Object(d), Value::Object(a)) => {
+            // Serialization order: the struct's field order.
+            let mut keys: Vec<&String> = a.keys().collect();
+            keys.extend(d.keys().filter(|k| !a.contains_key(*k)));
+            for key in keys {
+                let child = format!("{path}.{key}");
+                match (d.get(key), a.get(key)) {
+                    (Some(dv), Some(av)) => differences(&child, dv, av, out),
+                    (dv, av) => out.push(SettingDifference {
+                        field: child,
+                        value: av.map_or("absent".into(), plain),
+                        default: dv.map_or("absent".into(), plain),
+                    }),
+                }
+            }
+        }
+        (d, a) if d != a => out.push(SettingDifference {
+            field: path.to_owned(),
+            value: plain(a),
+            default: plain(d),
+        }),
+        _ => {}
+    }
+}
+
+/// A JSON value as a configuration file would spell it: strings without quotes.
+fn plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Parses `256MiB`, `1GiB`, `512KiB`, `100MB` or a plain byte count.
@@ -278,6 +343,71 @@ impl Scenario {
     pub fn default_scenario() -> Self {
         Self::from_yaml(DEFAULT_SCENARIO, "scenarios/default.yaml")
             .expect("the default scenario parses")
+    }
+
+    /// The policy the run uses: the library's defaults with the scenario's `policy`
+    /// section applied.
+    pub fn policy_config(&self) -> PolicyConfig {
+        let mut policy = PolicyConfig::default();
+        let p = &self.policy;
+        if let Some(v) = p.stabilisation_window {
+            policy = policy.stabilisation_window(v);
+        }
+        if let Some(v) = p.cooldown {
+            policy = policy.cooldown(v);
+        }
+        if let Some(v) = p.defensive_exit_hold {
+            policy = policy.defensive_exit_hold(v);
+        }
+        if let Some(v) = p.rate_ceiling_hold {
+            policy = policy.rate_ceiling_hold(v);
+        }
+        if let Some(v) = p.buffer_budget {
+            policy = policy.buffer_budget(v);
+        }
+        if let Some(v) = p.workers_per_core {
+            policy = policy.workers_per_core(v);
+        }
+        if let Some(v) = p.min_publish_rate {
+            policy = policy.min_publish_rate(v);
+        }
+        policy
+    }
+
+    /// The control loop's settings the run uses: the scenario's interval and the
+    /// decision log's size ([`DECISION_LOG_CAPACITY`]).
+    pub fn controller_config(&self) -> ControllerConfig {
+        // Fields the controller's configuration gains later keep their defaults.
+        #[allow(clippy::needless_update)]
+        ControllerConfig {
+            interval: self.interval,
+            decision_log_capacity: DECISION_LOG_CAPACITY,
+            ..ControllerConfig::default()
+        }
+    }
+
+    /// Every controller and policy setting of this run that differs from the library's
+    /// defaults ([`ControllerConfig::default`], [`PolicyConfig::default`]), found by
+    /// comparing their serialized forms field by field, so a field added to either
+    /// shows up without a change here.
+    pub fn settings_differing_from_defaults(&self) -> Vec<SettingDifference> {
+        let mut out = Vec::new();
+        let value = |v: Result<serde_json::Value, serde_json::Error>| {
+            v.unwrap_or_else(|e| serde_json::Value::String(format!("<not serializable: {e}>")))
+        };
+        differences(
+            "controller",
+            &value(serde_json::to_value(ControllerConfig::default())),
+            &value(serde_json::to_value(self.controller_config())),
+            &mut out,
+        );
+        differences(
+            "policy",
+            &value(serde_json::to_value(PolicyConfig::default())),
+            &value(serde_json::to_value(self.policy_config())),
+            &mut out,
+        );
+        out
     }
 
     fn check(&self) -> Result<(), String> {
