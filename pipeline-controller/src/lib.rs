@@ -71,6 +71,8 @@ pub use pipeline_core as core;
 pub mod actuator;
 pub mod config;
 pub mod control;
+#[cfg(feature = "http")]
+pub mod control_plane;
 pub mod limits;
 pub mod pipeline;
 pub mod policy;

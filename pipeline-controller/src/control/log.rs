@@ -95,6 +95,31 @@ impl DecisionLog {
             .collect()
     }
 
+    /// The records kept whose sequence number is above `seq`, oldest first, each with
+    /// its sequence number: the first record ever pushed is 1, the next 2, and so on,
+    /// forgotten ones included. `records_since(0)` is every record kept; pass the last
+    /// number seen to read only newer ones.
+    ///
+    /// ```
+    /// use pipeline_controller::control::DecisionLog;
+    ///
+    /// let log = DecisionLog::new(8);
+    /// assert!(log.records_since(0).is_empty());
+    /// ```
+    pub fn records_since(&self, seq: u64) -> Vec<(u64, DecisionRecord)> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        // Read under the records' lock: `push` updates both under it.
+        let total = self.total();
+        let first = total - records.len() as u64 + 1;
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (first + i as u64, r))
+            .filter(|(n, _)| *n > seq)
+            .map(|(n, r)| (n, r.clone()))
+            .collect()
+    }
+
     /// Records ever pushed, including forgotten ones.
     pub fn total(&self) -> u64 {
         *self.total.lock().unwrap_or_else(|p| p.into_inner())

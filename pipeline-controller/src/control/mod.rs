@@ -23,4 +23,4 @@ mod run;
 
 pub use log::{DecisionLog, DecisionRecord, Entry};
 pub use observe::MemoryProbe;
-pub use run::{ControlLoop, ControllerHandle};
+pub use run::{ControlLoop, ControllerHandle, ControllerState};

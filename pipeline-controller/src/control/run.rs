@@ -4,7 +4,7 @@ use super::log::{DecisionLog, DecisionRecord, Entry};
 use super::observe::{MemoryProbe, Previous, observe};
 use crate::actuator::{BusActuator, PoolActuator, apply};
 use crate::config::{ConfigHandle, PipelineConfig};
-use crate::policy::{Decision, HysteresisPolicy, Mode, Rule};
+use crate::policy::{Decision, HysteresisPolicy, MemoryObservation, Mode, Rule};
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use pipeline_core::clock::Clock;
 use pipeline_core::signal::{Signal, SignalKind};
@@ -36,6 +36,8 @@ pub struct ControlLoop {
     pipeline: Arc<str>,
     /// The live configuration, the version last applied and its snapshot.
     config: Option<(ConfigHandle, Option<u64>, Arc<PipelineConfig>)>,
+    /// The on/off switch, and what the loop publishes after every tick.
+    state: ControllerState,
 }
 
 impl std::fmt::Debug for ControlLoop {
@@ -76,7 +78,23 @@ impl ControlLoop {
             ticks: 0,
             pipeline,
             config: None,
+            state: ControllerState::new(),
         }
+    }
+
+    /// Shares `state` with this loop: the loop decides only while it is
+    /// [enabled](ControllerState::set_enabled), and after every tick publishes its
+    /// mode, its memory reading and a tick count there, waking
+    /// [`ControllerState::next_tick`] waiters.
+    #[must_use]
+    pub fn with_state(mut self, state: ControllerState) -> Self {
+        self.state = state;
+        self
+    }
+
+    /// The state this loop shares (see [`with_state`](Self::with_state)).
+    pub fn state(&self) -> &ControllerState {
+        &self.state
     }
 
     /// Follows a live configuration: at every tick, when it changed, the policy takes
@@ -167,11 +185,27 @@ impl ControlLoop {
     /// One round: read the bus, the pools and memory, decide, apply every action,
     /// and record each in the log, in `tracing` and in `metrics`. Returns the
     /// decision as the policy made it.
+    ///
+    /// While the loop's [`ControllerState`] is disabled, a tick only reads memory and
+    /// publishes the tick: no configuration change is applied, nothing is decided, and
+    /// every knob stays where it is; the returned decision is empty.
     pub fn tick(&mut self) -> Decision {
+        if !self.state.enabled() {
+            let memory = self.memory.read(self.clock.now());
+            self.ticks += 1;
+            self.state.publish(self.mode, memory);
+            return Decision {
+                mode: self.mode,
+                transition: None,
+                actions: Vec::new(),
+                holds: Vec::new(),
+            };
+        }
         self.refresh_config();
         let now = self.clock.now();
         let snapshot = self.bus.snapshot();
         let memory = self.memory.read(now);
+        let memory_reading = memory;
         let mut obs = observe(
             now,
             &snapshot,
@@ -290,6 +324,8 @@ impl ControlLoop {
                 });
             }
         }
+        drop(_entered);
+        self.state.publish(self.mode, memory_reading);
         decision
     }
 
@@ -546,5 +582,118 @@ fn register_metrics(pipeline: &str) {
     for mode in [Mode::Normal, Mode::Throttled, Mode::Defensive] {
         metrics::counter!("pipeline_controller_mode_changes_total", "pipeline" => pipeline.to_owned(), "to" => mode.as_str())
             .increment(0);
+    }
+}
+
+/// What a running [`ControlLoop`] shares with the rest of the process: an on/off switch,
+/// and, after every tick, its mode, its latest memory reading and a tick count, with
+/// waiters woken (the control plane's event stream waits here). Clone it freely: clones
+/// share it.
+///
+/// Switched off, the loop keeps ticking (readings and ticks are still published) but
+/// decides nothing and moves no knob; switched on again, it resumes at its next tick.
+///
+/// ```
+/// use pipeline_controller::control::ControllerState;
+///
+/// let state = ControllerState::new();
+/// assert!(state.enabled());
+/// state.set_enabled(false);
+/// assert!(!state.enabled());
+/// assert_eq!(state.ticks(), 0);
+/// ```
+#[derive(Clone, Default)]
+pub struct ControllerState(Arc<StateInner>);
+
+#[derive(Default)]
+struct StateInner {
+    disabled: std::sync::atomic::AtomicBool,
+    shared: Mutex<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    ticks: u64,
+    mode: Mode,
+    memory: Option<MemoryObservation>,
+    waiters: Vec<Waker>,
+}
+
+impl std::fmt::Debug for ControllerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControllerState")
+            .field("enabled", &self.enabled())
+            .field("ticks", &self.ticks())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControllerState {
+    /// Enabled, no tick yet, mode normal.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.0.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the loop decides and acts (the default) or only watches.
+    pub fn enabled(&self) -> bool {
+        !self.0.disabled.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Turns the controller on or off; it takes effect at the loop's next tick. Off
+    /// means no decisions, and the knobs stay where they are.
+    pub fn set_enabled(&self, enabled: bool) {
+        self.0
+            .disabled
+            .store(!enabled, std::sync::atomic::Ordering::Release);
+        tracing::info!(target: "pipeline::controller", enabled, "controller switched");
+    }
+
+    /// Ticks finished so far.
+    pub fn ticks(&self) -> u64 {
+        self.lock().ticks
+    }
+
+    /// The mode after the latest tick (normal before the first).
+    pub fn mode(&self) -> Mode {
+        self.lock().mode
+    }
+
+    /// The memory reading of the latest tick (`None` before the first).
+    pub fn memory(&self) -> Option<MemoryObservation> {
+        self.lock().memory
+    }
+
+    /// Records a finished tick and wakes every waiter.
+    fn publish(&self, mode: Mode, memory: MemoryObservation) {
+        let waiters = {
+            let mut shared = self.lock();
+            shared.ticks += 1;
+            shared.mode = mode;
+            shared.memory = Some(memory);
+            std::mem::take(&mut shared.waiters)
+        };
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// Waits (as a task, runtime-agnostic) until more than `seen` ticks have finished,
+    /// and returns the tick count then.
+    pub fn next_tick(&self, seen: u64) -> impl Future<Output = u64> + Send + 'static {
+        let state = self.clone();
+        std::future::poll_fn(move |cx| {
+            let mut shared = state.lock();
+            if shared.ticks > seen {
+                return Poll::Ready(shared.ticks);
+            }
+            if !shared.waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                shared.waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
     }
 }

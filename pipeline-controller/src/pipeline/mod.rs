@@ -123,7 +123,9 @@
 
 use crate::actuator::{BusActuator, PoolActuator};
 use crate::config::{ConfigErrors, ConfigHandle, MAX_BUFFER_CAPACITY, MAX_WORKERS, PipelineConfig};
-use crate::control::{ControlLoop, ControllerHandle, DecisionLog, DecisionRecord, MemoryProbe};
+use crate::control::{
+    ControlLoop, ControllerHandle, ControllerState, DecisionLog, DecisionRecord, MemoryProbe,
+};
 use crate::limits::{Limits, LimitsError, LimitsReader};
 use crate::policy::{HysteresisPolicy, MemoryObservation, PolicyConfig, PolicyConfigError};
 use crate::sensor::MemorySensor;
@@ -256,6 +258,17 @@ pub enum PipelineError {
     /// `start` was called twice.
     #[error("the pipeline is already started")]
     AlreadyStarted,
+    /// The control plane's address could not be bound (feature `http`; see
+    /// [`PipelineBuilder::control_plane`]).
+    #[cfg(feature = "http")]
+    #[error("control_plane.addr: cannot listen on {addr}")]
+    ControlPlane {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
     /// [`PipelineBuilder::single_stage`] was used with another stage.
     #[error(
         "stages: a pipeline built with single_stage has that one stage only \
@@ -281,6 +294,8 @@ pub struct PipelineBuilder<E> {
     controller: bool,
     config: Option<PipelineConfig>,
     name: Arc<str>,
+    #[cfg(feature = "http")]
+    control_plane: Option<crate::control_plane::ControlPlaneConfig>,
 }
 
 /// How a pipeline's bus is built.
@@ -415,6 +430,18 @@ impl<E: Send + 'static> PipelineBuilder<E> {
         self
     }
 
+    /// Serves the control plane ([`crate::control_plane`]: status, decisions, events,
+    /// configuration, the controller switch) from [`Pipeline::start`] until shutdown,
+    /// on its own thread and runtime, at `config`'s address (by default
+    /// `127.0.0.1:0`, loopback only; [`Pipeline::control_plane_addr`] tells the port).
+    /// Feature `http`.
+    #[cfg(feature = "http")]
+    #[must_use]
+    pub fn control_plane(mut self, config: crate::control_plane::ControlPlaneConfig) -> Self {
+        self.control_plane = Some(config);
+        self
+    }
+
     /// Whether to run the controller at all (default true). Off, buffers and pools
     /// keep their initial sizes: the baseline the stress harness compares against.
     #[must_use]
@@ -509,6 +536,8 @@ impl<E: Send + 'static> PipelineBuilder<E> {
             })),
             running: Mutex::new(None),
             log: Arc::new(DecisionLog::new(self.log_capacity)),
+            state: ControllerState::new(),
+            pools_view: Arc::new(Mutex::new(Vec::new())),
             interval: self.interval,
             limits,
             clock: self.clock,
@@ -516,6 +545,8 @@ impl<E: Send + 'static> PipelineBuilder<E> {
             live,
             #[cfg(feature = "tokio")]
             runtime: self.runtime,
+            #[cfg(feature = "http")]
+            control_plane: self.control_plane,
         })
     }
 
@@ -585,6 +616,8 @@ struct Pending<E> {
 struct Running<E> {
     pools: Vec<Arc<WorkerPool<E>>>,
     controller: Option<ControllerHandle>,
+    #[cfg(feature = "http")]
+    server: Option<crate::control_plane::ControlPlaneServer>,
 }
 
 /// A built pipeline: publish into it, read its decisions, shut it down.
@@ -593,6 +626,10 @@ pub struct Pipeline<E> {
     pending: Mutex<Option<Pending<E>>>,
     running: Mutex<Option<Running<E>>>,
     log: Arc<DecisionLog>,
+    /// The controller's switch and latest readings, shared with the loop.
+    state: ControllerState,
+    /// The running pools, for [`PipelineHandle`]s (empty until started).
+    pools_view: Arc<Mutex<Vec<Arc<dyn PoolActuator>>>>,
     interval: Duration,
     limits: Limits,
     clock: Arc<dyn Clock>,
@@ -600,6 +637,8 @@ pub struct Pipeline<E> {
     live: Option<ConfigHandle>,
     #[cfg(feature = "tokio")]
     runtime: Option<tokio::runtime::Handle>,
+    #[cfg(feature = "http")]
+    control_plane: Option<crate::control_plane::ControlPlaneConfig>,
 }
 
 impl<E: Send + 'static> Pipeline<E> {
@@ -626,6 +665,8 @@ impl<E: Send + 'static> Pipeline<E> {
             controller: true,
             config: None,
             name: Arc::from("default"),
+            #[cfg(feature = "http")]
+            control_plane: None,
         }
     }
 
@@ -670,11 +711,12 @@ impl<E: Send + 'static> Pipeline<E> {
                 })?;
             pools.push(Arc::new(pool));
         }
+        let actuators: Vec<Arc<dyn PoolActuator>> = pools
+            .iter()
+            .map(|p| p.clone() as Arc<dyn PoolActuator>)
+            .collect();
+        *self.pools_view.lock().unwrap_or_else(|p| p.into_inner()) = actuators.clone();
         let controller = self.controller.then(|| {
-            let actuators: Vec<Arc<dyn PoolActuator>> = pools
-                .iter()
-                .map(|p| p.clone() as Arc<dyn PoolActuator>)
-                .collect();
             let bus: Arc<dyn BusActuator> = Arc::new(self.bus.clone());
             let mut control = ControlLoop::new(
                 policy,
@@ -684,15 +726,89 @@ impl<E: Send + 'static> Pipeline<E> {
                 self.limits.cpu.cores,
                 self.clock.clone(),
                 self.log.clone(),
-            );
+            )
+            .with_state(self.state.clone());
             if let Some(handle) = &self.live {
                 control = control.with_config(handle.clone());
             }
             control.spawn(self.interval, Some(self.bus.signals()))
         });
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Running { pools, controller });
+        #[cfg(feature = "http")]
+        let server = match &self.control_plane {
+            None => None,
+            Some(config) => {
+                match crate::control_plane::ControlPlaneServer::spawn(self.handle(), config.clone())
+                {
+                    Ok(server) => Some(server),
+                    Err(source) => {
+                        // Undo the start: nothing half-running is left behind.
+                        drop(controller.map(ControllerHandle::stop));
+                        self.bus.close();
+                        for pool in pools {
+                            let _ = pool.drain(Duration::from_secs(1));
+                        }
+                        return Err(PipelineError::ControlPlane {
+                            addr: config.bind_addr(),
+                            source,
+                        });
+                    }
+                }
+            }
+        };
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            pools,
+            controller,
+            #[cfg(feature = "http")]
+            server,
+        });
         Ok(())
+    }
+
+    /// A cloneable, type-erased handle to this pipeline's readings and controls:
+    /// [status](PipelineHandle::status), decisions, the live configuration and the
+    /// controller's switch. The control plane is built on one; it outlives nothing
+    /// (after shutdown it reads a closed bus and stopped pools).
+    pub fn handle(&self) -> PipelineHandle {
+        PipelineHandle {
+            bus: Arc::new(self.bus.clone()),
+            pools: self.pools_view.clone(),
+            state: self.state.clone(),
+            log: self.log.clone(),
+            config: self.live.clone(),
+            limit_bytes: self.limits.memory.bytes,
+            interval: self.interval,
+            controller: self.controller,
+        }
+    }
+
+    /// What the pipeline looks like now; see [`PipelineStatus`].
+    pub fn status(&self) -> PipelineStatus {
+        self.handle().status()
+    }
+
+    /// Turns the controller on or off while the pipeline runs (it takes effect at the
+    /// next tick). Off means no decisions, and the knobs stay where they are.
+    pub fn set_controller_enabled(&self, enabled: bool) {
+        self.state.set_enabled(enabled);
+    }
+
+    /// Whether the controller decides (true by default; false after
+    /// `set_controller_enabled(false)`, or when built with
+    /// [`controller(false)`](PipelineBuilder::controller)).
+    pub fn controller_enabled(&self) -> bool {
+        self.controller && self.state.enabled()
+    }
+
+    /// The address the control plane listens on, once [`start`](Self::start)ed with
+    /// [`PipelineBuilder::control_plane`] (feature `http`).
+    #[cfg(feature = "http")]
+    pub fn control_plane_addr(&self) -> Option<std::net::SocketAddr> {
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|r| r.server.as_ref())
+            .map(|s| s.local_addr())
     }
 
     /// A handle to publish events; clone it freely.
@@ -729,10 +845,19 @@ impl<E: Send + 'static> Pipeline<E> {
     /// `tokio`).
     pub fn shutdown(self, deadline: Duration) -> ShutdownReport {
         let until = Instant::now() + deadline;
-        let Running { pools, controller } = match self.take_running() {
+        let Running {
+            pools,
+            controller,
+            #[cfg(feature = "http")]
+            server,
+        } = match self.take_running() {
             Ok(running) => running,
             Err(report) => return report,
         };
+        #[cfg(feature = "http")]
+        if let Some(server) = server {
+            server.stop();
+        }
         // The loop holds the pools as actuators; stopping it hands them back.
         drop(controller.map(ControllerHandle::stop));
         self.bus.close();
@@ -757,10 +882,20 @@ impl<E: Send + 'static> Pipeline<E> {
     #[cfg(feature = "tokio")]
     pub async fn shutdown_async(self, deadline: Duration) -> ShutdownReport {
         let until = Instant::now() + deadline;
-        let Running { pools, controller } = match self.take_running() {
+        let Running {
+            pools,
+            controller,
+            #[cfg(feature = "http")]
+            server,
+        } = match self.take_running() {
             Ok(running) => running,
             Err(report) => return report,
         };
+        #[cfg(feature = "http")]
+        if let Some(server) = server {
+            // Not joined: a thread join would block this runtime thread.
+            server.stop_detached();
+        }
         if let Some(controller) = controller {
             drop(controller.stop_async().await);
         }
@@ -843,4 +978,188 @@ pub struct StageReport {
     pub processed: u64,
     /// Events still buffered or in a handler at the deadline.
     pub left: u64,
+}
+
+/// A cloneable, type-erased handle to a pipeline's readings and controls, from
+/// [`Pipeline::handle`]: what an API, a dashboard or a health check needs without
+/// knowing the event type.
+#[derive(Clone)]
+pub struct PipelineHandle {
+    bus: Arc<dyn BusActuator>,
+    pools: Arc<Mutex<Vec<Arc<dyn PoolActuator>>>>,
+    state: ControllerState,
+    log: Arc<DecisionLog>,
+    config: Option<ConfigHandle>,
+    limit_bytes: Option<u64>,
+    interval: Duration,
+    controller: bool,
+}
+
+impl std::fmt::Debug for PipelineHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineHandle")
+            .field("pipeline", &self.bus.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PipelineHandle {
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        self.bus.name()
+    }
+
+    /// What the pipeline looks like now: the controller's mode and switch, the publish
+    /// rate limit, memory (from the controller's latest tick) and every stage's buffer
+    /// and pool.
+    pub fn status(&self) -> PipelineStatus {
+        let snapshot = self.bus.snapshot();
+        let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let memory = self.state.memory();
+        let config = self.config.as_ref().map(ConfigHandle::current);
+        let stages = snapshot
+            .subscriptions
+            .iter()
+            .map(|sub| {
+                let pool = pools
+                    .iter()
+                    .find(|p| p.name() == &*sub.name)
+                    .map(|p| p.stats());
+                let mut workers_range = pool
+                    .as_ref()
+                    .map_or((0, 0), |p| (p.min_workers, p.max_workers));
+                let mut capacity_range = (sub.min_capacity, sub.max_capacity);
+                // The configured ranges narrow the hard ones, as the controller reads them.
+                if let Some(stage) = config.as_ref().and_then(|c| c.stages.get(&*sub.name)) {
+                    narrow(&mut workers_range, (stage.workers.min, stage.workers.max));
+                    narrow(&mut capacity_range, (stage.buffer.min, stage.buffer.max));
+                }
+                StageStatus {
+                    name: sub.name.to_string(),
+                    workers: pool.as_ref().map_or(0, |p| p.workers),
+                    min_workers: workers_range.0,
+                    max_workers: workers_range.1,
+                    capacity: sub.capacity,
+                    min_capacity: capacity_range.0,
+                    max_capacity: capacity_range.1,
+                    len: sub.len,
+                    processed: pool.as_ref().map_or(0, |p| p.processed),
+                    failed: pool.as_ref().map_or(0, |p| p.failed),
+                    utilisation: pool.as_ref().map_or(0.0, |p| p.utilisation),
+                }
+            })
+            .collect();
+        PipelineStatus {
+            mode: self.state.mode().as_str(),
+            controller_enabled: self.controller_enabled(),
+            publish_rate_limit: snapshot.publish_rate,
+            memory: MemoryStatus {
+                used_bytes: memory.map(|m| m.used_bytes),
+                limit_bytes: memory.and_then(|m| m.limit_bytes).or(self.limit_bytes),
+            },
+            stages,
+        }
+    }
+
+    /// The shared decision log.
+    pub fn decision_log(&self) -> &Arc<DecisionLog> {
+        &self.log
+    }
+
+    /// The live configuration, when the pipeline has one
+    /// ([`PipelineBuilder::config`]).
+    pub fn config(&self) -> Option<&ConfigHandle> {
+        self.config.as_ref()
+    }
+
+    /// The controller's switch and latest readings.
+    pub fn controller_state(&self) -> &ControllerState {
+        &self.state
+    }
+
+    /// Whether the pipeline has a controller at all
+    /// ([`PipelineBuilder::controller`]).
+    pub fn has_controller(&self) -> bool {
+        self.controller
+    }
+
+    /// Whether the controller decides: it exists and is switched on.
+    pub fn controller_enabled(&self) -> bool {
+        self.controller && self.state.enabled()
+    }
+
+    /// Turns the controller on or off (see [`Pipeline::set_controller_enabled`]).
+    pub fn set_controller_enabled(&self, enabled: bool) {
+        self.state.set_enabled(enabled);
+    }
+
+    /// The controller's tick interval as built (a live configuration may change it).
+    pub fn interval(&self) -> Duration {
+        self.config
+            .as_ref()
+            .map_or(self.interval, |c| c.current().controller.interval)
+    }
+}
+
+/// `range` narrowed by `configured`, never empty (as the control loop does).
+fn narrow(range: &mut (usize, usize), configured: (usize, usize)) {
+    range.0 = range.0.max(configured.0);
+    range.1 = range.1.min(configured.1).max(range.0);
+}
+
+/// A pipeline's state at one moment ([`Pipeline::status`]); serialises to the control
+/// plane's `GET /api/status` body, whose field names are a contract.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PipelineStatus {
+    /// The controller's mode: `normal`, `throttled` or `defensive`.
+    pub mode: &'static str,
+    /// Whether the controller decides and acts.
+    pub controller_enabled: bool,
+    /// The publish-rate limit in force, events per second (`None`: unlimited).
+    pub publish_rate_limit: Option<f64>,
+    /// Memory in use and the limit.
+    pub memory: MemoryStatus,
+    /// Every stage, in the order they were added.
+    pub stages: Vec<StageStatus>,
+}
+
+/// Memory in a [`PipelineStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryStatus {
+    /// The working set at the controller's latest tick, bytes (`None` before the
+    /// first tick or without a controller).
+    pub used_bytes: Option<u64>,
+    /// The memory limit, bytes (`None`: unknown).
+    pub limit_bytes: Option<u64>,
+}
+
+/// One stage in a [`PipelineStatus`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StageStatus {
+    /// The stage's name.
+    pub name: String,
+    /// Workers now (0 before the pipeline starts).
+    pub workers: usize,
+    /// The lowest worker count the controller may set: the pool's, narrowed by the
+    /// live configuration's `workers.min`.
+    pub min_workers: usize,
+    /// The highest worker count the controller may set: the pool's, narrowed by the
+    /// live configuration's `workers.max`.
+    pub max_workers: usize,
+    /// The buffer's capacity now, events.
+    pub capacity: usize,
+    /// The lowest capacity the controller may set: the buffer's, narrowed by the live
+    /// configuration's `buffer.min`.
+    pub min_capacity: usize,
+    /// The highest capacity the controller may set: the buffer's, narrowed by the live
+    /// configuration's `buffer.max`.
+    pub max_capacity: usize,
+    /// Events buffered now.
+    pub len: usize,
+    /// Events handled successfully so far.
+    pub processed: u64,
+    /// Events whose handler failed so far.
+    pub failed: u64,
+    /// Share of the workers' time spent in the handler over the last 5 s, 0 to 1.
+    pub utilisation: f64,
 }
