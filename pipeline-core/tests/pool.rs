@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 mod common;
+#[cfg(target_os = "linux")]
+use common::burn_cpu;
 use common::quiet_induced_panics;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -450,28 +452,6 @@ fn utilisation_after_growth_counts_new_workers_from_their_start() {
     drop(gate_tx);
     let report = pool.shutdown(PATIENCE);
     assert_eq!((report.processed, report.left), (8, 0));
-}
-
-/// Spins until this thread has used `cpu` of CPU time (not wall time: a busy machine
-/// only makes it take longer).
-#[cfg(target_os = "linux")]
-fn burn_cpu(cpu: Duration) {
-    let now = || {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid, writable timespec.
-        assert_eq!(
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-            0
-        );
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    };
-    let start = now();
-    while now() - start < cpu {
-        std::hint::spin_loop();
-    }
 }
 
 /// The controller tells a CPU-bound stage from one that waits by the handler's CPU time

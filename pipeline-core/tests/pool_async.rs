@@ -15,6 +15,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+#[cfg(target_os = "linux")]
+use common::burn_cpu;
+
 /// Only a hang detector: nothing should come near it.
 const HANG: Duration = Duration::from_secs(60);
 
@@ -567,27 +571,6 @@ fn compile_checks(sub: pipeline_core::bus::Subscription<NotClone>) {
     pool.resize(2).unwrap();
     let shutdown = pool.shutdown_async(HANG);
     send(&shutdown);
-}
-
-/// Spins until this thread has used `cpu` of CPU time.
-#[cfg(target_os = "linux")]
-fn burn_cpu(cpu: Duration) {
-    let now = || {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: a valid, writable timespec.
-        assert_eq!(
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
-            0
-        );
-        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-    };
-    let start = now();
-    while now() - start < cpu {
-        std::hint::spin_loop();
-    }
 }
 
 /// An async handler's CPU time is summed over its future's polls: one that burns CPU
