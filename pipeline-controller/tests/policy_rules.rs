@@ -1054,7 +1054,7 @@ fn a_pool_goes_to_the_model_count_in_one_decision_then_refines() {
     assert_eq!(
         pool[0].1.to_string(),
         "pool s: λ 300/s x S 20.0ms = load 6.00, target 0.70 -> 9 workers \
-         (load -1.0 x error 11.5%: 8 workers), scale up 2 -> 8"
+         (load uncertain by ±11.5%; 1.0 error below: 8 workers), scale up 2 -> 8"
     );
     assert_eq!(pool[1].1.change, resize_pool("s", 8, 9));
     assert_eq!(pool[1].1.reason.rule, Rule::Refine);

@@ -418,8 +418,10 @@ impl fmt::Display for Sizing {
                 if let Some((z, error, count)) = shifted {
                     write!(
                         f,
-                        " (load {z:+.1} x error {:.1}%: {count} {})",
+                        " (load uncertain by ±{:.1}%; {:.1} error {}: {count} {})",
                         error * 100.0,
+                        z.abs(),
+                        if *z < 0.0 { "below" } else { "above" },
                         plural(*count)
                     )?;
                 }
@@ -446,8 +448,10 @@ impl fmt::Display for Sizing {
                 if let Some((z, error, shifted)) = shifted {
                     write!(
                         f,
-                        " (λ {z:+.1} x error {:.1}%: capacity {shifted})",
-                        error * 100.0
+                        " (λ uncertain by ±{:.1}%; {:.1} error {}: capacity {shifted})",
+                        error * 100.0,
+                        z.abs(),
+                        if *z < 0.0 { "below" } else { "above" },
                     )?;
                 }
                 Ok(())
