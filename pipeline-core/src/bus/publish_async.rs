@@ -336,7 +336,7 @@ fn first_attempt<E: Send + 'static>(inner: &BusInner<E>, event: E) -> Attempt<E>
                 let route = Arc::clone(route);
                 route.shared.found_full();
                 let plan = vec![(route, OverflowPolicy::Block)];
-                return Attempt::Wait(Delivery::wait_first(inner, plan, event, None, tick));
+                return Attempt::Wait(Delivery::wait(inner, plan, event, None, tick, false));
             }
             Plain::Elsewhere(event) => event,
         },
@@ -413,7 +413,7 @@ fn route_event<E: Send + 'static>(
                 .chain(order().filter(|&(i, _)| i != full))
                 .map(owned)
                 .collect();
-            return Attempt::Wait(Delivery::wait_first(inner, plan, event, None, tick));
+            return Attempt::Wait(Delivery::wait(inner, plan, event, None, tick, false));
         }
     }
 
@@ -445,12 +445,7 @@ fn route_event<E: Send + 'static>(
                     Some(event) => (event, Some(back)),
                     None => (back, None),
                 };
-                let delivery = if committed {
-                    Delivery::wait_committed(inner, plan, event, copy, tick)
-                } else {
-                    Delivery::wait_first(inner, plan, event, copy, tick)
-                };
-                return Attempt::Wait(delivery);
+                return Attempt::Wait(Delivery::wait(inner, plan, event, copy, tick, committed));
             }
         }
     }
@@ -496,45 +491,26 @@ struct Delivery<E> {
 }
 
 impl<E: Send + 'static> Delivery<E> {
-    /// Waits on `plan[0]` before anything is delivered. `copy` is a copy of `event`
-    /// made for `plan[0]`, if there is one; without one, the wait takes a fresh copy
-    /// when more routes follow, else the event itself (dropped with the future on a
-    /// cancellation: nothing was delivered).
-    fn wait_first(
+    /// Waits on `plan[0]`. `copy` is a copy of `event` made for `plan[0]`, if there is
+    /// one. Before anything is delivered (`committed` false), the wait without a copy
+    /// takes a fresh one when more routes follow, else the event itself (dropped with
+    /// the future on a cancellation: nothing was delivered). After some other route
+    /// has the event (`committed`), the wait always sends a copy, so the event stays
+    /// here for a completion after a cancellation.
+    fn wait(
         inner: &BusInner<E>,
         plan: Vec<(Arc<Route<E>>, OverflowPolicy)>,
         event: E,
         copy: Option<E>,
         tick: u64,
+        committed: bool,
     ) -> Box<Self> {
         let mut delivery = Box::new(Delivery {
             plan,
             next: 0,
             event: Some(event),
             wait: None,
-            committed: false,
-            tick,
-            fan_out: inner.fan_out_fn(),
-        });
-        delivery.start_wait(copy);
-        delivery
-    }
-
-    /// Waits on `plan[0]` after some other route has the event: the wait always
-    /// sends a copy, so the event stays here for a completion after a cancellation.
-    fn wait_committed(
-        inner: &BusInner<E>,
-        plan: Vec<(Arc<Route<E>>, OverflowPolicy)>,
-        event: E,
-        copy: Option<E>,
-        tick: u64,
-    ) -> Box<Self> {
-        let mut delivery = Box::new(Delivery {
-            plan,
-            next: 0,
-            event: Some(event),
-            wait: None,
-            committed: true,
+            committed,
             tick,
             fan_out: inner.fan_out_fn(),
         });
