@@ -2,7 +2,7 @@
 
 use super::builder::WorkerPoolBuilder;
 use super::error::PoolError;
-use super::stats::{CpuSample, PoolStats, WorkerRecord, window_start};
+use super::stats::{PoolStats, WorkerRecord, window_start};
 use super::worker::{PoolShared, Work, WorkerState, thread};
 use crate::sync::{Arc, Mutex, atomic::Ordering, lock};
 use std::fmt;
@@ -261,11 +261,8 @@ impl<E: Send + 'static> WorkerPool<E> {
             dead_letter_panics: c.dead_letter_panics.load(Ordering::Relaxed),
             queued: shared.subscription.len(),
             latency: record.latency(),
-            busy_time: Duration::from_nanos(c.busy_nanos.load(Ordering::Relaxed)),
-            cpu: CpuSample {
-                events: c.cpu_samples.load(Ordering::Relaxed),
-                time: Duration::from_nanos(c.cpu_nanos.load(Ordering::Relaxed)),
-            },
+            busy_time: record.busy(),
+            cpu: record.cpu(),
         }
     }
 

@@ -175,6 +175,10 @@ pub(crate) struct WorkerRecord {
     /// The time exited workers were alive, per bucket: the capacity they offered.
     alive: BusyWindow,
     latency: LatencyRecorder,
+    /// Handler wall time over every event.
+    busy: Duration,
+    /// Handler CPU time over the sampled events.
+    cpu: CpuSample,
 }
 
 impl WorkerRecord {
@@ -183,14 +187,22 @@ impl WorkerRecord {
             window: BusyWindow::default(),
             alive: BusyWindow::default(),
             latency: LatencyRecorder::new(),
+            busy: Duration::ZERO,
+            cpu: CpuSample::default(),
         }
     }
 
-    /// One event handled from `start` for `elapsed` (nanoseconds since the pool's epoch).
-    pub(crate) fn record(&mut self, start: u64, elapsed: Duration) {
+    /// One event handled from `start` for `elapsed` (nanoseconds since the pool's
+    /// epoch), with its CPU time if it was sampled.
+    pub(crate) fn record(&mut self, start: u64, elapsed: Duration, cpu: Option<Duration>) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         self.window.add(start, start.saturating_add(nanos));
         self.latency.record(elapsed);
+        self.busy += elapsed;
+        if let Some(cpu) = cpu {
+            self.cpu.events += 1;
+            self.cpu.time += cpu;
+        }
     }
 
     /// The worker lived from `start` to `end` (nanoseconds since the pool's epoch).
@@ -202,6 +214,9 @@ impl WorkerRecord {
         self.window.merge(&other.window);
         self.alive.merge(&other.alive);
         self.latency.merge(&other.latency);
+        self.busy += other.busy;
+        self.cpu.events += other.cpu.events;
+        self.cpu.time += other.cpu.time;
     }
 
     /// Busy nanoseconds inside the window ending at `now`.
@@ -217,6 +232,16 @@ impl WorkerRecord {
 
     pub(crate) fn latency(&self) -> Latency {
         self.latency.latency()
+    }
+
+    /// Handler wall time over every event recorded here.
+    pub(crate) fn busy(&self) -> Duration {
+        self.busy
+    }
+
+    /// Handler CPU time over the sampled events recorded here.
+    pub(crate) fn cpu(&self) -> CpuSample {
+        self.cpu
     }
 }
 
@@ -317,7 +342,7 @@ mod tests {
     fn latency_percentiles() {
         let mut r = WorkerRecord::new();
         for ms in 1..=100 {
-            r.record(0, Duration::from_millis(ms));
+            r.record(0, Duration::from_millis(ms), None);
         }
         let l = r.latency();
         assert_eq!(l.count, 100);

@@ -101,11 +101,6 @@ pub(crate) struct PoolCounters {
     pub(crate) panics: AtomicU64,
     pub(crate) dead_letters: AtomicU64,
     pub(crate) dead_letter_panics: AtomicU64,
-    /// Handler wall time over every call, nanoseconds.
-    pub(crate) busy_nanos: AtomicU64,
-    /// Handler CPU time over the sampled calls, nanoseconds, and how many calls.
-    pub(crate) cpu_nanos: AtomicU64,
-    pub(crate) cpu_samples: AtomicU64,
 }
 
 impl PoolCounters {
@@ -428,17 +423,9 @@ impl<E> PoolShared<E> {
         let cpu = cpu
             .or_else(|| cpu_start.and_then(|start| Some(thread_cpu_time()?.saturating_sub(start))));
         me.busy_since.store(0, Ordering::Relaxed);
-        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.counters
-            .busy_nanos
-            .fetch_add(nanos(elapsed), Ordering::Relaxed);
-        if let Some(cpu) = cpu {
-            self.counters
-                .cpu_nanos
-                .fetch_add(nanos(cpu), Ordering::Relaxed);
-            self.counters.cpu_samples.fetch_add(1, Ordering::Relaxed);
-        }
-        lock(&me.record).record(start, elapsed);
+        // Busy and CPU totals ride in the worker's own record (one lock it takes per
+        // event anyway), not in counters every worker would write.
+        lock(&me.record).record(start, elapsed, cpu);
         self.metrics.processing.record(elapsed.as_secs_f64());
         let (reason, counter) = match outcome {
             Ok(Ok(())) => {
