@@ -52,6 +52,7 @@ use pipeline_controller::sensor::MemorySensor;
 use pipeline_core::bus::{Bus, SubscriptionConfig};
 use pipeline_core::clock::SystemClock;
 use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::WorkerPool;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -106,10 +107,12 @@ fn main() {
         )
         .expect("a valid subscription");
     let pool = SinkPool::builder(sink)
-        .name(STAGE)
-        .workers(1)
-        .min_workers(1)
-        .max_workers(8)
+        .pool(
+            WorkerPool::builder(STAGE) // the stage's name: its buffer's and its pool's
+                .workers(1)
+                .min_workers(1)
+                .max_workers(8),
+        )
         .spawn(stage)
         .expect("the stage's pool starts");
 

@@ -27,7 +27,7 @@
 //! | `http` | `http::router` / `http::HttpIngest` (axum routes to mount), `http::HttpSource` (the same on its own server) and `http::HttpSink` (ureq) |
 //! | `http-tls` | HTTPS endpoints for `http::HttpSink` |
 //! | `tcp` | `tcp::TcpSource` and `tcp::TcpSink` |
-//! | `file` | `file::FileSource` (`tail -F`), `file::ReaderSource` (stdin) and `file::FileSink` (file, stdout) |
+//! | `file` | `file::FileSource` (`tail -F`, or a reader such as stdin) and `file::FileSink` (file, stdout) |
 //! | `nats` | `nats::NatsSource` (durable pull consumer) and `nats::NatsSink` |
 //! | `prometheus` | `prometheus::PrometheusExporter` and `prometheus::MetricsEndpoint` |
 //! | `full` | all of the above |
@@ -82,30 +82,45 @@
 //! published last. A sink pool drains through its shared handle, so a controller that
 //! still holds it does not stop the drain.
 #![warn(missing_docs)]
-// The shared machinery (counters, batching, retries, threads) serves the adapters; a
-// build without any adapter feature has the traits and the sink pool only.
-#![cfg_attr(
-    not(any(feature = "http", feature = "tcp", feature = "file", feature = "nats")),
-    allow(dead_code, unused_imports)
-)]
+// docs.rs (and `--cfg docsrs` builds) mark what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// Items only the adapters use, the machinery their sources and sinks share
+/// (counters, dead letters, the common sink settings): compiled with at least one of
+/// the features `http`, `tcp`, `file`, `nats`, so a build without them has the traits
+/// and the sink pool only, and nothing unused.
+macro_rules! cfg_adapters {
+    ($($item:item)*) => {
+        $(
+            #[cfg(any(feature = "http", feature = "tcp", feature = "file", feature = "nats"))]
+            $item
+        )*
+    };
+}
 
 pub mod sink;
 pub mod source;
 pub(crate) mod util;
 
 #[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub mod json;
 
 #[cfg(any(feature = "http", feature = "nats"))]
 pub(crate) mod runtime;
 
 #[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub mod file;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 #[cfg(feature = "nats")]
+#[cfg_attr(docsrs, doc(cfg(feature = "nats")))]
 pub mod nats;
 #[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub mod prometheus;
 #[cfg(feature = "tcp")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tcp")))]
 pub mod tcp;

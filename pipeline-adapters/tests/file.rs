@@ -8,9 +8,11 @@ use pipeline_adapters::sink::{Sink, SinkPool};
 use pipeline_adapters::source::Source;
 use pipeline_core::bus::{Bus, Subscription, SubscriptionConfig};
 use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::WorkerPool;
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Duration;
 
 fn append(path: &Path, text: &str) {
@@ -133,7 +135,7 @@ fn the_file_sink_writes_every_event_as_a_line() {
     let bus = Bus::new();
     let sink = FileSink::append(&path, FileSinkConfig::new().format(OutputFormat::Json)).unwrap();
     let pool = SinkPool::builder(sink)
-        .workers(3)
+        .pool(WorkerPool::builder("out").workers(3))
         .spawn(bus.subscribe(SubscriptionConfig::new("out")).unwrap())
         .unwrap();
     for i in 0..500 {
@@ -161,4 +163,72 @@ fn the_file_sink_writes_every_event_as_a_line() {
         "every event once, lines never interleaved"
     );
     assert_eq!(report.sink.stats().delivered, 500);
+}
+
+/// A reader that hands out what the test sends, and ends when the sender is dropped:
+/// standard input, driven by hand.
+struct Feed {
+    chunks: mpsc::Receiver<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl Read for Feed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pending.is_empty() {
+            match self.chunks.recv() {
+                Ok(chunk) => self.pending = chunk,
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.pending.len());
+        buf[..n].copy_from_slice(&self.pending[..n]);
+        self.pending.drain(..n);
+        Ok(n)
+    }
+}
+
+/// One `FileSource` type reads a reader as it follows a file (issue 18 merged
+/// `ReaderSource` into it); dropping the handle of one reading a reader still does not
+/// stop it (it reads on to the end of its input), as `ReaderSource` did.
+#[test]
+fn a_reader_is_read_to_its_end_even_after_its_handle_is_dropped() {
+    let bus = Bus::new();
+    let sub = bus.subscribe(SubscriptionConfig::new("lines")).unwrap();
+    let (feed, chunks) = mpsc::channel();
+    let reader = Feed {
+        chunks,
+        pending: Vec::new(),
+    };
+    let config = FileSourceConfig::new("-")
+        .format(LineFormat::raw("stdin"))
+        .max_line_bytes(16);
+    let source = FileSource::spawn_reader(reader, config, bus.publisher()).unwrap();
+    feed.send(b"first\nover sixteen bytes long\n".to_vec())
+        .unwrap();
+    assert_eq!(next(&sub), "first");
+    common::wait_until(
+        "the long line to be refused",
+        Duration::from_secs(5),
+        || source.file_stats().oversized == 1,
+    );
+    assert_eq!(source.stats().rejected, 1);
+
+    drop(source);
+    feed.send(b"after the drop\nthe last one".to_vec()).unwrap();
+    drop(feed); // end of input
+    assert_eq!(next(&sub), "after the drop");
+    assert_eq!(next(&sub), "the last one", "a last line needs no newline");
+}
+
+#[test]
+fn dropping_a_source_that_follows_a_file_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.log");
+    append(&path, "one\n");
+    let (_bus, sub, source) = follow(&path, StartAt::Beginning);
+    assert_eq!(next(&sub), "one");
+    drop(source);
+    append(&path, "two\n");
+    // Ten poll intervals: a running source would have read it.
+    assert!(sub.recv_timeout(Duration::from_millis(200)).is_err());
 }

@@ -8,6 +8,7 @@ use pipeline_adapters::http::{HttpAttemptError, HttpSink, HttpSinkConfig};
 use pipeline_adapters::sink::{RetryPolicy, Sink, SinkPool, Undelivered};
 use pipeline_core::bus::{Bus, SubscriptionConfig};
 use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::WorkerPool;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::mpsc;
@@ -260,8 +261,7 @@ fn the_pool_size_is_the_number_of_requests_in_flight() {
         HttpSink::new(HttpSinkConfig::new(format!("http://{addr}/")).max_batch_events(1)).unwrap();
     let bus = Bus::new();
     let pool = SinkPool::builder(sink)
-        .workers(1)
-        .max_workers(4)
+        .pool(WorkerPool::builder("emit").workers(1).max_workers(4))
         .spawn(bus.subscribe(SubscriptionConfig::new("emit")).unwrap())
         .unwrap();
     for _ in 0..8 {

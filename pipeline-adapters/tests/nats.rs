@@ -71,7 +71,7 @@ fn fill_stream(url: &str, n: u64) {
     .unwrap();
     let bus = Bus::new();
     let pool = SinkPool::builder(sink)
-        .workers(2)
+        .pool(WorkerPool::builder("fill").workers(2))
         .spawn(bus.subscribe(SubscriptionConfig::new("fill")).unwrap())
         .unwrap();
     for i in 0..n {
@@ -443,7 +443,7 @@ fn the_sink_retries_through_a_server_restart_and_loses_nothing() {
     .unwrap();
     let bus = Bus::new();
     let pool = SinkPool::builder(sink)
-        .workers(2)
+        .pool(WorkerPool::builder("out").workers(2))
         .spawn(
             bus.subscribe(SubscriptionConfig::new("out").capacity(100_000))
                 .unwrap(),

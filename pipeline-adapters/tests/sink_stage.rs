@@ -14,7 +14,7 @@ use pipeline_controller::policy::{
 use pipeline_core::bus::{Bus, SubscriptionConfig};
 use pipeline_core::clock::ManualClock;
 use pipeline_core::envelope::Envelope;
-use pipeline_core::pool::HandlerError;
+use pipeline_core::pool::{HandlerError, WorkerPool};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -73,9 +73,7 @@ fn stage(bus: &Bus<Envelope>, events: u64) -> SinkPool<Gated> {
             .unwrap();
     }
     SinkPool::builder(Gated::default())
-        .name("stage")
-        .workers(1)
-        .max_workers(4)
+        .pool(WorkerPool::builder("stage").workers(1).max_workers(4))
         .spawn(subscription)
         .unwrap()
 }

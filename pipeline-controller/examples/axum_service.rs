@@ -88,7 +88,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .min_capacity(16)
                     .max_capacity(4096),
             )
-            .workers(2, 1, 32)
+            .workers(2)
+            .min_workers(1)
+            .max_workers(32)
             .async_handler(move |order: Order| {
                 let (sum, newest) = (sum.clone(), newest_in.clone());
                 async move {

@@ -17,7 +17,9 @@
 //! let pipeline = Pipeline::<Vec<u8>>::builder()
 //!     .stage(
 //!         Stage::new(SubscriptionConfig::new("ingest").capacity(64).min_capacity(8).max_capacity(8192))
-//!             .workers(1, 1, 8) // initial, min, max: the controller moves it
+//!             .workers(1)
+//!             .min_workers(1)
+//!             .max_workers(8) // the controller moves it within [1, 8]
 //!             .handler(|event: Vec<u8>| {
 //!                 std::hint::black_box(event.len()); // the work
 //!                 Ok(())
@@ -62,8 +64,23 @@
 //! assert_eq!(first.cores_used, None); // a rate needs two readings
 //! # Ok::<(), pipeline_controller::limits::LimitsError>(())
 //! ```
+//!
+//! # Features
+//!
+//! | feature | what it adds | dependencies |
+//! | --- | --- | --- |
+//! | `file-config` (default) | configuration files: [`PipelineConfig::from_path`](config::PipelineConfig::from_path) and `from_env` (TOML, YAML, `${VAR}` substitution), hot reload with [`ConfigHandle::watch`](config::ConfigHandle::watch) | `toml`, `serde-saphyr`, `notify` |
+//! | `tokio` | stages whose workers are tokio tasks (`Stage::async_handler`), `Pipeline::shutdown_async`; turns on `pipeline-core/tokio` | `tokio` |
+//! | `http` | the control plane: an axum `Router` over a running pipeline (module `control_plane`) | `axum`, `tokio`, `serde_json`, `toml` |
+//!
+//! Without `file-config` the configuration is built in code; [`config::ConfigHandle`]
+//! (live updates, history, subscriptions) and validation stay.
 
 #![warn(missing_docs)]
+// docs.rs (and `--cfg docsrs` builds) mark what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Without `file-config` the docs still mention the file loaders they cannot link to.
+#![cfg_attr(not(feature = "file-config"), allow(rustdoc::broken_intra_doc_links))]
 
 pub use pipeline::{Pipeline, PipelineBuilder, PipelineError, Stage};
 pub use pipeline_core as core;
@@ -72,6 +89,7 @@ pub mod actuator;
 pub mod config;
 pub mod control;
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod control_plane;
 pub mod limits;
 pub mod pipeline;

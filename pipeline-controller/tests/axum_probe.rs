@@ -61,7 +61,7 @@ fn health_probes_answer_while_32_clients_wait_for_a_slow_stage() {
     let pipeline = Pipeline::<u64>::builder()
         .single_stage(
             Stage::new(SubscriptionConfig::new("slow").capacity(4))
-                .workers(1, 1, 1)
+                .workers(1)
                 .async_handler(move |_n: u64| {
                     let count = count.clone();
                     async move {

@@ -4,8 +4,8 @@
 
 use pipeline_controller::actuator::{BusActuator, PoolActuator};
 use pipeline_controller::config::{
-    ChangeOutcome, ChangeSource, ConfigHandle, ConfigUpdateError, Overflow, PipelineConfig,
-    RangeConfig, StageConfig,
+    ChangeOutcome, ChangeSource, ConfigHandle, ConfigUpdateError, PipelineConfig, RangeConfig,
+    StageConfig,
 };
 use pipeline_controller::control::{ControlLoop, DecisionLog};
 use pipeline_controller::limits::{CpuLimit, LimitSource, Limits, MemoryLimit};
@@ -85,7 +85,7 @@ fn a_non_critical_update_is_applied_recorded_and_announced() {
     handle.update("policy.growth_factor", "1.25").unwrap();
     assert_eq!(
         handle.current().stages["audit"].overflow,
-        Overflow::DropOldest
+        OverflowPolicy::DropOldest
     );
     assert_eq!(handle.current().policy.growth_factor, 1.25);
 
@@ -320,6 +320,15 @@ fn the_controller_picks_a_change_up_at_its_next_tick() {
         control.policy_mut().config().cooldown,
         Duration::from_secs(30)
     );
+    // The first tick set the configured ranges over the ones the knobs were built with.
+    let enrich = bus.snapshot();
+    let enrich = enrich.subscription("enrich").unwrap();
+    assert_eq!(
+        (enrich.capacity, enrich.min_capacity, enrich.max_capacity),
+        (256, 64, 4096)
+    );
+    let stats = pool.stats();
+    assert_eq!((stats.min_workers, stats.max_workers), (1, 4));
 
     handle.update("policy.cooldown", "7s").unwrap();
     // A narrower range: max below the current capacity (initial moves with it, as a
@@ -347,8 +356,19 @@ fn the_controller_picks_a_change_up_at_its_next_tick() {
         control.policy_mut().config().cooldown,
         Duration::from_secs(7)
     );
-    assert_eq!(bus.snapshot().subscription("enrich").unwrap().capacity, 128);
-    assert_eq!(pool.stats().workers, 1);
+    // Moved into the new ranges at once, which the knobs now hold and report.
+    let enrich = bus.snapshot();
+    let enrich = enrich.subscription("enrich").unwrap();
+    assert_eq!(
+        (enrich.capacity, enrich.min_capacity, enrich.max_capacity),
+        (128, 64, 128)
+    );
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.workers, stats.min_workers, stats.max_workers),
+        (1, 1, 1)
+    );
+    assert_eq!(bus.resize("enrich", 4096), Ok(128));
     assert_eq!(
         bus.snapshot().subscription("audit").unwrap().overflow,
         OverflowPolicy::DropNewest
@@ -374,11 +394,22 @@ fn the_controller_picks_a_change_up_at_its_next_tick() {
     }
 }
 
-#[test]
-fn a_running_pipeline_applies_changes_and_refuses_critical_ones() {
+/// Polls `done` until it holds, for at most 10 s (the controller's thread moves the
+/// knobs).
+fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A pipeline (not started) of the stages of [`two_stages`], whose controller ticks
+/// every 20 ms.
+fn two_stage_pipeline() -> Pipeline<u64> {
     let mut config = two_stages();
     config.controller.interval = Duration::from_millis(20);
-    let pipeline = Pipeline::<u64>::builder()
+    Pipeline::<u64>::builder()
         .stage(Stage::new(SubscriptionConfig::new("enrich")).handler(|_| Ok(())))
         .stage(Stage::new(SubscriptionConfig::new("audit")).handler(|_| Ok(())))
         .limits(limits())
@@ -389,12 +420,27 @@ fn a_running_pipeline_applies_changes_and_refuses_critical_ones() {
         })
         .config(config)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn a_running_pipeline_applies_changes_and_refuses_critical_ones() {
+    let pipeline = two_stage_pipeline();
     let handle = pipeline.config().expect("built with a configuration");
+    // Built with the configured range itself, not a wider hard one.
     let enrich = pipeline.bus().snapshot();
     let enrich = enrich.subscription("enrich").unwrap();
-    assert_eq!((enrich.capacity, enrich.max_capacity), (256, 1 << 20));
+    assert_eq!(
+        (enrich.capacity, enrich.min_capacity, enrich.max_capacity),
+        (256, 64, 4096)
+    );
     pipeline.start().unwrap();
+    let status = pipeline.status();
+    let stage = status.stages.iter().find(|s| s.name == "enrich").unwrap();
+    assert_eq!(
+        (stage.workers, stage.min_workers, stage.max_workers),
+        (2, 1, 4)
+    );
 
     let mut narrower = (*handle.current()).clone();
     narrower.stages.get_mut("enrich").unwrap().buffer = RangeConfig {
@@ -403,22 +449,45 @@ fn a_running_pipeline_applies_changes_and_refuses_critical_ones() {
         max: 100,
     };
     handle.apply(narrower).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while pipeline
-        .bus()
-        .snapshot()
-        .subscription("enrich")
-        .unwrap()
-        .capacity
-        != 100
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the controller did not apply the new range"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    eventually("the controller to apply the new range", || {
+        pipeline
+            .bus()
+            .snapshot()
+            .subscription("enrich")
+            .unwrap()
+            .capacity
+            == 100
+    });
+    // The snapshot shows the configured range, as the policy observes it.
+    let snapshot = pipeline.bus().snapshot();
+    let enrich = snapshot.subscription("enrich").unwrap();
+    assert_eq!((enrich.min_capacity, enrich.max_capacity), (64, 100));
     assert!(handle.update("stages.audit.droppable", "false").is_err());
+    let report = pipeline.shutdown(Duration::from_secs(5));
+    assert_eq!(report.left(), 0);
+}
+
+/// Issue 18: the configured range used to travel beside the knobs (the bus and pools
+/// were built with wide hard ranges and the loop patched every observation), so
+/// `bus.snapshot()` and the pool stats reported another range than the configuration.
+#[test]
+fn a_range_change_reaches_the_bus_snapshot_and_the_pool_stats() {
+    let pipeline = two_stage_pipeline();
+    pipeline.start().unwrap();
+    let handle = pipeline.config().expect("built with a configuration");
+    handle.update("stages.enrich.buffer.max", "2048").unwrap();
+    handle.update("stages.enrich.workers.max", "3").unwrap();
+    eventually("the controller to set the new ranges", || {
+        let status = pipeline.status();
+        let stage = status.stages.iter().find(|s| s.name == "enrich").unwrap();
+        (stage.max_capacity, stage.max_workers) == (2048, 3)
+    });
+    let snapshot = pipeline.bus().snapshot();
+    let enrich = snapshot.subscription("enrich").unwrap();
+    assert_eq!((enrich.min_capacity, enrich.max_capacity), (64, 2048));
+    // The knobs hold the range: a resize past it is clamped by the bus itself.
+    assert_eq!(pipeline.bus().resize("enrich", 1 << 20), Ok(2048));
+    assert_eq!(pipeline.bus().resize("enrich", 1), Ok(64));
     let report = pipeline.shutdown(Duration::from_secs(5));
     assert_eq!(report.left(), 0);
 }

@@ -2,9 +2,10 @@
 //! errors with positions, TOML/YAML round trips, the parameter table and the docs.
 
 use pipeline_controller::config::{
-    ConfigLoadError, Format, Overflow, PARAMETERS, PipelineConfig, RangeConfig, StageConfig,
-    flatten, generic_path, parameters_markdown,
+    ConfigLoadError, Format, PARAMETERS, PipelineConfig, RangeConfig, StageConfig, flatten,
+    generic_path, parameters_markdown,
 };
+use pipeline_core::bus::OverflowPolicy;
 use proptest::prelude::*;
 use std::time::Duration;
 
@@ -226,16 +227,20 @@ fn valid_stage() -> impl Strategy<Value = StageConfig> {
         valid_range(1 << 20),
         valid_range(1024),
         prop_oneof![
-            Just(Overflow::Block),
-            Just(Overflow::DropNewest),
-            Just(Overflow::DropOldest)
+            Just(OverflowPolicy::Block),
+            Just(OverflowPolicy::DropNewest),
+            Just(OverflowPolicy::DropOldest)
         ],
         any::<bool>(),
     )
         .prop_map(|(buffer, workers, overflow, droppable)| StageConfig {
             buffer,
             workers,
-            overflow: if droppable { overflow } else { Overflow::Block },
+            overflow: if droppable {
+                overflow
+            } else {
+                OverflowPolicy::Block
+            },
             droppable,
         })
 }

@@ -294,10 +294,10 @@ fn read_events(addr: SocketAddr, path: &str, wanted: &[&str], on_open: impl FnOn
             Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
             Err(_) => {} // a read timeout: look again
         }
-        if seen.contains("event: ") {
-            if let Some(open) = on_open.take() {
-                open();
-            }
+        if seen.contains("event: ")
+            && let Some(open) = on_open.take()
+        {
+            open();
         }
     }
     seen

@@ -67,3 +67,36 @@ fn concurrent_writers_are_serialised() {
         assert_eq!(current.controller.interval, Duration::from_millis(500));
     });
 }
+
+/// The control plane's PATCH (`update_values`, several paths at once) racing another
+/// writer (a file reload, an `update`): both land, neither overwrites the other with a
+/// stale copy of the configuration.
+#[test]
+fn an_update_of_several_paths_keeps_a_concurrent_change() {
+    loom::model(|| {
+        let handle = ConfigHandle::new(config(1000, 30)).unwrap();
+        let patch = {
+            let handle = handle.clone();
+            thread::spawn(move || {
+                handle
+                    .update_values([
+                        ("policy.target_utilisation", 0.25),
+                        ("policy.low_utilisation", 0.2),
+                    ])
+                    .unwrap();
+            })
+        };
+        handle.update("controller.interval", "500ms").unwrap();
+        patch.join().unwrap();
+        let current = handle.current();
+        assert_eq!(handle.version(), 2);
+        assert_eq!(current.controller.interval, Duration::from_millis(500));
+        assert_eq!(
+            (
+                current.policy.target_utilisation,
+                current.policy.low_utilisation
+            ),
+            (0.25, 0.2)
+        );
+    });
+}

@@ -80,7 +80,9 @@ async fn controller_grows_an_async_stage_and_shutdown_async_drains_it() {
                     .min_capacity(16)
                     .max_capacity(1024),
             )
-            .workers(1, 1, 32)
+            .workers(1)
+            .min_workers(1)
+            .max_workers(32)
             .async_handler({
                 let handled = handled.clone();
                 move |_| {
@@ -153,7 +155,9 @@ async fn shutdown_async_on_one_runtime_thread_drains_everything() {
     let pipeline = Pipeline::<u64>::builder()
         .stage(
             Stage::new(SubscriptionConfig::new("one").capacity(256))
-                .workers(4, 1, 8)
+                .workers(4)
+                .min_workers(1)
+                .max_workers(8)
                 .async_handler({
                     let handled = handled.clone();
                     move |_| {
@@ -205,7 +209,9 @@ async fn one_stage_pipeline_of_a_non_clone_type() {
     let pipeline = Pipeline::<Upload>::builder()
         .single_stage(
             Stage::new(SubscriptionConfig::new("uploads").capacity(8))
-                .workers(2, 1, 8)
+                .workers(2)
+                .min_workers(1)
+                .max_workers(8)
                 .async_handler({
                     let total = total.clone();
                     move |upload: Upload| {
@@ -247,7 +253,9 @@ fn one_stage_pipeline_of_a_non_clone_type_with_threads() {
     let pipeline = Pipeline::<Upload>::builder()
         .single_stage(
             Stage::new(SubscriptionConfig::new("uploads").capacity(4))
-                .workers(1, 1, 4)
+                .workers(1)
+                .min_workers(1)
+                .max_workers(4)
                 .handler(move |upload: Upload| {
                     sum.fetch_add(upload.id, Ordering::Relaxed);
                     Ok(())

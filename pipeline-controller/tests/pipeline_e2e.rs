@@ -49,7 +49,9 @@ fn burst_grows_buffer_and_workers_then_both_shrink_back_and_nothing_is_lost() {
                     .min_capacity(16)
                     .max_capacity(8192),
             )
-            .workers(1, 1, 6)
+            .workers(1)
+            .min_workers(1)
+            .max_workers(6)
             .handler(move |_| {
                 std::thread::sleep(Duration::from_micros(500));
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -194,6 +196,80 @@ fn build_errors_name_the_field() {
         Err(PipelineError::AlreadyStarted)
     ));
     assert_eq!(pipeline.shutdown(Duration::from_secs(5)).left(), 0);
+}
+
+/// The first stage's workers, minimum and maximum, as its status reports them.
+fn workers(pipeline: &Pipeline<u64>) -> (usize, usize, usize) {
+    let status = pipeline.status();
+    let stage = &status.stages[0];
+    (stage.workers, stage.min_workers, stage.max_workers)
+}
+
+#[test]
+fn stage_worker_settings_are_checked_when_built_and_name_the_setter() {
+    let build = |stage: Stage<u64>| {
+        Pipeline::<u64>::builder()
+            .stage(stage.handler(|_| Ok(())))
+            .limits(limits())
+            .controller(false)
+            .build()
+    };
+    let stage = || Stage::new(SubscriptionConfig::new("a"));
+    for (stage, message) in [
+        (
+            stage().workers(0),
+            "stages.a.workers: must be at least 1 (the minimum follows it when `min_workers` \
+             is not set)",
+        ),
+        (
+            stage().min_workers(0),
+            "stages.a.min_workers: must be at least 1",
+        ),
+        (
+            stage().workers(5).max_workers(4),
+            "stages.a.workers: 5 is above max_workers 4: need workers <= max_workers",
+        ),
+        (
+            stage().workers(1).min_workers(2).max_workers(4),
+            "stages.a.workers: 1 is below min_workers 2: need min_workers <= workers",
+        ),
+        (
+            stage().min_workers(3).max_workers(2),
+            "stages.a.max_workers: 2 is below min_workers 3: need min_workers <= max_workers",
+        ),
+    ] {
+        let err = build(stage).err().expect(message);
+        assert!(matches!(err, PipelineError::InvalidStage { .. }), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+
+    // An unset bound follows `workers`, as in WorkerPoolBuilder: a fixed size.
+    let pipeline = build(stage().workers(3)).unwrap();
+    pipeline.start().unwrap();
+    assert_eq!(workers(&pipeline), (3, 3, 3));
+    assert_eq!(pipeline.shutdown(Duration::from_secs(5)).left(), 0);
+
+    // The defaults: one worker, fixed (as a configuration's `workers` defaults).
+    let pipeline = build(stage().max_workers(4)).unwrap();
+    pipeline.start().unwrap();
+    assert_eq!(workers(&pipeline), (1, 1, 4));
+    assert_eq!(pipeline.shutdown(Duration::from_secs(5)).left(), 0);
+}
+
+#[test]
+fn shutting_down_a_pipeline_never_started_reports_what_is_buffered() {
+    let pipeline = Pipeline::<u64>::builder()
+        .stage(Stage::new(SubscriptionConfig::new("a").capacity(8)).handler(|_| Ok(())))
+        .limits(limits())
+        .build()
+        .unwrap();
+    for n in 0..3 {
+        pipeline.publisher().publish(n).unwrap();
+    }
+    let report = pipeline.shutdown(Duration::from_secs(5));
+    assert_eq!(report.left(), 3);
+    assert_eq!(report.stages[0].processed, 0);
+    assert!(!report.deadline_passed);
 }
 
 #[test]

@@ -12,9 +12,10 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pipeline_controller::policy::{
-    BufferObservation, Change, Direction, HysteresisPolicy, Knob, Mode, Observation, Overflow,
-    PolicyConfig, PoolObservation,
+    BufferObservation, Change, Direction, HysteresisPolicy, Knob, Mode, Observation, PolicyConfig,
+    PoolObservation,
 };
+use pipeline_core::bus::OverflowPolicy;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -29,7 +30,7 @@ struct BufferSpec {
     capacity: usize,
     bytes_per_event: f64,
     droppable: bool,
-    overflow: Overflow,
+    overflow: OverflowPolicy,
 }
 
 /// The fixed part of a pool.
@@ -81,9 +82,9 @@ fn buffer_spec() -> impl Strategy<Value = BufferSpec> {
             let max = min + extra;
             let capacity = min + (extra as f64 * at) as usize;
             let overflow = match (droppable, overflow) {
-                (true, 1) => Overflow::DropNewest,
-                (true, 2) => Overflow::DropOldest,
-                _ => Overflow::Block,
+                (true, 1) => OverflowPolicy::DropNewest,
+                (true, 2) => OverflowPolicy::DropOldest,
+                _ => OverflowPolicy::Block,
             };
             BufferSpec {
                 min,
@@ -188,7 +189,7 @@ fn system_and_load() -> impl Strategy<Value = (System, Load)> {
 /// The knobs as the policy left them.
 struct Knobs {
     capacities: Vec<usize>,
-    overflows: Vec<Overflow>,
+    overflows: Vec<OverflowPolicy>,
     workers: Vec<usize>,
     rate: Option<f64>,
 }
@@ -321,14 +322,13 @@ proptest! {
                     }
                 }
                 let key = (change.knob(), change.direction() == Direction::Up);
-                if action.respects_cooldown() {
-                    if let Some(&last) = last_change.get(&key) {
+                if action.respects_cooldown()
+                    && let Some(&last) = last_change.get(&key) {
                         prop_assert!(
                             now - last >= config.cooldown,
                             "{action}: {:?} after the previous change that way", now - last
                         );
                     }
-                }
                 last_change.insert(key, now);
                 knobs.apply(change);
             }

@@ -4,9 +4,10 @@ use std::time::{Duration, Instant};
 
 use pipeline_controller::policy::{
     Action, BufferObservation, Change, Comparison, Condition, Decision, Direction, HoldCause,
-    HysteresisPolicy, Knob, Mode, Observation, Overflow, PolicyConfig, PoolObservation, Reading,
-    Rule, Sizing, Threshold,
+    HysteresisPolicy, Knob, Mode, Observation, PolicyConfig, PoolObservation, Reading, Rule,
+    Sizing, Threshold,
 };
+use pipeline_core::bus::OverflowPolicy;
 
 const MIB: u64 = 1 << 20;
 
@@ -249,15 +250,15 @@ fn defensive_switches_only_droppable_blocking_buffers_to_drop_oldest() {
         .buffer(
             BufferObservation::new("logs", 8, 8, 64)
                 .droppable(true)
-                .overflow(Overflow::DropNewest),
+                .overflow(OverflowPolicy::DropNewest),
         );
     let d = f.decide(&obs, 0);
     assert_eq!(
         changes(&d),
         [Change::SetOverflow {
             name: "metrics".into(),
-            from: Overflow::Block,
-            to: Overflow::DropOldest
+            from: OverflowPolicy::Block,
+            to: OverflowPolicy::DropOldest
         }]
     );
     assert_eq!(rules(&d), [Rule::DefensiveDrop]);
@@ -278,12 +279,12 @@ fn leaving_defensive_restores_the_buffers_it_made_drop() {
             .buffer(
                 BufferObservation::new("logs", 8, 8, 64)
                     .droppable(true)
-                    .overflow(Overflow::DropNewest),
+                    .overflow(OverflowPolicy::DropNewest),
             )
     };
-    let _ = f.decide(&obs(95, Overflow::Block), 0);
-    let _ = f.decide(&obs(60, Overflow::DropOldest), 1);
-    let d = f.decide(&obs(60, Overflow::DropOldest), 11);
+    let _ = f.decide(&obs(95, OverflowPolicy::Block), 0);
+    let _ = f.decide(&obs(60, OverflowPolicy::DropOldest), 1);
+    let d = f.decide(&obs(60, OverflowPolicy::DropOldest), 11);
     assert_eq!(
         d.transition.as_ref().unwrap().reason.rule,
         Rule::LeaveDefensive
@@ -293,8 +294,8 @@ fn leaving_defensive_restores_the_buffers_it_made_drop() {
         changes(&d),
         [Change::SetOverflow {
             name: "metrics".into(),
-            from: Overflow::DropOldest,
-            to: Overflow::Block
+            from: OverflowPolicy::DropOldest,
+            to: OverflowPolicy::Block
         }]
     );
     assert_eq!(rules(&d), [Rule::RestoreOverflow]);
@@ -948,8 +949,8 @@ fn knobs_and_directions_of_changes() {
     assert_eq!(down.direction(), Direction::Down);
     let restore = Change::SetOverflow {
         name: "b".into(),
-        from: Overflow::DropOldest,
-        to: Overflow::Block,
+        from: OverflowPolicy::DropOldest,
+        to: OverflowPolicy::Block,
     };
     assert_eq!(
         (restore.knob(), restore.direction()),
@@ -1174,7 +1175,7 @@ fn the_way_down_waits_the_window_and_goes_to_the_highest_recommendation() {
         down[0]
             .1
             .to_string()
-            .ends_with("and recommendation 1 < workers 9 for 69s, scale down 9 -> 1"),
+            .ends_with("and recommendation 1 < workers 9 for 30s, scale down 9 -> 1"),
         "{}",
         down[0].1
     );
@@ -1261,6 +1262,36 @@ fn without_cpu_readings_the_cap_is_cores_times_workers_per_core() {
             .to_string()
             .ends_with("and workers 2 <= cpu cap 2, scale up 1 -> 2"),
         "{action}"
+    );
+}
+
+#[test]
+fn a_step_down_through_an_intermediate_count_ends_one_window_after_the_load_fell() {
+    // 10 workers for a load the model sizes at 9 (λ 300/s x S 20 ms), then the load
+    // falls 10x at t = 20 s. The window's highest count (9, until the last high-load
+    // reading leaves it) takes the pool to 9 first; that change must neither restart
+    // the window nor start a cooldown, so the pool reaches c* = 1 one window after the
+    // load fell, as the HPA would (issue 15: within the window + 3 ticks).
+    let mut f = Fixture::new();
+    let (mut workers, mut capacity) = (10, 1024);
+    let mut actions = run(&mut f, 0, 20, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 300.0, 20, 0, None)
+    });
+    actions.extend(run(&mut f, 20, 60, &mut workers, &mut capacity, |w, c| {
+        stage(w, c, 30.0, 20, 0, None)
+    }));
+    let pool: Vec<(u64, Change)> = actions
+        .iter()
+        .filter(|(_, a)| matches!(a.change, Change::ResizePool { .. }))
+        .map(|(t, a)| (*t, a.change.clone()))
+        .collect();
+    let window = PolicyConfig::default().stabilisation_window.as_secs();
+    assert_eq!(workers, 1, "{pool:?}");
+    let last = pool.last().expect("a scale-down").0;
+    assert!(last <= 20 + window + 3, "{pool:?}");
+    assert!(
+        pool.iter().any(|(_, c)| *c == resize_pool("s", 10, 9)),
+        "the intermediate count this test is about: {pool:?}"
     );
 }
 
@@ -1390,7 +1421,7 @@ fn the_model_does_not_grow_or_scale_up_at_memory_caution() {
 }
 
 #[test]
-fn growth_and_scale_up_by_the_model_skip_the_cooldown_the_way_down_does_not() {
+fn the_model_skips_the_cooldown_a_sized_buffer_shrink_and_a_nudge_do_not() {
     let up = Action {
         change: resize_pool("s", 2, 9),
         reason: pipeline_controller::policy::Reason {
@@ -1409,13 +1440,37 @@ fn growth_and_scale_up_by_the_model_skip_the_cooldown_the_way_down_does_not() {
         },
     };
     assert!(!up.respects_cooldown());
+    // The model's scale-down takes the highest count over the window: the window is
+    // its hysteresis, as in the HPA.
     let mut down = up.clone();
     down.change = resize_pool("s", 9, 2);
     down.reason.rule = Rule::ScaleDown;
-    assert!(down.respects_cooldown());
+    assert!(!down.respects_cooldown());
+    let mut unsized_down = down.clone();
+    unsized_down.reason.sizing = None;
+    assert!(unsized_down.respects_cooldown());
     let mut nudge = up.clone();
     nudge.reason.sizing = None;
     assert!(nudge.respects_cooldown());
+    let shrink = Action {
+        change: Change::ResizeBuffer {
+            name: "s".into(),
+            from: 400,
+            to: 40,
+        },
+        reason: pipeline_controller::policy::Reason {
+            rule: Rule::ShrinkBuffer,
+            conditions: vec![],
+            sizing: Some(Sizing::Capacity {
+                arrival_rate: 30.0,
+                latency: Duration::from_secs(1),
+                target: 0.7,
+                capacity: 40,
+                shifted: None,
+            }),
+        },
+    };
+    assert!(shrink.respects_cooldown());
 }
 
 #[test]

@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pipeline_controller::policy::{
-    BufferObservation, Change, Direction, HysteresisPolicy, Knob, Mode, Observation, Overflow,
-    PolicyConfig, PoolObservation,
+    BufferObservation, Change, Direction, HysteresisPolicy, Knob, Mode, Observation, PolicyConfig,
+    PoolObservation,
 };
+use pipeline_core::bus::OverflowPolicy;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
@@ -145,7 +146,7 @@ struct Stage {
     #[serde(default)]
     droppable: bool,
     #[serde(default)]
-    overflow: OverflowName,
+    overflow: OverflowPolicy,
     /// Share of published events this subscription matches.
     #[serde(default = "one")]
     share: f64,
@@ -161,25 +162,6 @@ struct Stage {
 
 fn one() -> f64 {
     1.0
-}
-
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum OverflowName {
-    #[default]
-    Block,
-    DropNewest,
-    DropOldest,
-}
-
-impl From<OverflowName> for Overflow {
-    fn from(name: OverflowName) -> Overflow {
-        match name {
-            OverflowName::Block => Overflow::Block,
-            OverflowName::DropNewest => Overflow::DropNewest,
-            OverflowName::DropOldest => Overflow::DropOldest,
-        }
-    }
 }
 
 /// A stretch of simulated time. Limits and service rates set here stay until a later
@@ -253,7 +235,7 @@ struct AtCheck {
 struct SimStage {
     spec: Stage,
     capacity: usize,
-    overflow: Overflow,
+    overflow: OverflowPolicy,
     workers: usize,
     service_rate: f64,
     /// Buffered events (a fluid: fractions are fine).
@@ -289,7 +271,7 @@ impl Sim {
             .iter()
             .map(|spec| SimStage {
                 capacity: spec.capacity,
-                overflow: spec.overflow.into(),
+                overflow: spec.overflow,
                 workers: spec.workers,
                 service_rate: spec.service_rate,
                 len: 0.0,
@@ -345,7 +327,7 @@ impl Sim {
             // A publish waits while any lossless subscription it matches is full.
             let mut accepted = admitted;
             for s in &self.stages {
-                if s.overflow == Overflow::Block && s.spec.share > 0.0 {
+                if s.overflow == OverflowPolicy::Block && s.spec.share > 0.0 {
                     let room = (s.capacity as f64 - s.len).max(0.0) / s.spec.share;
                     accepted = accepted.min(room);
                 }
@@ -355,22 +337,23 @@ impl Sim {
                 let inflow = accepted * s.spec.share;
                 let room = (s.capacity as f64 - s.len).max(0.0);
                 match s.overflow {
-                    Overflow::Block => {
+                    OverflowPolicy::Block => {
                         if admitted * s.spec.share > room + 1e-9 {
                             tick.blocked += Duration::from_secs_f64(dt);
                         }
                         s.len += inflow;
                     }
-                    Overflow::DropNewest => {
+                    OverflowPolicy::DropNewest => {
                         let entered = inflow.min(room);
                         tick.drops += inflow - entered;
                         s.len += entered;
                     }
-                    Overflow::DropOldest => {
+                    OverflowPolicy::DropOldest => {
                         let evicted = (inflow - room).max(0.0);
                         tick.drops += evicted;
                         s.len += inflow - evicted;
                     }
+                    other => panic!("the simulation does not know overflow {other}"),
                 }
                 let served = s.len.min(s.workers as f64 * s.service_rate * dt);
                 s.len -= served;
@@ -777,22 +760,22 @@ fn run(name: &str) {
     }
     println!("{}", report_row(name, &run));
 
-    if let Some(expected) = &scenario.expect.trace {
-        if expected != &run.trace {
-            let mut diff = String::new();
-            let longest = expected.len().max(run.trace.len());
-            for i in 0..longest {
-                let (want, got) = (expected.get(i), run.trace.get(i));
-                if want != got {
-                    let _ = write!(
-                        diff,
-                        "\n    line {}: expected {want:?}\n             got {got:?}",
-                        i + 1
-                    );
-                }
+    if let Some(expected) = &scenario.expect.trace
+        && expected != &run.trace
+    {
+        let mut diff = String::new();
+        let longest = expected.len().max(run.trace.len());
+        for i in 0..longest {
+            let (want, got) = (expected.get(i), run.trace.get(i));
+            if want != got {
+                let _ = write!(
+                    diff,
+                    "\n    line {}: expected {want:?}\n             got {got:?}",
+                    i + 1
+                );
             }
-            failures.push(format!("trace differs:{diff}"));
         }
+        failures.push(format!("trace differs:{diff}"));
     }
     for (key, range) in &scenario.expect.stats {
         match run.stats.get(key) {
@@ -808,13 +791,13 @@ fn run(name: &str) {
             failures.push(format!("t={}: the run has no such second", check.t));
             continue;
         };
-        if let Some(mode) = &check.mode {
-            if record.mode.as_str() != mode {
-                failures.push(format!(
-                    "t={}: mode {}, expected {mode}",
-                    check.t, record.mode
-                ));
-            }
+        if let Some(mode) = &check.mode
+            && record.mode.as_str() != mode
+        {
+            failures.push(format!(
+                "t={}: mode {}, expected {mode}",
+                check.t, record.mode
+            ));
         }
         for (key, range) in &check.values {
             match value_at(record, &scenario.system.stages, key) {

@@ -41,14 +41,17 @@
 //! | --- | --- | --- |
 //! | (default) | everything above; the async channel and bus operations (`send_async`, `recv_async`, `stream`, `publish_async`) are runtime-agnostic | no tokio |
 //! | `tokio` | pool workers as tokio tasks running an async handler (`WorkerPoolBuilder::async_handler`, `runtime`), and `WorkerPool::shutdown_async` / `drain_async` | `tokio` (`rt`, `time`) |
-//! | `serde` | `Serialize`/`Deserialize` for [`Envelope`](envelope::Envelope) | `serde` |
+//! | `serde` | `Serialize`/`Deserialize` for [`Envelope`](envelope::Envelope) and [`OverflowPolicy`](bus::OverflowPolicy) (as `block`, `drop_newest`, `drop_oldest`) | `serde` |
 #![warn(missing_docs)]
+// docs.rs (and `--cfg docsrs` builds) mark what needs a feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod bus;
 pub mod channel;
 pub mod clock;
 pub mod envelope;
 pub(crate) mod hazard;
+pub(crate) mod overflow;
 pub mod pool;
 pub(crate) mod range;
 pub mod signal;

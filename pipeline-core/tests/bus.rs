@@ -29,7 +29,7 @@ fn fan_out_reaches_every_matching_subscription_in_order() {
     let bus = Bus::new();
     let all = bus.subscribe(SubscriptionConfig::new("all")).unwrap();
     let evens = bus
-        .subscribe(SubscriptionConfig::new("evens").filter(|n: &u32| n % 2 == 0))
+        .subscribe(SubscriptionConfig::new("evens").filter(|n: &u32| n.is_multiple_of(2)))
         .unwrap();
     let odds = bus
         .subscribe(SubscriptionConfig::new("odds").filter(|n: &u32| n % 2 == 1))
@@ -146,7 +146,7 @@ fn a_droppable_subscription_switches_policy_at_run_time() {
     publisher.try_publish(1).unwrap();
     assert!(matches!(
         publisher.try_publish(2),
-        Err(PublishError::Full(2))
+        Err(PublishError::Full { event: 2, subscription }) if &*subscription == "switch"
     ));
 
     bus.set_overflow("switch", OverflowPolicy::DropNewest)
@@ -163,7 +163,7 @@ fn a_droppable_subscription_switches_policy_at_run_time() {
     bus.set_overflow("switch", OverflowPolicy::Block).unwrap();
     assert!(matches!(
         publisher.try_publish(4),
-        Err(PublishError::Full(4))
+        Err(PublishError::Full { event: 4, subscription }) if &*subscription == "switch"
     ));
     assert_eq!(drain(&sub), [1, 3]);
     assert_eq!(sub.stats().dropped(), 2);
@@ -194,7 +194,7 @@ fn a_non_droppable_subscription_can_never_be_made_to_drop() {
     publisher.publish(1).unwrap();
     assert!(matches!(
         publisher.try_publish(2),
-        Err(PublishError::Full(2))
+        Err(PublishError::Full { event: 2, subscription }) if &*subscription == "orders"
     ));
     assert_eq!(sub.stats().dropped(), 0);
 
@@ -367,6 +367,68 @@ fn resize_is_clamped_into_the_range() {
 }
 
 #[test]
+fn a_capacity_range_set_later_bounds_resizes_and_the_snapshot() {
+    let bus = Bus::<u32>::new();
+    let sub = bus
+        .subscribe(
+            SubscriptionConfig::new("s")
+                .capacity(64)
+                .min_capacity(16)
+                .max_capacity(256),
+        )
+        .unwrap();
+    let publisher = bus.publisher();
+    for i in 0..40 {
+        publisher.publish(i).unwrap();
+    }
+    // Wider: the capacity is inside, so it stays; resizes reach the new bounds.
+    assert_eq!(bus.set_capacity_range("s", 4, 1024), Ok(64));
+    assert_eq!(bus.resize("s", 2000), Ok(1024));
+    assert_eq!(bus.resize("s", 1), Ok(4));
+    // Narrower, excluding the capacity: clamped at once to the nearer bound, a resize
+    // like any other (counted), and nothing buffered is lost.
+    assert_eq!(bus.set_capacity_range("s", 100, 200), Ok(100));
+    assert_eq!(sub.capacity(), 100);
+    let snapshot = bus.snapshot();
+    let s = snapshot.subscription("s").unwrap();
+    assert_eq!(
+        (s.capacity, s.min_capacity, s.max_capacity, s.resizes),
+        (100, 100, 200, 3)
+    );
+    assert_eq!(bus.resize("s", 1000), Ok(200));
+    assert_eq!(bus.set_capacity_range("s", 8, 50), Ok(50));
+    assert_eq!(drain(&sub), (0..40).collect::<Vec<_>>());
+    // The same range again changes nothing.
+    assert_eq!(bus.set_capacity_range("s", 8, 50), Ok(50));
+    assert_eq!(sub.stats().resizes, 5);
+
+    // A bad range is refused whole, naming the setter; nothing changes.
+    assert!(matches!(
+        bus.set_capacity_range("s", 0, 50),
+        Err(BusError::InvalidConfig {
+            field: "min_capacity",
+            ..
+        })
+    ));
+    assert!(matches!(
+        bus.set_capacity_range("s", 60, 50),
+        Err(BusError::InvalidConfig {
+            field: "max_capacity",
+            ..
+        })
+    ));
+    let stats = sub.stats();
+    assert_eq!(
+        (stats.capacity, stats.min_capacity, stats.max_capacity),
+        (50, 8, 50)
+    );
+    assert!(matches!(
+        bus.set_capacity_range("nobody", 1, 2),
+        Err(BusError::UnknownSubscription(_))
+    ));
+}
+
+#[test]
 fn growing_a_full_subscription_releases_a_waiting_publisher() {
     let bus = Bus::new();
     let sub = bus
@@ -412,7 +474,9 @@ fn try_publish_is_all_or_none_with_several_block_subscriptions() {
     let result = result_rx
         .recv_timeout(PATIENCE)
         .expect("try_publish must not wait");
-    assert!(matches!(result, Err(PublishError::Full(2))));
+    assert!(
+        matches!(result, Err(PublishError::Full { event: 2, subscription }) if &*subscription == "small")
+    );
     assert_eq!((large.len(), small.len(), lossy.len()), (1, 1, 1));
     assert_eq!(bus.snapshot().rejected_full, 1);
 
@@ -435,10 +499,10 @@ type Hook = Box<dyn FnOnce() + Send>;
 
 impl Clone for Hooked {
     fn clone(&self) -> Self {
-        if let Some(hook) = &self.hook {
-            if let Some(run) = hook.lock().unwrap().take() {
-                run();
-            }
+        if let Some(hook) = &self.hook
+            && let Some(run) = hook.lock().unwrap().take()
+        {
+            run();
         }
         Hooked {
             id: self.id,
@@ -501,7 +565,7 @@ fn try_publish_tries_the_only_block_subscription_before_any_dropping_one() {
     publisher.try_publish(1).unwrap();
     assert!(matches!(
         publisher.try_publish(2),
-        Err(PublishError::Full(2))
+        Err(PublishError::Full { event: 2, subscription }) if &*subscription == "strict"
     ));
     assert_eq!(
         lossy.stats().dropped(),
@@ -526,7 +590,12 @@ fn publish_timeout_gives_the_event_back_when_nothing_was_delivered() {
     let err = publisher
         .publish_timeout(2, Duration::from_millis(10))
         .unwrap_err();
-    assert!(matches!(err, PublishError::Timeout(2)));
+    assert!(matches!(err, PublishError::Timeout { event: 2, .. }));
+    assert_eq!(err.subscription(), Some("full"));
+    assert_eq!(
+        err.to_string(),
+        "timed out publishing: subscription \"full\" stayed full"
+    );
     assert_eq!(drain(&roomy), [1]);
     assert_eq!(drain(&full), [1]);
     publisher.publish_timeout(3, PATIENCE).unwrap();

@@ -79,7 +79,17 @@ fn publish_timeout_does_not_sleep_past_its_deadline() {
     let err = publisher
         .publish_timeout(2, Duration::from_millis(500))
         .unwrap_err();
-    assert!(matches!(err, PublishError::Timeout(2)));
+    assert!(matches!(
+        err,
+        PublishError::Timeout {
+            event: 2,
+            subscription: None
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "timed out publishing: waiting for the publish rate limit"
+    );
     assert_eq!(clock.elapsed(), Duration::ZERO, "gave up without sleeping");
     publisher
         .publish_timeout(2, Duration::from_secs(1))

@@ -97,7 +97,7 @@ fn resizes_and_subscription_churn_under_load_lose_nothing() {
     };
     let steady = collect(bus.subscribe(config("steady")).unwrap());
     let evens = collect(
-        bus.subscribe(config("evens").filter(|e: &(u32, u32)| e.1 % 2 == 0))
+        bus.subscribe(config("evens").filter(|e: &(u32, u32)| e.1.is_multiple_of(2)))
             .unwrap(),
     );
     let done = Arc::new(AtomicBool::new(false));

@@ -701,11 +701,7 @@ impl Drop for Bomb {
 }
 
 fn panic_message(payload: Box<dyn Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "<not a string>".into())
+    pipeline_core::pool::panic_message(payload.as_ref())
 }
 
 /// The first buffered value's drop panics while the last receiver is dropped: the
@@ -1351,7 +1347,7 @@ fn stats_counters_never_go_backwards(mode: Mode) {
                 assert!(now.sent <= total && now.received <= total, "{now:?}");
                 last = now;
                 // Let the others run on a machine with few cores (samples stay many).
-                if samples % 256 == 0 {
+                if samples.is_multiple_of(256) {
                     thread::yield_now();
                 }
             }

@@ -62,7 +62,7 @@ fn handler_errors_go_to_the_dead_letter_hook() {
     let dead_tx = Mutex::new(dead_tx);
     let pool = WorkerPool::builder("errors")
         .handler(|i: u32| {
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 return Err(HandlerError::new(format!("bad {i}")));
             }
             Ok(())
@@ -101,7 +101,7 @@ fn a_panicking_handler_is_caught_its_event_dead_lettered_and_the_worker_goes_on(
     let pool = WorkerPool::builder("panics")
         .workers(1)
         .handler(move |i: u32| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 panic!("induced panic on {i}");
             }
             count.fetch_add(1, Ordering::Relaxed);
@@ -315,6 +315,59 @@ fn resize_is_clamped_and_stopped_workers_retire() {
     eventually("the stopped workers to exit", || pool.stats().retiring == 0);
     let report = pool.shutdown(PATIENCE);
     assert!(!report.deadline_passed);
+}
+
+#[test]
+fn a_worker_range_set_later_bounds_resizes_and_the_stats() {
+    let bus = Bus::new();
+    let sub = bus.subscribe(SubscriptionConfig::new("s")).unwrap();
+    let pool = WorkerPool::builder("ranged")
+        .workers(3)
+        .min_workers(2)
+        .max_workers(4)
+        .handler(|_: u32| Ok(()))
+        .spawn(sub)
+        .unwrap();
+    // Wider: the count is inside, so it stays; resizes reach the new bounds.
+    assert_eq!(pool.set_worker_range(1, 8).unwrap(), 3);
+    assert_eq!(pool.resize(100).unwrap(), 8);
+    // Narrower, excluding the count: clamped at once to the nearer bound.
+    assert_eq!(pool.set_worker_range(1, 2).unwrap(), 2);
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.workers, stats.min_workers, stats.max_workers),
+        (2, 1, 2)
+    );
+    assert_eq!(pool.resize(5).unwrap(), 2);
+    assert_eq!(pool.set_worker_range(3, 5).unwrap(), 3);
+    assert_eq!(pool.stats().workers, 3);
+    // A bad range is refused whole, naming the setter; nothing changes.
+    assert!(matches!(
+        pool.set_worker_range(0, 5),
+        Err(PoolError::InvalidConfig {
+            field: "min_workers",
+            ..
+        })
+    ));
+    assert!(matches!(
+        pool.set_worker_range(6, 5),
+        Err(PoolError::InvalidConfig {
+            field: "max_workers",
+            ..
+        })
+    ));
+    let stats = pool.stats();
+    assert_eq!(
+        (stats.workers, stats.min_workers, stats.max_workers),
+        (3, 3, 5)
+    );
+    let publisher = bus.publisher();
+    for i in 0..100 {
+        publisher.publish(i).unwrap();
+    }
+    drop(publisher);
+    let report = pool.shutdown(PATIENCE);
+    assert_eq!((report.processed, report.left), (100, 0));
 }
 
 #[test]

@@ -148,14 +148,14 @@ async fn panics_are_caught_and_dead_lettered() {
     let pool = WorkerPool::builder("faulty")
         .workers(2)
         .async_handler(|n: u32| {
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 panic!("in the call {n}");
             }
             async move {
                 tokio::task::yield_now().await;
                 match n % 3 {
                     1 => panic!("in the future {n}"),
-                    _ if n % 2 == 0 => Err(HandlerError::new(format!("even {n}"))),
+                    _ if n.is_multiple_of(2) => Err(HandlerError::new(format!("even {n}"))),
                     _ => Ok(()),
                 }
             }

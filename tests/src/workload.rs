@@ -301,11 +301,10 @@ impl Workload {
                 .streams
                 .iter_mut()
                 .find(|s| s.pattern.topic == new.topic)
+                && stream.pattern != *new
             {
-                if stream.pattern != *new {
-                    stream.pattern = new.clone();
-                    stream.next = None;
-                }
+                stream.pattern = new.clone();
+                stream.next = None;
             }
         }
     }

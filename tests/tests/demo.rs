@@ -196,6 +196,8 @@ fn help_describes_every_option_and_exits_0() {
         "--out <DIR>",
         "--no-watch",
         "--quiet",
+        "--serve <ADDR>",
+        "--token <TOKEN>",
         "-h, --help",
     ] {
         let line = help

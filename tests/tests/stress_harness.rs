@@ -3,7 +3,7 @@
 //! (API and file edit) take effect, and the default scenario's quick profile runs with
 //! the controller acting (its speed-bound checks are for `tests/stress-ci.sh`).
 
-use pipeline_tests::stress::{RunOptions, Scenario, evaluate, run, write_report};
+use pipeline_tests::stress::{LatencyWindow, RunOptions, Scenario, evaluate, run, write_report};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Command;
@@ -71,11 +71,94 @@ fn every_scenario_file_parses() {
 }
 
 #[test]
+fn the_model_benchmark_scenarios_parse_with_their_latency_windows() {
+    let dir = scenarios_dir().join("model");
+    let mut windows = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            windows.push((s.name, s.latency_window));
+        }
+    }
+    assert_eq!(windows.len(), 5, "{windows:?}");
+    assert!(windows.iter().all(|(_, w)| w.is_some()), "{windows:?}");
+}
+
+#[test]
+fn a_latency_window_reports_the_p99_of_its_arrivals_only() {
+    let window = LatencyWindow {
+        from: Duration::from_secs(1),
+        to: Some(Duration::from_secs(2)),
+    };
+    assert!(!window.contains(Duration::from_millis(999)));
+    assert!(window.contains(Duration::from_secs(1)));
+    assert!(!window.contains(Duration::from_secs(2)));
+    let open = LatencyWindow { to: None, ..window };
+    assert!(open.contains(Duration::from_secs(3600)));
+
+    let plain = Scenario::from_yaml(&small("200", ""), "x").unwrap();
+    assert_eq!(plain.latency_window, None);
+    let windowed = Scenario::from_yaml(
+        &small("200", "").replace("expect:", "latency_window: { from: 1s, to: 2s }\nexpect:"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(windowed.latency_window, Some(window));
+    let r = run(&windowed, &RunOptions::default(), None).unwrap();
+    let p99 = r
+        .p99_window_s
+        .expect("arrivals within the window were handled");
+    assert!(p99 > 0.0 && p99 <= r.p99_s.max(p99), "{p99} {}", r.p99_s);
+    let summary = evaluate(Some(&r), None, &windowed.expect, &windowed.name, true);
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["latency"]["p99_window_s"].as_f64(), Some(p99));
+    // A window after the end has no arrivals: no figure rather than a zero.
+    let late = Scenario::from_yaml(
+        &small("200", "").replace("expect:", "latency_window: { from: 1h }\nexpect:"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(
+        run(&late, &RunOptions::default(), None)
+            .unwrap()
+            .p99_window_s,
+        None
+    );
+}
+
+#[test]
 fn unknown_fields_and_bad_sizes_are_rejected() {
     assert!(Scenario::from_yaml(&small("100", "bogus: 1"), "x").is_err());
     assert!(Scenario::from_yaml(&small("100", "").replace("256MiB", "256 furlongs"), "x").is_err());
     let s = Scenario::from_yaml(&small("100", ""), "x").unwrap();
     assert_eq!(s.memory_limit, Some(256 << 20));
+    // The policy section is PolicyConfig: any field, checked the library's way.
+    let err = Scenario::from_yaml(
+        &small("100", "").replace("cooldown: 300ms }", "cooldown: 300ms, growth_factor: 9 }"),
+        "x",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(
+            "policy.growth_factor = 9: must be at most target_saturation / low_saturation"
+        ),
+        "{err}"
+    );
+    assert!(
+        Scenario::from_yaml(
+            &small("100", "").replace("cooldown: 300ms }", "cooldown: 300ms, bogus: 1 }"),
+            "x"
+        )
+        .is_err()
+    );
+    let s = Scenario::from_yaml(
+        &small("100", "").replace("cooldown: 300ms }", "cooldown: 300ms, target_latency: 2s }"),
+        "x",
+    )
+    .unwrap();
+    assert_eq!(s.policy_config().target_latency, Duration::from_secs(2));
 }
 
 #[test]

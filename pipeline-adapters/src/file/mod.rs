@@ -1,6 +1,7 @@
 //! Files and standard streams (feature `file`): [`FileSource`] follows a file like
-//! `tail -F`, [`ReaderSource`] reads any reader (stdin), [`FileSink`] appends to a file
-//! or writes to stdout.
+//! `tail -F` ([`FileSource::spawn`]) or reads any reader to its end, stdin for one
+//! ([`FileSource::spawn_reader`], [`FileSource::stdin`]); [`FileSink`] appends to a
+//! file or writes to stdout.
 //!
 //! # Following a file
 //!
@@ -32,4 +33,4 @@ mod sink;
 mod source;
 
 pub use sink::{FileSink, FileSinkConfig};
-pub use source::{FileSource, FileSourceConfig, FileSourceStats, ReaderSource, StartAt};
+pub use source::{FileSource, FileSourceConfig, FileSourceStats, StartAt};

@@ -1,8 +1,10 @@
 //! [`FileSink`]: events as lines to a file or stdout.
 
 use crate::json::OutputFormat;
-use crate::sink::stats::Attempt;
-use crate::sink::{DeadLetterHook, DeadLetters, Sink, SinkCounters, SinkStats, Undelivered};
+use crate::sink::{
+    Attempt, DeadLetters, RetryPolicy, Sink, SinkCommon, SinkCounters, SinkStats, Undelivered,
+    common_setters,
+};
 use pipeline_core::envelope::Envelope;
 use pipeline_core::pool::HandlerError;
 use std::fs::OpenOptions;
@@ -20,24 +22,23 @@ use std::time::{Duration, Instant};
 /// | [`flush_interval`](Self::flush_interval) | 100 ms | above zero |
 /// | [`buffer_bytes`](Self::buffer_bytes) | 64 KiB | at least 1 |
 /// | [`dead_letter`](Self::dead_letter) | none: counted and logged | |
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct FileSinkConfig {
-    name: Arc<str>,
+    /// Its retry policy is one attempt: a write is not retried (see [`FileSink`]).
+    common: SinkCommon,
     format: OutputFormat,
     flush_interval: Duration,
     buffer_bytes: usize,
-    dead_letter: Option<DeadLetterHook>,
 }
 
 impl Default for FileSinkConfig {
     fn default() -> Self {
         FileSinkConfig {
-            name: "file".into(),
+            common: SinkCommon::new("file", RetryPolicy::new().max_attempts(1)),
             format: OutputFormat::Json,
             flush_interval: Duration::from_millis(100),
             buffer_bytes: 64 * 1024,
-            dead_letter: None,
         }
     }
 }
@@ -48,11 +49,11 @@ impl FileSinkConfig {
         Self::default()
     }
 
-    /// The name in logs and the `sink` metrics label (default `"file"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
-        self
-    }
+    common_setters!(
+        name: "file",
+        retry: none,
+        dead_letter: "Where events go that could not be written (default: counted and logged)."
+    );
 
     /// How an event becomes a line (default [`OutputFormat::Json`]).
     pub fn format(mut self, format: OutputFormat) -> Self {
@@ -71,23 +72,6 @@ impl FileSinkConfig {
     pub fn buffer_bytes(mut self, bytes: usize) -> Self {
         self.buffer_bytes = bytes;
         self
-    }
-
-    /// Where events go that could not be written (default: counted and logged).
-    pub fn dead_letter(mut self, hook: impl Fn(Undelivered) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Arc::new(hook));
-        self
-    }
-}
-
-impl std::fmt::Debug for FileSinkConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileSinkConfig")
-            .field("name", &self.name)
-            .field("format", &self.format)
-            .field("flush_interval", &self.flush_interval)
-            .field("buffer_bytes", &self.buffer_bytes)
-            .finish_non_exhaustive()
     }
 }
 
@@ -159,8 +143,8 @@ impl FileSink {
     ) -> io::Result<FileSink> {
         let invalid =
             |rule: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, rule.to_owned()));
-        if config.name.is_empty() {
-            return invalid("invalid `name`: must not be empty");
+        if let Err((field, rule)) = config.common.validate() {
+            return invalid(&format!("invalid `{field}`: {rule}"));
         }
         if config.flush_interval.is_zero() {
             return invalid("invalid `flush_interval`: must be above zero");
@@ -169,15 +153,15 @@ impl FileSink {
             return invalid("invalid `buffer_bytes`: must be at least 1");
         }
         Ok(FileSink {
-            counters: SinkCounters::new(&config.name),
-            name: config.name,
+            counters: SinkCounters::new(&config.common.name),
+            name: config.common.name,
             format: config.format,
             flush_interval: config.flush_interval,
             out: Mutex::new(BufWriter::with_capacity(
                 config.buffer_bytes,
                 Box::new(writer) as Box<dyn Write + Send>,
             )),
-            dead: DeadLetters::new(config.dead_letter),
+            dead: DeadLetters::new(config.common.dead_letter),
         })
     }
 }

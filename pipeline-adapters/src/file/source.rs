@@ -1,4 +1,4 @@
-//! [`FileSource`] (`tail -F`) and [`ReaderSource`] (stdin).
+//! [`FileSource`]: a file followed like `tail -F`, or a reader (stdin) read to its end.
 
 use crate::json::LineFormat;
 use crate::source::counters::Counted;
@@ -25,7 +25,7 @@ pub enum StartAt {
     End,
 }
 
-/// How to run a [`FileSource`] (or a [`ReaderSource`], which uses `name`, `format` and
+/// How to run a [`FileSource`] (one reading a reader uses `name`, `format` and
 /// `max_line_bytes`).
 ///
 /// | setting | default | rule |
@@ -48,7 +48,8 @@ pub struct FileSourceConfig {
 }
 
 impl FileSourceConfig {
-    /// Follow `path` (stdin for a [`ReaderSource`]: any path, it is not used).
+    /// Follow `path` (for [`FileSource::spawn_reader`] and [`FileSource::stdin`]: any
+    /// path, it is not used).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileSourceConfig {
             path: path.into(),
@@ -160,6 +161,35 @@ impl Shared {
         }
     }
 
+    /// Publishes every line `reader` has now, numbering them on from `number`; with
+    /// `final_eof` a last line without a newline too. `false` when the source should
+    /// stop; `true` at the end of what there is, or after a read error (logged).
+    fn lines<R: Read>(
+        &self,
+        reader: &mut LineReader<R>,
+        number: &mut usize,
+        final_eof: bool,
+    ) -> bool {
+        loop {
+            if self.stop.is_stopped() {
+                return false;
+            }
+            match reader.read_line(final_eof) {
+                Ok(Some(line)) => {
+                    *number += 1;
+                    if !self.line(line, *number) {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(error) => {
+                    tracing::warn!(source = %self.name, %error, "file source: read failed");
+                    return true;
+                }
+            }
+        }
+    }
+
     /// Publishes one line; `false` when the source should stop.
     fn line(&self, line: Line, number: usize) -> bool {
         let bytes = match line {
@@ -188,15 +218,26 @@ impl Shared {
     }
 }
 
-/// Follows a file like `tail -F`, publishing one event per line; from
-/// [`FileSource::spawn`]. See the [module docs](super) for rotation and truncation.
+/// A running line source: follows a file like `tail -F` ([`spawn`](Self::spawn)), or
+/// reads any reader to its end, stdin for one ([`spawn_reader`](Self::spawn_reader),
+/// [`stdin`](Self::stdin)); one event per line. See the [module docs](super) for
+/// rotation and truncation.
+///
+/// A read from a reader cannot be interrupted: after [`stop`](Source::stop) such a
+/// source ends at the next line or the end of input, and [`join`](Source::join) may
+/// time out until then (the thread then ends on its own).
 pub struct FileSource {
     shared: Arc<Shared>,
     threads: ThreadGroup,
+    /// Whether dropping the handle stops the source: yes when it follows a file; a
+    /// reader is read on to its end.
+    stop_on_drop: bool,
 }
 
 impl FileSource {
     /// Starts following `config.path` on a thread (the file need not exist yet).
+    ///
+    /// Dropping the returned handle stops the source.
     ///
     /// # Errors
     ///
@@ -228,17 +269,87 @@ impl FileSource {
         config: FileSourceConfig,
         publisher: Publisher<Envelope>,
     ) -> io::Result<FileSource> {
-        config.validate()?;
-        let shared = Arc::new(Shared::new(&config.name, config.format.clone(), publisher));
-        let threads = ThreadGroup::new();
-        let follow_shared = shared.clone();
-        threads.spawn(format!("{}-follow", config.name), move || {
+        Self::start(config, publisher, "follow", true, |config, shared| {
             // The file is this source's peer: every line logged carries both.
             let span = tracing::info_span!("file_source", source = %config.name, path = %config.path.display());
             let _entered = span.enter();
-            follow(&config, &follow_shared);
+            follow(&config, shared);
+        })
+    }
+
+    /// Reads `reader` on a thread to its end, as `config` says (its path, start and
+    /// poll settings are not used).
+    ///
+    /// Dropping the returned handle does not stop the source: it reads on to the end
+    /// of its input. Stop it with [`stop`](Source::stop).
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput` naming a setting that breaks its rule, or the error of starting
+    /// the thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_adapters::file::{FileSource, FileSourceConfig};
+    /// use pipeline_adapters::json::LineFormat;
+    /// use pipeline_adapters::source::Source;
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let events = bus.subscribe(SubscriptionConfig::new("in")).unwrap();
+    /// let input = std::io::Cursor::new(b"{\"topic\":\"a\"}\nnot json\n{\"topic\":\"b\"}\n".to_vec());
+    /// let config = FileSourceConfig::new("-").format(LineFormat::Json);
+    /// let mut source = FileSource::spawn_reader(input, config, bus.publisher()).unwrap();
+    /// source.join(Duration::from_secs(5)).unwrap(); // ends with its input
+    /// assert_eq!(events.len(), 2);
+    /// assert_eq!(source.stats().malformed, 1);
+    /// ```
+    pub fn spawn_reader(
+        reader: impl Read + Send + 'static,
+        config: FileSourceConfig,
+        publisher: Publisher<Envelope>,
+    ) -> io::Result<FileSource> {
+        Self::start(config, publisher, "read", false, |config, shared| {
+            let span = tracing::info_span!("reader_source", source = %config.name);
+            let _entered = span.enter();
+            read_to_end(reader, &config, shared);
+        })
+    }
+
+    /// Reads standard input ([`spawn_reader`](Self::spawn_reader) on stdin).
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn_reader`](Self::spawn_reader).
+    pub fn stdin(
+        config: FileSourceConfig,
+        publisher: Publisher<Envelope>,
+    ) -> io::Result<FileSource> {
+        Self::spawn_reader(io::stdin(), config, publisher)
+    }
+
+    /// Checks `config` and runs `read` on a thread named `<name>-<role>`.
+    fn start(
+        config: FileSourceConfig,
+        publisher: Publisher<Envelope>,
+        role: &str,
+        stop_on_drop: bool,
+        read: impl FnOnce(FileSourceConfig, &Shared) + Send + 'static,
+    ) -> io::Result<FileSource> {
+        config.validate()?;
+        let shared = Arc::new(Shared::new(&config.name, config.format.clone(), publisher));
+        let threads = ThreadGroup::new();
+        let thread_shared = shared.clone();
+        threads.spawn(format!("{}-{role}", config.name), move || {
+            read(config, &thread_shared)
         })?;
-        Ok(FileSource { shared, threads })
+        Ok(FileSource {
+            shared,
+            threads,
+            stop_on_drop,
+        })
     }
 
     /// Rotation and truncation counters, and the common ones.
@@ -285,23 +396,8 @@ fn follow(config: &FileSourceConfig, shared: &Shared) {
     let mut number = 0usize;
     loop {
         // Everything there is now.
-        loop {
-            if stop.is_stopped() {
-                return;
-            }
-            match reader.read_line(false) {
-                Ok(Some(line)) => {
-                    number += 1;
-                    if !shared.line(line, number) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::warn!(source = %shared.name, %error, "file source: read failed");
-                    break;
-                }
-            }
+        if !shared.lines(&mut reader, &mut number, false) {
+            return;
         }
         if stop.sleep(config.poll_interval) {
             return;
@@ -342,6 +438,12 @@ fn follow(config: &FileSourceConfig, shared: &Shared) {
     }
 }
 
+/// Reads `reader` line by line to its end (or a read error), or until stopped.
+fn read_to_end(reader: impl Read, config: &FileSourceConfig, shared: &Shared) {
+    let mut lines = LineReader::new(reader, config.max_line_bytes);
+    shared.lines(&mut lines, &mut 0, true);
+}
+
 impl Source for FileSource {
     fn name(&self) -> &str {
         &self.shared.name
@@ -361,126 +463,20 @@ impl Source for FileSource {
 }
 
 impl Drop for FileSource {
+    /// A source that follows a file stops, and its thread is waited for (at most a
+    /// second: it wakes from its poll at once), so nothing is published after the drop.
+    /// A reader is read on to its end (it may be blocked in `read`).
     fn drop(&mut self) {
-        self.stop();
+        if self.stop_on_drop {
+            self.stop();
+            let _ = self.threads.join(Duration::from_secs(1));
+        }
     }
 }
 
 impl std::fmt::Debug for FileSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileSource")
-            .field("name", &self.shared.name)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Reads lines from any reader until its end, publishing one event per line; stdin
-/// with [`ReaderSource::stdin`].
-///
-/// A read in progress cannot be interrupted: after [`stop`](Source::stop) the source
-/// ends at the next line or the end of input, and [`join`](Source::join) may time out
-/// until then (the thread then ends on its own).
-pub struct ReaderSource {
-    shared: Arc<Shared>,
-    threads: ThreadGroup,
-}
-
-impl ReaderSource {
-    /// Reads `reader` on a thread, as `config` says (its path and poll settings are not
-    /// used).
-    ///
-    /// # Errors
-    ///
-    /// `InvalidInput` naming a setting that breaks its rule, or the error of starting
-    /// the thread.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use pipeline_adapters::file::{FileSourceConfig, ReaderSource};
-    /// use pipeline_adapters::json::LineFormat;
-    /// use pipeline_adapters::source::Source;
-    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
-    /// use std::time::Duration;
-    ///
-    /// let bus = Bus::new();
-    /// let events = bus.subscribe(SubscriptionConfig::new("in")).unwrap();
-    /// let input = std::io::Cursor::new(b"{\"topic\":\"a\"}\nnot json\n{\"topic\":\"b\"}\n".to_vec());
-    /// let config = FileSourceConfig::new("-").format(LineFormat::Json);
-    /// let mut source = ReaderSource::spawn(input, config, bus.publisher()).unwrap();
-    /// source.join(Duration::from_secs(5)).unwrap(); // ends with its input
-    /// assert_eq!(events.len(), 2);
-    /// assert_eq!(source.stats().malformed, 1);
-    /// ```
-    pub fn spawn(
-        reader: impl Read + Send + 'static,
-        config: FileSourceConfig,
-        publisher: Publisher<Envelope>,
-    ) -> io::Result<ReaderSource> {
-        config.validate()?;
-        let shared = Arc::new(Shared::new(&config.name, config.format.clone(), publisher));
-        let threads = ThreadGroup::new();
-        let read_shared = shared.clone();
-        let max = config.max_line_bytes;
-        let name = config.name.clone();
-        threads.spawn(format!("{}-read", config.name), move || {
-            let span = tracing::info_span!("reader_source", source = %name);
-            let _entered = span.enter();
-            let mut lines = LineReader::new(reader, max);
-            let mut number = 0;
-            while !read_shared.stop.is_stopped() {
-                match lines.read_line(true) {
-                    Ok(Some(line)) => {
-                        number += 1;
-                        if !read_shared.line(line, number) {
-                            break;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(error) => {
-                        tracing::warn!(source = %read_shared.name, %error, "reader source: read failed");
-                        break;
-                    }
-                }
-            }
-        })?;
-        Ok(ReaderSource { shared, threads })
-    }
-
-    /// Reads standard input.
-    ///
-    /// # Errors
-    ///
-    /// As [`spawn`](Self::spawn).
-    pub fn stdin(
-        config: FileSourceConfig,
-        publisher: Publisher<Envelope>,
-    ) -> io::Result<ReaderSource> {
-        Self::spawn(io::stdin(), config, publisher)
-    }
-}
-
-impl Source for ReaderSource {
-    fn name(&self) -> &str {
-        &self.shared.name
-    }
-
-    fn stats(&self) -> SourceStats {
-        self.shared.counters.stats()
-    }
-
-    fn stop(&self) {
-        self.shared.stop.stop();
-    }
-
-    fn join(&mut self, timeout: Duration) -> Result<(), JoinError> {
-        self.threads.join(timeout)
-    }
-}
-
-impl std::fmt::Debug for ReaderSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReaderSource")
             .field("name", &self.shared.name)
             .finish_non_exhaustive()
     }

@@ -505,7 +505,7 @@ async fn publish_all(ingest: &Ingest, events: Vec<Envelope>) -> Response {
     for (accepted, event) in events.into_iter().enumerate() {
         let (event, refusal) = match ingest.publisher.try_publish(event) {
             Ok(()) => continue,
-            Err(PublishError::Full(event)) => {
+            Err(PublishError::Full { event, .. }) => {
                 counters.source.full.add(1);
                 (event, Refusal::Full)
             }

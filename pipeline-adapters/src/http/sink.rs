@@ -2,9 +2,9 @@
 
 use super::error::{HttpAttemptError, HttpSinkError};
 use crate::json::encode_line;
-use crate::sink::stats::Attempt;
 use crate::sink::{
-    Batcher, DeadLetterHook, DeadLetters, RetryPolicy, Sink, SinkCounters, SinkStats, Undelivered,
+    Attempt, Batcher, DeadLetters, RetryPolicy, Sink, SinkCommon, SinkCounters, SinkStats,
+    Undelivered, common_setters,
 };
 use crate::util::Jitter;
 use pipeline_core::envelope::Envelope;
@@ -50,15 +50,13 @@ use std::time::{Duration, Instant};
 #[must_use]
 pub struct HttpSinkConfig {
     endpoint: String,
-    name: Arc<str>,
+    common: SinkCommon,
     max_batch_events: usize,
     max_batch_bytes: usize,
     linger: Duration,
     timeout: Duration,
-    retry: RetryPolicy,
     bearer_token: Option<String>,
     headers: Vec<(String, String)>,
-    dead_letter: Option<DeadLetterHook>,
 }
 
 impl HttpSinkConfig {
@@ -66,23 +64,21 @@ impl HttpSinkConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         HttpSinkConfig {
             endpoint: endpoint.into(),
-            name: "http".into(),
+            common: SinkCommon::new("http", RetryPolicy::default()),
             max_batch_events: 100,
             max_batch_bytes: 1024 * 1024,
             linger: Duration::from_millis(50),
             timeout: Duration::from_secs(10),
-            retry: RetryPolicy::default(),
             bearer_token: None,
             headers: Vec::new(),
-            dead_letter: None,
         }
     }
 
-    /// The name in logs and the `sink` metrics label (default `"http"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
-        self
-    }
+    common_setters!(
+        name: "http",
+        retry: "How failed attempts are retried (default [`RetryPolicy::default`]).",
+        dead_letter: "Where batches go that could not be delivered (default: counted and logged)."
+    );
 
     /// The most events in one request (default 100).
     pub fn max_batch_events(mut self, events: usize) -> Self {
@@ -110,12 +106,6 @@ impl HttpSinkConfig {
         self
     }
 
-    /// How failed attempts are retried (default [`RetryPolicy::default`]).
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     /// Send `Authorization: Bearer <token>`.
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.bearer_token = Some(token.into());
@@ -127,24 +117,18 @@ impl HttpSinkConfig {
         self.headers.push((name.into(), value.into()));
         self
     }
-
-    /// Where batches go that could not be delivered (default: counted and logged).
-    pub fn dead_letter(mut self, hook: impl Fn(Undelivered) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Arc::new(hook));
-        self
-    }
 }
 
+// Not derived: the bearer token and the headers (which may hold credentials) stay out.
 impl std::fmt::Debug for HttpSinkConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpSinkConfig")
             .field("endpoint", &self.endpoint)
-            .field("name", &self.name)
+            .field("common", &self.common)
             .field("max_batch_events", &self.max_batch_events)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .field("linger", &self.linger)
             .field("timeout", &self.timeout)
-            .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
@@ -164,12 +148,13 @@ impl std::fmt::Debug for HttpSinkConfig {
 /// use pipeline_adapters::http::{HttpSink, HttpSinkConfig};
 /// use pipeline_adapters::sink::SinkPool;
 /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+/// use pipeline_core::pool::WorkerPool;
 ///
 /// let bus = Bus::new();
 /// let sink = HttpSink::new(HttpSinkConfig::new("http://127.0.0.1:9/ingest")).unwrap();
 /// let pool = SinkPool::builder(sink)
-///     .workers(2)
-///     .max_workers(16) // the controller may run up to 16 requests at once
+///     // The controller may run up to 16 requests at once.
+///     .pool(WorkerPool::builder("emit").workers(2).max_workers(16))
 ///     .spawn(bus.subscribe(SubscriptionConfig::new("emit")).unwrap())
 ///     .unwrap();
 /// assert_eq!(pool.pool().resize(8).unwrap(), 8);
@@ -208,8 +193,8 @@ impl HttpSink {
                 format!("{:?} must start with {allowed}", config.endpoint),
             );
         }
-        if config.name.is_empty() {
-            return invalid("name", "must not be empty".into());
+        if let Err((field, rule)) = config.common.validate() {
+            return invalid(field, rule);
         }
         if config.max_batch_events == 0 {
             return invalid("max_batch_events", "must be at least 1".into());
@@ -220,28 +205,30 @@ impl HttpSink {
         if config.timeout.is_zero() {
             return invalid("timeout", "must be above zero".into());
         }
-        if let Err(rule) = config.retry.validate() {
-            return invalid("retry", rule);
-        }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(config.timeout))
             .build()
             .new_agent();
+        let SinkCommon {
+            name,
+            retry,
+            dead_letter,
+        } = config.common;
         Ok(HttpSink {
-            counters: SinkCounters::new(&config.name),
-            name: config.name,
+            counters: SinkCounters::new(&name),
+            name,
             endpoint: config.endpoint,
             agent,
             authorization: config.bearer_token.map(|t| format!("Bearer {t}")),
             headers: config.headers,
-            retry: config.retry,
+            retry,
             batcher: Batcher::new(
                 config.max_batch_events,
                 config.max_batch_bytes,
                 config.linger,
             ),
-            dead: DeadLetters::new(config.dead_letter),
+            dead: DeadLetters::new(dead_letter),
             jitter: Mutex::new(Jitter::new()),
         })
     }
@@ -362,5 +349,23 @@ impl std::fmt::Debug for HttpSink {
             .field("name", &self.name)
             .field("endpoint", &self.endpoint)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_debug_leaves_credentials_out() {
+        let config = HttpSinkConfig::new("http://127.0.0.1:9/")
+            .name("emit")
+            .bearer_token("s3cret")
+            .header("x-api-key", "k3y")
+            .dead_letter(|_| {});
+        let text = format!("{config:?}");
+        assert!(text.contains("name: \"emit\""), "{text}");
+        assert!(text.contains("dead_letter: Some(\"..\")"), "{text}");
+        assert!(!text.contains("s3cret") && !text.contains("k3y"), "{text}");
     }
 }

@@ -5,6 +5,7 @@ use super::router::HttpIngest;
 use crate::source::{JoinError, Source, SourceStats};
 use pipeline_core::bus::Publisher;
 use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::panic_message;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -201,6 +202,7 @@ impl HttpSourceConfig {
     /// Serve `GET /metrics` from this Prometheus handle (feature `prometheus`; without
     /// one `/metrics` is `404`).
     #[cfg(feature = "prometheus")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
     pub fn metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
         self.metrics = Some(handle);
         self
@@ -436,7 +438,7 @@ impl Source for HttpSource {
         runtime.shutdown_timeout(deadline.saturating_duration_since(Instant::now()));
         tracing::info!(source = %self.name, "http source: stopped");
         match outcome {
-            Err(error) if error.is_panic() => Err(JoinError::Panicked(crate::util::panic_message(
+            Err(error) if error.is_panic() => Err(JoinError::Panicked(panic_message(
                 error.into_panic().as_ref(),
             ))),
             _ => Ok(()),

@@ -4,12 +4,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use pipeline_core::envelope::Envelope;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// An event as it arrives, before it becomes an [`Envelope`].
 #[derive(Deserialize)]
@@ -242,56 +242,89 @@ impl OutputFormat {
     }
 }
 
+/// An event as it is written: the shape of [`WireEvent`], borrowed from an
+/// [`Envelope`], with at most one of the payload fields.
+#[derive(Serialize)]
+struct WireEventOut<'a> {
+    topic: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    headers: &'a BTreeMap<String, String>,
+    timestamp_ms: u128,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<JsonPayload<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+/// A payload that is JSON, written as JSON.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonPayload<'a> {
+    /// On one line already: written as it is (without the whitespace around it).
+    Raw(&'a RawValue),
+    /// Spread over lines: compacted, so that the event stays one line.
+    Compacted(serde_json::Value),
+}
+
+impl<'a> WireEventOut<'a> {
+    fn new(event: &'a Envelope) -> Self {
+        let mut wire = WireEventOut {
+            topic: event.topic(),
+            key: event.key(),
+            headers: event.headers(),
+            timestamp_ms: event
+                .timestamp()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            payload: None,
+            payload_text: None,
+            payload_base64: None,
+        };
+        let payload = event.payload();
+        if payload.is_empty() {
+            // No payload field: an empty payload.
+        } else if let Some(json) = JsonPayload::of(payload) {
+            wire.payload = Some(json);
+        } else if let Ok(text) = std::str::from_utf8(payload) {
+            wire.payload_text = Some(text);
+        } else {
+            wire.payload_base64 = Some(BASE64.encode(payload));
+        }
+        wire
+    }
+}
+
+impl<'a> JsonPayload<'a> {
+    /// `payload` parsed once, if it is JSON. A multi-line payload becomes a value to
+    /// compact; one a value cannot hold (a number out of range, nesting deeper than
+    /// the parser's limit) is not taken as JSON, so it is written as text.
+    fn of(payload: &'a [u8]) -> Option<Self> {
+        if payload.iter().any(|&b| b == b'\n' || b == b'\r') {
+            serde_json::from_slice(payload)
+                .ok()
+                .map(JsonPayload::Compacted)
+        } else {
+            serde_json::from_slice(payload).ok().map(JsonPayload::Raw)
+        }
+    }
+}
+
 /// Appends `event` to `out` as one NDJSON line (ending in `\n`), in the shape the
 /// [module docs](super) describe.
 pub fn encode_line(event: &Envelope, out: &mut Vec<u8>) {
-    fn string(out: &mut Vec<u8>, s: &str) {
-        serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
-    }
-    out.extend_from_slice(b"{\"topic\":");
-    string(out, event.topic());
-    if let Some(key) = event.key() {
-        out.extend_from_slice(b",\"key\":");
-        string(out, key);
-    }
-    if !event.headers().is_empty() {
-        out.extend_from_slice(b",\"headers\":");
-        serde_json::to_writer(&mut *out, event.headers())
-            .expect("writing JSON to a Vec cannot fail");
-    }
-    let ms = event
-        .timestamp()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    out.extend_from_slice(format!(",\"timestamp_ms\":{ms}").as_bytes());
-    let payload = event.payload();
-    if !payload.is_empty() {
-        if serde_json::from_slice::<&RawValue>(payload).is_ok() {
-            out.extend_from_slice(b",\"payload\":");
-            if payload.iter().any(|&b| b == b'\n' || b == b'\r') {
-                // Valid JSON spread over lines: compact it so the line stays one line.
-                let value: serde_json::Value =
-                    serde_json::from_slice(payload).expect("validated just above");
-                serde_json::to_writer(&mut *out, &value)
-                    .expect("writing JSON to a Vec cannot fail");
-            } else {
-                out.extend_from_slice(payload.trim_ascii());
-            }
-        } else if let Ok(text) = std::str::from_utf8(payload) {
-            out.extend_from_slice(b",\"payload_text\":");
-            string(out, text);
-        } else {
-            out.extend_from_slice(b",\"payload_base64\":\"");
-            out.extend_from_slice(BASE64.encode(payload).as_bytes());
-            out.push(b'"');
-        }
-    }
-    out.extend_from_slice(b"}\n");
+    serde_json::to_writer(&mut *out, &WireEventOut::new(event))
+        .expect("writing JSON to a Vec cannot fail");
+    out.push(b'\n');
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     #[test]
     fn round_trip_keeps_every_field_and_payload_kind() {
@@ -311,6 +344,130 @@ mod tests {
             assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
             let back = decode_event(&line).unwrap();
             assert_eq!(back, event, "{}", String::from_utf8_lossy(&line));
+        }
+    }
+
+    /// `encode_line` as it was before it went through serde derive (issue 18): the
+    /// JSON written by hand, the payload parsed once to validate and, spread over
+    /// lines, again to compact. Kept to show the wire format did not change.
+    fn encode_line_by_hand(event: &Envelope, out: &mut Vec<u8>) {
+        fn string(out: &mut Vec<u8>, s: &str) {
+            serde_json::to_writer(&mut *out, s).expect("writing JSON to a Vec cannot fail");
+        }
+        out.extend_from_slice(b"{\"topic\":");
+        string(out, event.topic());
+        if let Some(key) = event.key() {
+            out.extend_from_slice(b",\"key\":");
+            string(out, key);
+        }
+        if !event.headers().is_empty() {
+            out.extend_from_slice(b",\"headers\":");
+            serde_json::to_writer(&mut *out, event.headers())
+                .expect("writing JSON to a Vec cannot fail");
+        }
+        let ms = event
+            .timestamp()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        out.extend_from_slice(format!(",\"timestamp_ms\":{ms}").as_bytes());
+        let payload = event.payload();
+        if !payload.is_empty() {
+            if serde_json::from_slice::<&RawValue>(payload).is_ok() {
+                out.extend_from_slice(b",\"payload\":");
+                if payload.iter().any(|&b| b == b'\n' || b == b'\r') {
+                    // Valid JSON spread over lines: compact it so the line stays one line.
+                    let value: serde_json::Value =
+                        serde_json::from_slice(payload).expect("validated just above");
+                    serde_json::to_writer(&mut *out, &value)
+                        .expect("writing JSON to a Vec cannot fail");
+                } else {
+                    out.extend_from_slice(payload.trim_ascii());
+                }
+            } else if let Ok(text) = std::str::from_utf8(payload) {
+                out.extend_from_slice(b",\"payload_text\":");
+                string(out, text);
+            } else {
+                out.extend_from_slice(b",\"payload_base64\":\"");
+                out.extend_from_slice(BASE64.encode(payload).as_bytes());
+                out.push(b'"');
+            }
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// Unicode, escapes, JSON and non-JSON payloads: the same bytes as before.
+    #[test]
+    fn the_wire_format_is_the_one_written_by_hand_before() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let payloads: [&[u8]; 16] = [
+            b"{\"id\":7,\"total\":12.5}",
+            "{\"msg\":\"caf\u{e9} \\\"quoted\\\" \\\\path \\u00e9 \\t\"}".as_bytes(),
+            b"  [1, 2 ,3]\t ",
+            b"42",
+            b"\"a string\"",
+            b"null",
+            // Multi-line JSON: compacted through a value (keys sorted, numbers and
+            // escapes normalised), as before.
+            b"{\n  \"b\": 1,\n  \"a\": [1.50, \"\\u00e9\\/\"]\n}",
+            b"[1,\r\n2]\r\n",
+            // Not JSON: text, then bytes.
+            "plain text with \"quotes\", a tab\t, \u{1} and \u{1F389}".as_bytes(),
+            b"two\nlines",
+            b"{\"almost\": json",
+            b"\x0c{}",
+            &[0, 159, 146, 150],
+            &[b'{', 0xff, b'}'],
+            b" ",
+            b"",
+        ];
+        let mut cases = Vec::new();
+        for payload in payloads {
+            let bytes = Bytes::copy_from_slice(payload);
+            cases.push(Envelope::new("orders.created", bytes.clone()).with_timestamp(at));
+            cases.push(
+                Envelope::new("commandes.cr\u{e9}\u{e9}es \"\\/\u{7}", bytes)
+                    .with_key("cl\u{e9} \u{1F511} \"k\"\n")
+                    .with_header("source", "web")
+                    .with_header("quote\"d", "back\\slash\ttab\u{1}\u{2028}")
+                    .with_header("\u{e9}t\u{e9}", "\u{1F600}")
+                    .with_timestamp(at),
+            );
+        }
+        cases.push(
+            Envelope::new("before.the.epoch", "1")
+                .with_timestamp(UNIX_EPOCH - Duration::from_secs(1)),
+        );
+        for event in &cases {
+            let (mut new, mut old) = (Vec::new(), Vec::new());
+            encode_line(event, &mut new);
+            encode_line_by_hand(event, &mut old);
+            assert_eq!(
+                String::from_utf8_lossy(&new),
+                String::from_utf8_lossy(&old),
+                "{event:?}"
+            );
+            assert_eq!(new, old);
+        }
+    }
+
+    /// Valid JSON that a value cannot hold, spread over lines: the old encoder
+    /// validated it and then panicked compacting it (`expect("validated just
+    /// above")`), in the sink's worker. Now it is written as text, losslessly.
+    #[test]
+    fn multi_line_json_a_value_cannot_hold_is_written_as_text() {
+        for payload in [
+            "[\n1e400]",
+            &format!("{}\n{}", "[".repeat(200), "]".repeat(200)),
+        ] {
+            let event = Envelope::new("t", payload.to_owned());
+            let mut line = Vec::new();
+            encode_line(&event, &mut line);
+            assert!(
+                line.windows(15).any(|w| w == b"\"payload_text\":"),
+                "{}",
+                String::from_utf8_lossy(&line)
+            );
+            assert_eq!(decode_event(&line).unwrap().payload(), event.payload());
         }
     }
 

@@ -22,7 +22,10 @@
 //!
 //! Written out ([`encode_line`]), the payload goes back as `payload` when it is valid
 //! JSON, as `payload_text` when it is other UTF-8 text, and as `payload_base64`
-//! otherwise, so decoding what was encoded gives the same envelope.
+//! otherwise, so decoding what was encoded gives the same envelope. A JSON payload
+//! spread over lines is compacted (through a JSON value: keys sorted, numbers and
+//! escapes normalised) so the event stays on one line; multi-line JSON a value cannot
+//! hold (a number out of range, nesting deeper than 128) goes as `payload_text`.
 //!
 //! # NDJSON
 //!

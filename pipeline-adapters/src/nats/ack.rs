@@ -3,11 +3,11 @@
 use super::ACK_ID_HEADER;
 use super::error::AckError;
 use crate::source::counters::Counted;
-use crate::util::panic_message;
 use async_nats::jetstream::AckKind;
 use async_nats::jetstream::message::Acker;
 use pipeline_core::envelope::Envelope;
 use pipeline_core::pool::HandlerError;
+use pipeline_core::pool::panic_message;
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};

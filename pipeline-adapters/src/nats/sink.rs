@@ -4,10 +4,10 @@ use super::ack::OwnedRuntime;
 use super::connection::{ConnectionWatch, NatsConnectionStats, Role};
 use super::convert::headers_of;
 use super::error::NatsError;
-use crate::sink::stats::Attempt;
 use crate::sink::traits::Message;
 use crate::sink::{
-    Batcher, DeadLetterHook, DeadLetters, RetryPolicy, Sink, SinkCounters, SinkStats, Undelivered,
+    Attempt, Batcher, DeadLetters, RetryPolicy, Sink, SinkCommon, SinkCounters, SinkStats,
+    Undelivered, common_setters,
 };
 use crate::util::Jitter;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -31,46 +31,44 @@ use std::time::{Duration, Instant};
 /// | [`retry`](Self::retry) | 10 attempts, 100 ms to 2 s | see [`RetryPolicy`] |
 /// | [`connect_timeout`](Self::connect_timeout) | 5 s | above zero |
 /// | [`dead_letter`](Self::dead_letter) | none: counted and logged | |
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct NatsSinkConfig {
     url: String,
-    name: Arc<str>,
+    common: SinkCommon,
     subject_prefix: String,
     create_stream: Option<(String, Vec<String>)>,
     max_batch: usize,
     linger: Duration,
     ack_timeout: Duration,
-    retry: RetryPolicy,
     connect_timeout: Duration,
-    dead_letter: Option<DeadLetterHook>,
 }
 
 impl NatsSinkConfig {
     /// Publish to the server at `url`, with the defaults in the table above.
     pub fn new(url: impl Into<String>) -> Self {
+        let retry = RetryPolicy::new()
+            .max_attempts(10)
+            .initial_backoff(Duration::from_millis(100))
+            .max_backoff(Duration::from_secs(2));
         NatsSinkConfig {
             url: url.into(),
-            name: "nats".into(),
+            common: SinkCommon::new("nats", retry),
             subject_prefix: String::new(),
             create_stream: None,
             max_batch: 128,
             linger: Duration::from_millis(5),
             ack_timeout: Duration::from_secs(5),
-            retry: RetryPolicy::new()
-                .max_attempts(10)
-                .initial_backoff(Duration::from_millis(100))
-                .max_backoff(Duration::from_secs(2)),
             connect_timeout: Duration::from_secs(5),
-            dead_letter: None,
         }
     }
 
-    /// The name in logs and the `sink` metrics label (default `"nats"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
-        self
-    }
+    common_setters!(
+        name: "nats",
+        retry: "How unacknowledged publishes are retried (default 10 attempts, backoff \
+                100 ms doubling to 2 s: about 12 s in all, enough for a server restart).",
+        dead_letter: "Where events go that could not be published (default: counted and logged)."
+    );
 
     /// Publish `topic` on subject `prefix + topic` (default: no prefix).
     pub fn subject_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -104,38 +102,10 @@ impl NatsSinkConfig {
         self
     }
 
-    /// How unacknowledged publishes are retried (default 10 attempts, backoff 100 ms
-    /// doubling to 2 s: about 12 s in all, enough for a server restart).
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
     /// The limit on connecting at start (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
-    }
-
-    /// Where events go that could not be published (default: counted and logged).
-    pub fn dead_letter(mut self, hook: impl Fn(Undelivered) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Arc::new(hook));
-        self
-    }
-}
-
-impl std::fmt::Debug for NatsSinkConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NatsSinkConfig")
-            .field("url", &self.url)
-            .field("name", &self.name)
-            .field("subject_prefix", &self.subject_prefix)
-            .field("create_stream", &self.create_stream)
-            .field("max_batch", &self.max_batch)
-            .field("linger", &self.linger)
-            .field("ack_timeout", &self.ack_timeout)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
     }
 }
 
@@ -178,8 +148,8 @@ impl NatsSink {
         if config.url.is_empty() {
             return invalid("url", "must not be empty".into());
         }
-        if config.name.is_empty() {
-            return invalid("name", "must not be empty".into());
+        if let Err((field, rule)) = config.common.validate() {
+            return invalid(field, rule);
         }
         if config.max_batch == 0 {
             return invalid("max_batch", "must be at least 1".into());
@@ -187,17 +157,19 @@ impl NatsSink {
         if config.ack_timeout.is_zero() || config.connect_timeout.is_zero() {
             return invalid("ack_timeout", "timeouts must be above zero".into());
         }
-        if let Err(rule) = config.retry.validate() {
-            return invalid("retry", rule);
-        }
+        let SinkCommon {
+            name,
+            retry,
+            dead_letter,
+        } = config.common;
         let runtime = Arc::new(OwnedRuntime::new(
-            crate::runtime::build(&config.name, 1).map_err(NatsError::Runtime)?,
+            crate::runtime::build(&name, 1).map_err(NatsError::Runtime)?,
         ));
-        let connection = ConnectionWatch::new(Role::Sink, &config.name, &config.url);
+        let connection = ConnectionWatch::new(Role::Sink, &name, &config.url);
         let context = runtime.handle().block_on(async {
             let client = super::connect(
                 &config.url,
-                &config.name,
+                &name,
                 config.connect_timeout,
                 connection.clone(),
             )
@@ -224,14 +196,14 @@ impl NatsSink {
         let mut jitter = Jitter::new();
         let instance = format!("{:016x}", (jitter.next_f64() * (u64::MAX as f64)) as u64);
         Ok(NatsSink {
-            counters: SinkCounters::new(&config.name),
-            name: config.name,
+            counters: SinkCounters::new(&name),
+            name,
             subject_prefix: config.subject_prefix,
             context,
             runtime,
-            retry: config.retry,
+            retry,
             batcher: Batcher::new(config.max_batch, usize::MAX, config.linger),
-            dead: DeadLetters::new(config.dead_letter),
+            dead: DeadLetters::new(dead_letter),
             jitter: Mutex::new(jitter),
             instance,
             next_id: AtomicU64::new(0),

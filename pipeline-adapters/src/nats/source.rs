@@ -11,6 +11,7 @@ use async_nats::jetstream::{self, AckKind, stream};
 use futures_util::StreamExt;
 use pipeline_core::bus::{PublishError, Publisher};
 use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::panic_message;
 use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -499,14 +500,15 @@ async fn fetch_loop(
                     counters.backoff.add(1);
                     event
                 }
-                Err(PublishError::Full(event) | PublishError::Timeout(event)) => {
-                    counters.full.add(1);
-                    event
-                }
                 Err(PublishError::Closed(_)) => {
                     counters.not_published.add(1);
                     nak(registry, id).await;
                     break 'fetching;
+                }
+                // `Full` (a try never times out).
+                Err(refused) => {
+                    counters.full.add(1);
+                    refused.into_inner()
                 }
             };
             pressured = true;
@@ -574,7 +576,7 @@ impl Source for NatsSource {
             return Err(JoinError::Timeout(timeout));
         }
         match self.runtime.handle().block_on(task) {
-            Err(error) if error.is_panic() => Err(JoinError::Panicked(crate::util::panic_message(
+            Err(error) if error.is_panic() => Err(JoinError::Panicked(panic_message(
                 error.into_panic().as_ref(),
             ))),
             _ => Ok(()),

@@ -1,7 +1,7 @@
 //! [`DeadLetters`]: a sink's dead-letter hook, or counting and logging without one.
 
 use super::traits::{DeadLetterHook, Undelivered};
-use crate::util::panic_message;
+use pipeline_core::pool::panic_message;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// A sink's dead-letter route.
@@ -25,14 +25,13 @@ impl DeadLetters {
             error = %undelivered.error,
             "sink: events undelivered"
         );
-        // Nested, not a let chain: the crate's MSRV (1.85) predates let chains.
-        if let Some(hook) = &self.hook {
-            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| hook(undelivered))) {
-                tracing::error!(
-                    panic = %panic_message(payload.as_ref()),
-                    "sink: dead-letter hook panicked"
-                );
-            }
+        if let Some(hook) = &self.hook
+            && let Err(payload) = catch_unwind(AssertUnwindSafe(|| hook(undelivered)))
+        {
+            tracing::error!(
+                panic = %panic_message(payload.as_ref()),
+                "sink: dead-letter hook panicked"
+            );
         }
     }
 }

@@ -8,7 +8,7 @@
 //! use pipeline_adapters::sink::{Sink, SinkPool, SinkStats, Undelivered};
 //! use pipeline_core::bus::{Bus, SubscriptionConfig};
 //! use pipeline_core::envelope::Envelope;
-//! use pipeline_core::pool::HandlerError;
+//! use pipeline_core::pool::{HandlerError, WorkerPool};
 //! use std::sync::Mutex;
 //! use std::time::Duration;
 //!
@@ -36,8 +36,8 @@
 //! let bus = Bus::new();
 //! let subscription = bus.subscribe(SubscriptionConfig::new("out")).unwrap();
 //! let pool = SinkPool::builder(Collect::default())
-//!     .workers(1)
-//!     .max_workers(4)
+//!     // The pool's settings: a worker pool's, named like its subscription.
+//!     .pool(WorkerPool::builder("out").workers(1).max_workers(4))
 //!     .spawn(subscription)
 //!     .unwrap();
 //! bus.publisher().publish(Envelope::new("greetings", "hello")).unwrap();
@@ -79,17 +79,24 @@
 
 #[cfg(any(feature = "http", feature = "nats"))]
 mod batch;
-mod dead;
 mod pool;
 mod retry;
-pub(crate) mod stats;
+mod stats;
 pub(crate) mod traits;
+
+cfg_adapters! {
+    mod common;
+    mod counters;
+    mod dead;
+
+    pub(crate) use common::{SinkCommon, common_setters};
+    pub(crate) use counters::{Attempt, SinkCounters};
+    pub(crate) use dead::DeadLetters;
+}
 
 #[cfg(any(feature = "http", feature = "nats"))]
 pub(crate) use batch::Batcher;
-pub(crate) use dead::DeadLetters;
 pub use pool::{SinkDrainReport, SinkPool, SinkPoolBuilder};
-pub use retry::RetryPolicy;
-pub(crate) use stats::SinkCounters;
+pub use retry::{RetryPolicy, RetryPolicyError};
 pub use stats::{Latency, SinkStats};
 pub use traits::{DeadLetterHook, Sink, Undelivered};

@@ -6,7 +6,9 @@ use super::traits::{Message, Sink, Undelivered};
 use crate::util::StopSignal;
 use pipeline_core::bus::Subscription;
 use pipeline_core::envelope::Envelope;
-use pipeline_core::pool::{DeadLetterReason, DrainReport, PoolError, WorkerPool};
+use pipeline_core::pool::{
+    DeadLetterReason, DrainReport, PoolError, WorkerPool, WorkerPoolBuilder,
+};
 use std::fmt;
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -14,48 +16,61 @@ use std::time::{Duration, Instant};
 
 /// Builds a [`SinkPool`]; from [`SinkPool::builder`].
 ///
-/// | setting | default | rule |
-/// | --- | --- | --- |
-/// | [`name`](Self::name) | `"sink-<sink name>"` | |
-/// | [`workers`](Self::workers) | 1 | `min_workers <= workers <= max_workers` |
-/// | [`min_workers`](Self::min_workers) / [`max_workers`](Self::max_workers) | `workers` | `1 <= min <= max` |
+/// The pool's settings are a [`WorkerPoolBuilder`]'s, given whole with
+/// [`pool`](Self::pool): its name, `workers`, `min_workers` and `max_workers`, checked
+/// by it in [`spawn`](Self::spawn). Without one the pool is
+/// `WorkerPool::builder("sink-<sink name>")`: one worker, a fixed size.
 ///
-/// The rules are checked by [`WorkerPool`]'s builder in [`spawn`](Self::spawn).
+/// # Examples
+///
+/// ```
+/// use pipeline_adapters::sink::{Sink, SinkPool, SinkStats, Undelivered};
+/// use pipeline_core::bus::{Bus, SubscriptionConfig};
+/// use pipeline_core::envelope::Envelope;
+/// use pipeline_core::pool::{HandlerError, WorkerPool};
+///
+/// struct Discard;
+/// impl Sink for Discard {
+///     fn name(&self) -> &str { "discard" }
+///     fn handle(&self, _: Envelope) -> Result<(), HandlerError> { Ok(()) }
+///     fn stats(&self) -> SinkStats { SinkStats::default() }
+///     fn dead_letter(&self, _: Undelivered) {}
+/// }
+///
+/// let bus = Bus::new();
+/// let default = SinkPool::builder(Discard)
+///     .spawn(bus.subscribe(SubscriptionConfig::new("a")).unwrap())
+///     .unwrap();
+/// assert_eq!(default.pool().name(), "sink-discard");
+/// let staged = SinkPool::builder(Discard)
+///     // The stage's name (its subscription's too) and its range of workers.
+///     .pool(WorkerPool::builder("archive").workers(2).min_workers(1).max_workers(8))
+///     .spawn(bus.subscribe(SubscriptionConfig::new("archive")).unwrap())
+///     .unwrap();
+/// assert_eq!(staged.pool().name(), "archive");
+/// assert_eq!(staged.pool().resize(100).unwrap(), 8); // clamped to the range
+/// ```
 #[must_use = "a builder does nothing until spawn() is called"]
 pub struct SinkPoolBuilder<S> {
     sink: Arc<S>,
-    name: Option<Arc<str>>,
-    workers: usize,
-    min_workers: Option<usize>,
-    max_workers: Option<usize>,
+    pool: WorkerPoolBuilder<Envelope>,
 }
 
 impl<S: Sink> SinkPoolBuilder<S> {
-    /// The worker pool's name, in thread names, logs, the `pool` metrics label and
-    /// [`PoolStats::name`](pipeline_core::pool::PoolStats::name) (default
-    /// `"sink-<sink name>"`). A controller names the pools it resizes by it, and a
-    /// pipeline configuration names a stage's buffer and pool alike: give the pool its
+    /// The worker pool's settings (default `WorkerPool::builder("sink-<sink name>")`,
+    /// one worker): its name, in thread names, logs, the `pool` metrics label and
+    /// [`PoolStats::name`](pipeline_core::pool::PoolStats::name), and its `workers`
+    /// (concurrent deliveries), `min_workers` and `max_workers` (the range a controller
+    /// resizes it in).
+    ///
+    /// A controller names the pools it resizes by their name, and a pipeline
+    /// configuration names a stage's buffer and pool alike: give the pool its
     /// subscription's name to make the sink pool that stage's pool.
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Workers to start with (default 1): concurrent deliveries.
-    pub fn workers(mut self, workers: usize) -> Self {
-        self.workers = workers;
-        self
-    }
-
-    /// The fewest workers a resize may leave (default: `workers`).
-    pub fn min_workers(mut self, min: usize) -> Self {
-        self.min_workers = Some(min);
-        self
-    }
-
-    /// The most workers a resize may start (default: `workers`).
-    pub fn max_workers(mut self, max: usize) -> Self {
-        self.max_workers = Some(max);
+    ///
+    /// The handler and the dead-letter hook are the sink's: any set on `pool` are
+    /// replaced.
+    pub fn pool(mut self, pool: WorkerPoolBuilder<Envelope>) -> Self {
+        self.pool = pool;
         self
     }
 
@@ -67,13 +82,10 @@ impl<S: Sink> SinkPoolBuilder<S> {
     /// [`PoolError::InvalidConfig`] naming the setting that breaks its rule,
     /// [`PoolError::Spawn`] if a thread could not be started.
     pub fn spawn(self, subscription: Subscription<Envelope>) -> Result<SinkPool<S>, PoolError> {
-        let name: Arc<str> = self
-            .name
-            .unwrap_or_else(|| format!("sink-{}", self.sink.name()).into());
         let handler_sink = self.sink.clone();
         let dead_sink = self.sink.clone();
-        let mut builder = WorkerPool::builder(name.clone())
-            .workers(self.workers)
+        let pool = self
+            .pool
             .handler(move |event: Envelope| handler_sink.handle(event))
             .dead_letter(move |letter| {
                 // A handler error was an attempt that failed; a panic was no attempt.
@@ -87,14 +99,8 @@ impl<S: Sink> SinkPoolBuilder<S> {
                     error,
                     attempts,
                 ));
-            });
-        if let Some(min) = self.min_workers {
-            builder = builder.min_workers(min);
-        }
-        if let Some(max) = self.max_workers {
-            builder = builder.max_workers(max);
-        }
-        let pool = builder.spawn(subscription)?;
+            })
+            .spawn(subscription)?;
         let flusher = match self.sink.flush_interval() {
             None => None,
             Some(interval) => {
@@ -104,7 +110,7 @@ impl<S: Sink> SinkPoolBuilder<S> {
                 // Dropped when the thread returns: `shutdown` waits on it with a deadline.
                 let (exited_tx, exited) = mpsc::channel::<()>();
                 let thread = std::thread::Builder::new()
-                    .name(format!("{name}-flush"))
+                    .name(format!("{}-flush", pool.name()))
                     .spawn(move || {
                         let _exited = exited_tx;
                         while !stopping.sleep(interval) {
@@ -128,14 +134,12 @@ impl<S: Sink> SinkPoolBuilder<S> {
     }
 }
 
-impl<S> fmt::Debug for SinkPoolBuilder<S> {
+impl<S: Sink> fmt::Debug for SinkPoolBuilder<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SinkPoolBuilder")
-            .field("name", &self.name)
-            .field("workers", &self.workers)
-            .field("min_workers", &self.min_workers)
-            .field("max_workers", &self.max_workers)
-            .finish_non_exhaustive()
+            .field("sink", &self.sink.name())
+            .field("pool", &self.pool)
+            .finish()
     }
 }
 
@@ -180,9 +184,8 @@ impl<S> fmt::Debug for SinkPoolBuilder<S> {
 /// let bus = Bus::new();
 /// let stage = bus.subscribe(SubscriptionConfig::new("out")).unwrap();
 /// let sink_pool = SinkPool::builder(Discard)
-///     .name("out") // the stage's name: its buffer and its pool
-///     .workers(1)
-///     .max_workers(4)
+///     // The stage's name (its buffer's and its pool's) and its range of workers.
+///     .pool(WorkerPool::builder("out").workers(1).max_workers(4))
 ///     .spawn(stage)
 ///     .unwrap();
 /// // What a controller keeps (as `Arc<dyn PoolActuator>`), and turns:
@@ -222,14 +225,13 @@ pub struct SinkDrainReport<S> {
 }
 
 impl<S: Sink> SinkPool<S> {
-    /// A builder for a pool running `sink`.
+    /// A builder for a pool running `sink`; the pool's settings are a
+    /// [`WorkerPoolBuilder`] given to [`SinkPoolBuilder::pool`].
     pub fn builder(sink: S) -> SinkPoolBuilder<S> {
+        let pool = WorkerPool::builder(format!("sink-{}", sink.name()));
         SinkPoolBuilder {
             sink: Arc::new(sink),
-            name: None,
-            workers: 1,
-            min_workers: None,
-            max_workers: None,
+            pool,
         }
     }
 

@@ -92,16 +92,27 @@ impl RetryPolicy {
     ///
     /// # Errors
     ///
-    /// A message naming the setting and its rule.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`RetryPolicyError`] naming the first setting that breaks its rule, and the rule.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_adapters::sink::RetryPolicy;
+    ///
+    /// let error = RetryPolicy::new().max_attempts(0).validate().unwrap_err();
+    /// assert_eq!((error.field(), error.rule()), ("max_attempts", "must be at least 1"));
+    /// assert_eq!(error.to_string(), "retry.max_attempts must be at least 1");
+    /// ```
+    pub fn validate(&self) -> Result<(), RetryPolicyError> {
+        let invalid = |field, rule| Err(RetryPolicyError { field, rule });
         if self.max_attempts == 0 {
-            return Err("retry.max_attempts must be at least 1".into());
+            return invalid("max_attempts", "must be at least 1");
         }
         if self.max_backoff < self.initial_backoff {
-            return Err("retry.max_backoff must be at least retry.initial_backoff".into());
+            return invalid("max_backoff", "must be at least retry.initial_backoff");
         }
         if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return Err("retry.multiplier must be finite and at least 1".into());
+            return invalid("multiplier", "must be finite and at least 1");
         }
         Ok(())
     }
@@ -127,6 +138,29 @@ impl RetryPolicy {
     }
 }
 
+/// A [`RetryPolicy`] setting that breaks its rule; from [`RetryPolicy::validate`].
+///
+/// Displays as `retry.<field> <rule>`, e.g. `retry.max_attempts must be at least 1`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("retry.{field} {rule}")]
+pub struct RetryPolicyError {
+    field: &'static str,
+    rule: &'static str,
+}
+
+impl RetryPolicyError {
+    /// The setting, named as its setter: `max_attempts`, `max_backoff` or
+    /// `multiplier`.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The rule it breaks, e.g. `must be at least 1`.
+    pub fn rule(&self) -> &'static str {
+        self.rule
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,21 +182,31 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_named() {
-        assert!(
-            RetryPolicy::new()
-                .max_attempts(0)
-                .validate()
-                .unwrap_err()
-                .contains("max_attempts")
+        let named = |policy: RetryPolicy| {
+            let error = policy.validate().unwrap_err();
+            (error.field(), error.to_string())
+        };
+        // The messages are the ones `validate` gave as strings before it had a type.
+        assert_eq!(
+            named(RetryPolicy::new().max_attempts(0)),
+            (
+                "max_attempts",
+                "retry.max_attempts must be at least 1".into()
+            )
         );
-        assert!(
-            RetryPolicy::new()
-                .multiplier(0.5)
-                .validate()
-                .unwrap_err()
-                .contains("multiplier")
+        assert_eq!(
+            named(RetryPolicy::new().multiplier(0.5)),
+            (
+                "multiplier",
+                "retry.multiplier must be finite and at least 1".into()
+            )
         );
-        let bad = RetryPolicy::new().max_backoff(Duration::from_millis(1));
-        assert!(bad.validate().unwrap_err().contains("max_backoff"));
+        assert_eq!(
+            named(RetryPolicy::new().max_backoff(Duration::from_millis(1))),
+            (
+                "max_backoff",
+                "retry.max_backoff must be at least retry.initial_backoff".into()
+            )
+        );
     }
 }

@@ -201,7 +201,7 @@ impl SourceCounters {
     /// The counters of `source`, which refuses input for these `reasons` (each gets
     /// its `pipeline_source_rejected_total` series, at 0 until the first).
     pub(crate) fn new(source: &str, reasons: &[Reject]) -> Self {
-        super::describe_metrics();
+        describe_metrics();
         SourceCounters {
             received: Counted::new("pipeline_source_received_events_total", source),
             published: Counted::new("pipeline_source_published_events_total", source),
@@ -256,9 +256,9 @@ mod blocking {
                     self.published.add(1);
                     return true;
                 }
-                Err(PublishError::Full(e)) => {
+                Err(PublishError::Full { event, .. }) => {
                     self.full.add(1);
-                    e
+                    event
                 }
                 Err(PublishError::Backoff { event, .. }) => {
                     self.backoff.add(1);
@@ -290,4 +290,46 @@ mod blocking {
             published
         }
     }
+}
+
+/// `# HELP` texts for the sources' metric families, given to the recorder installed
+/// now (a recorder installed later does not get them: install it first).
+fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(
+        "pipeline_source_received_events_total",
+        "Events a source decoded from its input."
+    );
+    describe_counter!(
+        "pipeline_source_published_events_total",
+        "Events a source's bus accepted."
+    );
+    describe_counter!(
+        "pipeline_source_rejected_total",
+        "Input a source refused before it became an event, by reason."
+    );
+    describe_counter!(
+        "pipeline_source_malformed_total",
+        "Input a source refused because it did not decode (reason=\"malformed\" only)."
+    );
+    describe_counter!(
+        "pipeline_source_backoff_total",
+        "Publishes refused by the bus's rate limit."
+    );
+    describe_counter!(
+        "pipeline_source_full_total",
+        "Publishes refused because a Block subscription was full."
+    );
+    describe_counter!(
+        "pipeline_source_not_published_events_total",
+        "Events a source received but never published (the peer was told, or they stayed in their origin)."
+    );
+    describe_gauge!(
+        "pipeline_source_in_flight_events",
+        "Events a source holds now: read and not yet published (NATS: not yet acknowledged)."
+    );
+    describe_gauge!(
+        "pipeline_source_connections",
+        "Connections a source has open now."
+    );
 }

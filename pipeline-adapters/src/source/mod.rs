@@ -50,15 +50,18 @@
 //! downstream should be shut down after its sources are joined, so it drains what they
 //! published last.
 
-pub(crate) mod counters;
 mod error;
 
-#[cfg_attr(
-    not(any(feature = "http", feature = "tcp", feature = "file")),
-    allow(unused_imports)
-)]
+cfg_adapters! {
+    pub(crate) mod counters;
+
+    pub(crate) use counters::SourceCounters;
+}
+
+// The NATS source refuses nothing: what the bus does not take stays in the stream.
+#[cfg(any(feature = "http", feature = "tcp", feature = "file"))]
 pub(crate) use counters::Reject;
-pub(crate) use counters::SourceCounters;
+
 pub use error::JoinError;
 
 use std::time::Duration;
@@ -125,46 +128,4 @@ pub struct SourceStats {
     pub in_flight: u64,
     /// Open connections now (HTTP, TCP).
     pub connections: u64,
-}
-
-/// `# HELP` texts for the sources' metric families, given to the recorder installed
-/// now (a recorder installed later does not get them: install it first).
-pub(crate) fn describe_metrics() {
-    use metrics::{describe_counter, describe_gauge};
-    describe_counter!(
-        "pipeline_source_received_events_total",
-        "Events a source decoded from its input."
-    );
-    describe_counter!(
-        "pipeline_source_published_events_total",
-        "Events a source's bus accepted."
-    );
-    describe_counter!(
-        "pipeline_source_rejected_total",
-        "Input a source refused before it became an event, by reason."
-    );
-    describe_counter!(
-        "pipeline_source_malformed_total",
-        "Input a source refused because it did not decode (reason=\"malformed\" only)."
-    );
-    describe_counter!(
-        "pipeline_source_backoff_total",
-        "Publishes refused by the bus's rate limit."
-    );
-    describe_counter!(
-        "pipeline_source_full_total",
-        "Publishes refused because a Block subscription was full."
-    );
-    describe_counter!(
-        "pipeline_source_not_published_events_total",
-        "Events a source received but never published (the peer was told, or they stayed in their origin)."
-    );
-    describe_gauge!(
-        "pipeline_source_in_flight_events",
-        "Events a source holds now: read and not yet published (NATS: not yet acknowledged)."
-    );
-    describe_gauge!(
-        "pipeline_source_connections",
-        "Connections a source has open now."
-    );
 }

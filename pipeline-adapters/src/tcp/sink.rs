@@ -1,9 +1,9 @@
 //! [`TcpSink`]: events written as lines to a TCP server.
 
 use crate::json::OutputFormat;
-use crate::sink::stats::Attempt;
 use crate::sink::{
-    DeadLetterHook, DeadLetters, RetryPolicy, Sink, SinkCounters, SinkStats, Undelivered,
+    Attempt, DeadLetters, RetryPolicy, Sink, SinkCommon, SinkCounters, SinkStats, Undelivered,
+    common_setters,
 };
 use crate::util::Jitter;
 use pipeline_core::envelope::Envelope;
@@ -24,16 +24,14 @@ use std::time::{Duration, Instant};
 /// | [`write_timeout`](Self::write_timeout) | 5 s | above zero |
 /// | [`retry`](Self::retry) | [`RetryPolicy::default`] | see there |
 /// | [`dead_letter`](Self::dead_letter) | none: counted and logged | |
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 #[must_use]
 pub struct TcpSinkConfig {
     addr: SocketAddr,
-    name: Arc<str>,
+    common: SinkCommon,
     format: OutputFormat,
     connect_timeout: Duration,
     write_timeout: Duration,
-    retry: RetryPolicy,
-    dead_letter: Option<DeadLetterHook>,
 }
 
 impl TcpSinkConfig {
@@ -41,20 +39,19 @@ impl TcpSinkConfig {
     pub fn new(addr: SocketAddr) -> Self {
         TcpSinkConfig {
             addr,
-            name: "tcp".into(),
+            common: SinkCommon::new("tcp", RetryPolicy::default()),
             format: OutputFormat::Json,
             connect_timeout: Duration::from_secs(2),
             write_timeout: Duration::from_secs(5),
-            retry: RetryPolicy::default(),
-            dead_letter: None,
         }
     }
 
-    /// The name in logs and the `sink` metrics label (default `"tcp"`).
-    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
-        self.name = name.into();
-        self
-    }
+    common_setters!(
+        name: "tcp",
+        retry: "How failed writes are retried, each on a new connection (default \
+                [`RetryPolicy::default`]).",
+        dead_letter: "Where events go that could not be written (default: counted and logged)."
+    );
 
     /// How an event becomes a line (default [`OutputFormat::Json`]).
     pub fn format(mut self, format: OutputFormat) -> Self {
@@ -73,32 +70,6 @@ impl TcpSinkConfig {
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
         self
-    }
-
-    /// How failed writes are retried, each on a new connection (default
-    /// [`RetryPolicy::default`]).
-    pub fn retry(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Where events go that could not be written (default: counted and logged).
-    pub fn dead_letter(mut self, hook: impl Fn(Undelivered) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Arc::new(hook));
-        self
-    }
-}
-
-impl std::fmt::Debug for TcpSinkConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpSinkConfig")
-            .field("addr", &self.addr)
-            .field("name", &self.name)
-            .field("format", &self.format)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("write_timeout", &self.write_timeout)
-            .field("retry", &self.retry)
-            .finish_non_exhaustive()
     }
 }
 
@@ -151,25 +122,27 @@ impl TcpSink {
     /// `InvalidInput` naming a setting that breaks its rule.
     pub fn new(config: TcpSinkConfig) -> io::Result<TcpSink> {
         let invalid = |rule: String| Err(io::Error::new(io::ErrorKind::InvalidInput, rule));
-        if config.name.is_empty() {
-            return invalid("invalid `name`: must not be empty".into());
+        if let Err((field, rule)) = config.common.validate() {
+            return invalid(format!("invalid `{field}`: {rule}"));
         }
         if config.connect_timeout.is_zero() || config.write_timeout.is_zero() {
             return invalid("invalid `connect_timeout`/`write_timeout`: must be above zero".into());
         }
-        if let Err(rule) = config.retry.validate() {
-            return invalid(format!("invalid `retry`: {rule}"));
-        }
+        let SinkCommon {
+            name,
+            retry,
+            dead_letter,
+        } = config.common;
         Ok(TcpSink {
-            counters: SinkCounters::new(&config.name),
-            name: config.name,
+            counters: SinkCounters::new(&name),
+            name,
             addr: config.addr,
             format: config.format,
             connect_timeout: config.connect_timeout,
             write_timeout: config.write_timeout,
-            retry: config.retry,
+            retry,
             idle: Mutex::new(Vec::new()),
-            dead: DeadLetters::new(config.dead_letter),
+            dead: DeadLetters::new(dead_letter),
             jitter: Mutex::new(Jitter::new()),
         })
     }

@@ -1,6 +1,7 @@
 //! [`ThreadGroup`]: named threads joined with a deadline.
 
 use crate::source::JoinError;
+use pipeline_core::pool::panic_message;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -64,7 +65,7 @@ impl ThreadGroup {
                 self.panics
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(super::panic_message(payload.as_ref()));
+                    .push(panic_message(payload.as_ref()));
             }
         }
     }
@@ -100,7 +101,7 @@ impl ThreadGroup {
                         self.panics
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
-                            .push(super::panic_message(payload.as_ref()));
+                            .push(panic_message(payload.as_ref()));
                     }
                 }
             } else {

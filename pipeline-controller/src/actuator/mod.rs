@@ -2,11 +2,19 @@
 //!
 //! Two small object-safe traits over `pipeline-core`'s public knobs, so the control
 //! loop holds `dyn` values and never sees the event type or core's internals:
-//! [`BusActuator`] (buffer capacities, overflow modes, the publish-rate limit, and the
-//! readings that go with them) is implemented for [`Bus<E>`], and [`PoolActuator`]
-//! (worker count and stats) for [`WorkerPool<E>`], for any `Send` event type (`Clone`
-//! or not) and for thread and task workers alike. [`apply`] routes one policy
-//! [`Change`] to the knob it names.
+//! [`BusActuator`] (buffer capacities and their ranges, overflow modes, the
+//! publish-rate limit, and the readings that go with them) is implemented for
+//! [`Bus<E>`], and [`PoolActuator`] (worker count, its range, and stats) for
+//! [`WorkerPool<E>`], for any `Send` event type (`Clone` or not) and for thread and
+//! task workers alike. [`apply`] routes one policy [`Change`] to the knob it names.
+//!
+//! The ranges live in core, with the knobs they bound: a resize outside its range is
+//! clamped into it by the bus or the pool, and the readings (the bus snapshot, the
+//! pool stats) report the range in force, so what the policy observes and what a
+//! knob accepts are one range. The control loop sets them from the live configuration
+//! ([`set_capacity_range`](BusActuator::set_capacity_range),
+//! [`set_worker_range`](PoolActuator::set_worker_range)); a knob outside a new range is
+//! moved into it at once.
 //!
 //! ```
 //! use pipeline_controller::actuator::{apply, BusActuator, PoolActuator};
@@ -22,7 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use crate::policy::{Change, Overflow};
+use crate::policy::Change;
 use pipeline_core::bus::{Bus, BusError, BusSnapshot, OverflowPolicy};
 use pipeline_core::pool::{PoolError, PoolStats, WorkerPool};
 use std::sync::Arc;
@@ -42,6 +50,13 @@ pub trait BusActuator: Send + Sync {
     ///
     /// As [`Bus::resize`].
     fn resize_buffer(&self, name: &str, capacity: usize) -> Result<usize, BusError>;
+    /// Sets the range `[min, max]` a subscription's capacity is clamped into, moving a
+    /// capacity outside it into it at once; returns the capacity in force after.
+    ///
+    /// # Errors
+    ///
+    /// As [`Bus::set_capacity_range`] (`1 <= min <= max`, a known subscription).
+    fn set_capacity_range(&self, name: &str, min: usize, max: usize) -> Result<usize, BusError>;
     /// Switches a subscription's overflow policy.
     ///
     /// # Errors
@@ -66,6 +81,9 @@ impl<E: Send + 'static> BusActuator for Bus<E> {
     fn resize_buffer(&self, name: &str, capacity: usize) -> Result<usize, BusError> {
         self.resize(name, capacity)
     }
+    fn set_capacity_range(&self, name: &str, min: usize, max: usize) -> Result<usize, BusError> {
+        Bus::set_capacity_range(self, name, min, max)
+    }
     fn set_overflow(&self, name: &str, policy: OverflowPolicy) -> Result<(), BusError> {
         Bus::set_overflow(self, name, policy)
     }
@@ -86,6 +104,13 @@ pub trait PoolActuator: Send + Sync {
     ///
     /// As [`WorkerPool::resize`].
     fn resize(&self, workers: usize) -> Result<usize, PoolError>;
+    /// Sets the range `[min, max]` the worker count is clamped into, moving a count
+    /// outside it into it at once; returns the count in force after.
+    ///
+    /// # Errors
+    ///
+    /// As [`WorkerPool::set_worker_range`] (`1 <= min <= max`).
+    fn set_worker_range(&self, min: usize, max: usize) -> Result<usize, PoolError>;
 }
 
 impl<E: Send + 'static> PoolActuator for WorkerPool<E> {
@@ -97,6 +122,9 @@ impl<E: Send + 'static> PoolActuator for WorkerPool<E> {
     }
     fn resize(&self, workers: usize) -> Result<usize, PoolError> {
         WorkerPool::resize(self, workers)
+    }
+    fn set_worker_range(&self, min: usize, max: usize) -> Result<usize, PoolError> {
+        WorkerPool::set_worker_range(self, min, max)
     }
 }
 
@@ -121,27 +149,6 @@ pub enum ActuatorError {
     UnknownPool(String),
 }
 
-/// The core policy matching the controller's view of an overflow mode.
-pub fn overflow_policy(mode: Overflow) -> OverflowPolicy {
-    match mode {
-        Overflow::Block => OverflowPolicy::Block,
-        Overflow::DropNewest => OverflowPolicy::DropNewest,
-        Overflow::DropOldest => OverflowPolicy::DropOldest,
-    }
-}
-
-/// The controller's view of a core overflow policy.
-pub fn overflow_mode(policy: OverflowPolicy) -> Overflow {
-    match policy {
-        OverflowPolicy::Block => Overflow::Block,
-        OverflowPolicy::DropNewest => Overflow::DropNewest,
-        OverflowPolicy::DropOldest => Overflow::DropOldest,
-        // A policy added to core later reads as lossless until the policy knows it.
-        #[allow(unreachable_patterns)]
-        _ => Overflow::Block,
-    }
-}
-
 /// Applies one change to the knob it names; returns the value now in force, as text
 /// for the decision log.
 ///
@@ -159,7 +166,7 @@ pub fn apply(
             .map(|c| c.to_string())
             .map_err(ActuatorError::Bus),
         Change::SetOverflow { name, to, .. } => bus
-            .set_overflow(name, overflow_policy(*to))
+            .set_overflow(name, *to)
             .map(|()| to.as_str().to_owned())
             .map_err(ActuatorError::Bus),
         Change::SetPublishRate { to, .. } => bus

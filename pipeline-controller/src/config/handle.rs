@@ -1,12 +1,17 @@
 //! The live configuration: snapshots, updates, history and subscriptions.
 
-use super::model::{ConfigErrors, ConfigLoadError, PipelineConfig};
+#[cfg(feature = "file-config")]
+use super::file::ConfigLoadError;
+use super::model::{ConfigErrors, PipelineConfig};
 use super::params::{flatten, is_critical};
+use super::tree::{Node, TreeError, from_tree, parse_value, to_tree};
 use crate::sync::{ArcCell, AtomicU64, Mutex as WriteLock, Ordering};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
-use std::path::{Path, PathBuf};
+#[cfg(feature = "file-config")]
+use std::path::Path;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -254,11 +259,7 @@ impl ConfigHandle {
     /// [`ConfigUpdateError::Invalid`] or [`ConfigUpdateError::Critical`]; refusals
     /// are recorded in the history and reported to subscribers.
     pub fn update(&self, path: &str, value: &str) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
-        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(value.to_owned()));
-        self.update_value(path, parsed)
+        self.update_nodes([(path, Ok(parse_value(value)))])
     }
 
     /// As [`update`](Self::update), with a typed value.
@@ -266,39 +267,75 @@ impl ConfigHandle {
     /// # Errors
     ///
     /// As [`update`](Self::update).
+    #[cfg(feature = "file-config")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "file-config")))]
     pub fn update_value(
         &self,
         path: &str,
         value: toml::Value,
     ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
+        self.update_nodes([(path, to_tree(&value))])
+    }
+
+    /// Sets several parameters by their dotted paths together, on the configuration in
+    /// force when the change is made (read, modified and applied under the writer
+    /// lock, so a file reload or another update at the same time is neither lost nor
+    /// overwritten): all of them or none. Values are anything serde can write as a
+    /// configuration value (numbers, strings, booleans; e.g. `serde_json::Value`).
+    ///
+    /// # Errors
+    ///
+    /// As [`update`](Self::update); [`ConfigUpdateError::WrongType`] names the paths
+    /// when the values together do not make a configuration.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_controller::config::{ConfigHandle, PipelineConfig};
+    ///
+    /// let handle = ConfigHandle::new(PipelineConfig::default())?;
+    /// // Each alone would break `low_utilisation < target_utilisation`; together they fit.
+    /// handle.update_values([
+    ///     ("policy.target_utilisation", 0.25),
+    ///     ("policy.low_utilisation", 0.2),
+    /// ])?;
+    /// assert_eq!(handle.current().policy.target_utilisation, 0.25);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn update_values<'a, V: serde::Serialize>(
+        &self,
+        values: impl IntoIterator<Item = (&'a str, V)>,
+    ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
+        self.update_nodes(values.into_iter().map(|(path, v)| (path, to_tree(&v))))
+    }
+
+    /// Sets the node at each path to its value (or records why a value is no
+    /// configuration value) and applies the result, all under the writer lock.
+    fn update_nodes<'a>(
+        &self,
+        values: impl IntoIterator<Item = (&'a str, Result<Node, TreeError>)>,
+    ) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
         // Read-modify-write under the writer lock: two updates of different parameters
         // at once must both land (found by the loom model, tests/loom_config.rs).
         let _writer = self.inner.write.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.current();
-        let mut tree = toml::Value::try_from(&*current).expect("the configuration model is TOML");
-        let mut node = &mut tree;
-        let mut parts = path.split('.').peekable();
-        while let Some(part) = parts.next() {
-            let table = node
-                .as_table_mut()
-                .ok_or_else(|| ConfigUpdateError::UnknownParameter(path.to_owned()))?;
-            let child = table
-                .get_mut(part)
-                .ok_or_else(|| ConfigUpdateError::UnknownParameter(path.to_owned()))?;
-            if parts.peek().is_none() && child.is_table() {
-                return Err(ConfigUpdateError::UnknownParameter(path.to_owned()));
-            }
-            node = child;
-        }
-        *node = value;
-        let new: PipelineConfig = tree.try_into().map_err(|e: toml::de::Error| {
+        let mut tree = to_tree(&*current).expect("the configuration model is a tree");
+        let mut paths = Vec::new();
+        let wrong_type = |path: String, e: TreeError| {
             let error = ConfigUpdateError::WrongType {
-                path: path.to_owned(),
+                path,
                 message: e.message().trim().to_owned(),
             };
             self.record_failure(ChangeSource::Api, &error);
             error
-        })?;
+        };
+        for (path, value) in values {
+            let slot = node_at(&mut tree, path)
+                .map_err(|_| ConfigUpdateError::UnknownParameter(path.to_owned()))?;
+            *slot = value.map_err(|e| wrong_type(path.to_owned(), e))?;
+            paths.push(path);
+        }
+        let new = from_tree::<PipelineConfig>(tree).map_err(|e| wrong_type(paths.join(", "), e))?;
         self.apply_locked(new, ChangeSource::Api)
     }
 
@@ -321,12 +358,15 @@ impl ConfigHandle {
     ///
     /// [`ConfigUpdateError::Load`] when the file cannot be read, substituted or parsed,
     /// otherwise as [`apply`](Self::apply).
+    #[cfg(feature = "file-config")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "file-config")))]
     pub fn reload_from(&self, path: &Path) -> Result<Vec<ChangeRecord>, ConfigUpdateError> {
         self.reload_parsed(path, PipelineConfig::parse_path(path))
     }
 
     /// Applies what was read from `path` (a parsed, unvalidated configuration or why it
     /// could not be read) as a reload from that file.
+    #[cfg(feature = "file-config")]
     pub(super) fn reload_parsed(
         &self,
         path: &Path,
@@ -511,4 +551,22 @@ impl ConfigHandle {
             .unwrap_or_else(|p| p.into_inner())
             .push(Box::new(callback));
     }
+}
+
+/// The parameter (a leaf, not a section) at a dotted path of a configuration tree, or
+/// why the path names none.
+pub(crate) fn node_at<'t>(tree: &'t mut Node, path: &str) -> Result<&'t mut Node, &'static str> {
+    let mut node = tree;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Node::Table(table) = node else {
+            return Err("no such parameter");
+        };
+        let child = table.get_mut(part).ok_or("no such parameter")?;
+        if parts.peek().is_none() && matches!(child, Node::Table(_)) {
+            return Err("names a section, not a parameter");
+        }
+        node = child;
+    }
+    Ok(node)
 }

@@ -2,6 +2,8 @@
 //! dotted paths.
 
 use super::model::PipelineConfig;
+use super::tree::{Node, to_tree};
+use crate::policy::range_of;
 use std::collections::BTreeMap;
 
 /// One configuration parameter as documented in `docs/configuration.md`.
@@ -22,7 +24,7 @@ pub struct Parameter {
 }
 
 macro_rules! params {
-    ($($path:literal, $unit:literal, $default:literal, $range:literal, $critical:literal;)*) => {
+    ($($path:literal, $unit:literal, $default:literal, $range:expr, $critical:literal;)*) => {
         /// Every parameter of [`PipelineConfig`], in file order.
         pub const PARAMETERS: &[Parameter] = &[
             $(Parameter { path: $path, unit: $unit, default: $default, range: $range, critical: $critical },)*
@@ -33,36 +35,36 @@ macro_rules! params {
 params! {
     "controller.interval", "duration", "1s", "[1ms, 1h]", false;
     "controller.decision_log_capacity", "records", "1024", "[1, 1000000]", true;
-    "policy.memory_critical", "share of memory limit", "0.9", "(0, 1]", false;
-    "policy.psi_critical", "percent (PSI some avg10)", "20.0", "(0, 100]", false;
-    "policy.defensive_exit", "share of memory limit", "0.78", "(0, memory_critical)", false;
-    "policy.psi_exit", "percent (PSI some avg10)", "10.0", "(0, psi_critical)", false;
-    "policy.defensive_exit_hold", "duration", "10s", ">= 0", false;
-    "policy.memory_caution", "share of memory limit", "0.75", "(0, memory_critical)", false;
-    "policy.target_saturation", "share of capacity", "0.7", "(low_saturation, 1]", false;
-    "policy.low_saturation", "share of capacity", "0.3", "(0, relief_saturation)", false;
-    "policy.relief_saturation", "share of capacity", "0.5", "(low_saturation, target_saturation]", false;
-    "policy.growth_factor", "multiplier", "1.5", "(1, target_saturation / low_saturation]", false;
-    "policy.shrink_factor", "multiplier", "0.75", "[low_saturation / target_saturation, 1)", false;
-    "policy.defensive_shrink_factor", "multiplier", "0.5", "(0, 1)", false;
-    "policy.buffer_budget", "share of memory limit", "0.5", "(0, 1]", false;
-    "policy.resize_tolerance", "share", "0.1", "[0, 1)", false;
-    "policy.rate_decrease_factor", "multiplier", "0.8", "(0, 1)", false;
-    "policy.defensive_rate_factor", "multiplier", "0.5", "(0, 1)", false;
-    "policy.min_publish_rate", "events/s", "10.0", "(0, inf)", false;
-    "policy.rate_increase_step", "share of demand", "0.1", "(0, 1]", false;
-    "policy.rate_ceiling_hold", "duration", "5m", ">= 0", false;
-    "policy.target_utilisation", "share of worker time", "0.7", "(low_utilisation, 1]", false;
-    "policy.low_utilisation", "share of worker time", "0.3", "(0, target_utilisation)", false;
-    "policy.max_error_rate", "share of events", "0.05", "[0, 1]", false;
-    "policy.workers_per_core", "workers per core", "1.0", "(0, inf)", false;
-    "policy.max_scale_up_step", "workers", "4", "[1, inf)", false;
-    "policy.scale_down_step", "workers", "1", "[1, inf)", false;
-    "policy.stabilisation_window", "duration", "30s", ">= 0", false;
-    "policy.cooldown", "duration", "30s", ">= 0", false;
-    "policy.drain_time", "duration", "5s", "> 0", false;
-    "policy.target_latency", "duration", "1s", "> 0", false;
-    "policy.model_smoothing", "duration", "20s", ">= 0", false;
+    "policy.memory_critical", "share of memory limit", "0.9", range_of("memory_critical"), false;
+    "policy.psi_critical", "percent (PSI some avg10)", "20.0", range_of("psi_critical"), false;
+    "policy.defensive_exit", "share of memory limit", "0.78", range_of("defensive_exit"), false;
+    "policy.psi_exit", "percent (PSI some avg10)", "10.0", range_of("psi_exit"), false;
+    "policy.defensive_exit_hold", "duration", "10s", range_of("defensive_exit_hold"), false;
+    "policy.memory_caution", "share of memory limit", "0.75", range_of("memory_caution"), false;
+    "policy.target_saturation", "share of capacity", "0.7", range_of("target_saturation"), false;
+    "policy.low_saturation", "share of capacity", "0.3", range_of("low_saturation"), false;
+    "policy.relief_saturation", "share of capacity", "0.5", range_of("relief_saturation"), false;
+    "policy.growth_factor", "multiplier", "1.5", range_of("growth_factor"), false;
+    "policy.shrink_factor", "multiplier", "0.75", range_of("shrink_factor"), false;
+    "policy.defensive_shrink_factor", "multiplier", "0.5", range_of("defensive_shrink_factor"), false;
+    "policy.buffer_budget", "share of memory limit", "0.5", range_of("buffer_budget"), false;
+    "policy.resize_tolerance", "share", "0.1", range_of("resize_tolerance"), false;
+    "policy.rate_decrease_factor", "multiplier", "0.8", range_of("rate_decrease_factor"), false;
+    "policy.defensive_rate_factor", "multiplier", "0.5", range_of("defensive_rate_factor"), false;
+    "policy.min_publish_rate", "events/s", "10.0", range_of("min_publish_rate"), false;
+    "policy.rate_increase_step", "share of demand", "0.1", range_of("rate_increase_step"), false;
+    "policy.rate_ceiling_hold", "duration", "5m", range_of("rate_ceiling_hold"), false;
+    "policy.target_utilisation", "share of worker time", "0.7", range_of("target_utilisation"), false;
+    "policy.low_utilisation", "share of worker time", "0.3", range_of("low_utilisation"), false;
+    "policy.max_error_rate", "share of events", "0.05", range_of("max_error_rate"), false;
+    "policy.workers_per_core", "workers per core", "1.0", range_of("workers_per_core"), false;
+    "policy.max_scale_up_step", "workers", "4", range_of("max_scale_up_step"), false;
+    "policy.scale_down_step", "workers", "1", range_of("scale_down_step"), false;
+    "policy.stabilisation_window", "duration", "30s", range_of("stabilisation_window"), false;
+    "policy.cooldown", "duration", "30s", range_of("cooldown"), false;
+    "policy.drain_time", "duration", "5s", range_of("drain_time"), false;
+    "policy.target_latency", "duration", "1s", range_of("target_latency"), false;
+    "policy.model_smoothing", "duration", "20s", range_of("model_smoothing"), false;
     "stages.<name>.buffer.initial", "events", "1024", "[buffer.min, buffer.max]", false;
     "stages.<name>.buffer.min", "events", "64", "[1, buffer.max]", false;
     "stages.<name>.buffer.max", "events", "16384", "[buffer.min, 1048576]", false;
@@ -96,15 +98,15 @@ pub fn generic_path(path: &str) -> String {
 /// The configuration as `dotted path -> value` for every leaf, values as written in a
 /// TOML file (strings without quotes).
 pub fn flatten(config: &PipelineConfig) -> BTreeMap<String, String> {
-    let value = toml::Value::try_from(config).expect("the configuration model is TOML");
+    let tree = to_tree(config).expect("the configuration model is a tree");
     let mut out = BTreeMap::new();
-    walk("", &value, &mut out);
+    walk("", &tree, &mut out);
     out
 }
 
-fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
-    match value {
-        toml::Value::Table(table) => {
+fn walk(prefix: &str, node: &Node, out: &mut BTreeMap<String, String>) {
+    match node {
+        Node::Table(table) => {
             for (key, inner) in table {
                 let path = if prefix.is_empty() {
                     key.clone()
@@ -114,11 +116,8 @@ fn walk(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
                 walk(&path, inner, out);
             }
         }
-        toml::Value::String(s) => {
-            out.insert(prefix.to_owned(), s.clone());
-        }
-        other => {
-            out.insert(prefix.to_owned(), other.to_string());
+        leaf => {
+            out.insert(prefix.to_owned(), leaf.to_string());
         }
     }
 }

@@ -7,8 +7,9 @@
 //! compare a hash of the bytes with the last ones it saw; only different bytes are
 //! reloaded.
 
+use super::file::{CONFIG_PATH_ENV, ConfigLoadError};
 use super::handle::{ChangeRecord, ConfigHandle, ConfigUpdateError};
-use super::model::{CONFIG_PATH_ENV, ConfigLoadError, PipelineConfig};
+use super::model::PipelineConfig;
 use notify::{RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
 use std::hash::{DefaultHasher, Hasher};
@@ -152,6 +153,7 @@ impl Seen {
     }
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "file-config")))]
 impl ConfigHandle {
     /// Reloads `path` whenever its content changes, after `debounce` of quiet (see
     /// [`ConfigWatcher`]). The path's directory is watched, not the file, so

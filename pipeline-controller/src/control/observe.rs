@@ -2,7 +2,7 @@
 //! including the queueing model's readings per stage: λ (events offered), S (handler
 //! time per event) and the demand waiting in blocked publishers.
 
-use crate::actuator::{PoolActuator, overflow_mode};
+use crate::actuator::PoolActuator;
 use crate::policy::{BufferObservation, MemoryObservation, Observation, PoolObservation};
 use crate::sensor::MemorySensor;
 use pipeline_core::bus::{BusSnapshot, SubscriptionSnapshot};
@@ -206,7 +206,7 @@ pub(crate) fn observe(
             .len(sub.len)
             .bytes_per_event(sub.avg_event_bytes as f64)
             .droppable(sub.droppable)
-            .overflow(overflow_mode(sub.overflow))
+            .overflow(sub.overflow)
             .drops(dropped.saturating_sub(dropped_before))
             .blocked(blocked),
         );

@@ -98,9 +98,12 @@ impl ControlLoop {
     }
 
     /// Follows a live configuration: at every tick, when it changed, the policy takes
-    /// its `policy` section, each stage's overflow is set and its buffer and worker
-    /// ranges bound the policy (a knob outside its new range is moved into it), and
-    /// [`spawn`](Self::spawn) ticks at its `controller.interval`.
+    /// its `policy` section, each stage's buffer and worker ranges are set on the bus
+    /// and the pool ([`BusActuator::set_capacity_range`],
+    /// [`PoolActuator::set_worker_range`]: a knob outside its new range is moved into
+    /// it at once, and the readings the policy observes report the new range), each
+    /// droppable stage's overflow is set, and [`spawn`](Self::spawn) ticks at its
+    /// `controller.interval`.
     #[must_use]
     pub fn with_config(mut self, handle: ConfigHandle) -> Self {
         let snapshot = handle.current();
@@ -124,28 +127,41 @@ impl ControlLoop {
             // The handle validated it; a policy that disagrees keeps its configuration.
             tracing::warn!(target: "pipeline::controller", %error, "policy configuration refused");
         }
+        // Each stage's ranges go to the bus and the pool, once per change: from then on
+        // the bus snapshot and the pool stats report them, `observe` reads them there,
+        // and a resize outside them is clamped by the knob itself.
         let bus = self.bus.snapshot();
         for (name, stage) in &config.stages {
             if let Some(sub) = bus.subscription(name) {
                 let range = stage.buffer;
-                if sub.capacity < range.min || sub.capacity > range.max {
-                    let to = sub.capacity.clamp(range.min, range.max);
-                    if let Err(error) = self.bus.resize_buffer(name, to) {
-                        tracing::warn!(target: "pipeline::controller", stage = %name, %error, "buffer not moved into its configured range");
+                if (sub.min_capacity, sub.max_capacity) != (range.min, range.max) {
+                    match self.bus.set_capacity_range(name, range.min, range.max) {
+                        Ok(to) => {
+                            tracing::info!(target: "pipeline::controller", stage = %name, min = range.min, max = range.max, from = sub.capacity, to, "buffer range set from the configuration")
+                        }
+                        Err(error) => {
+                            tracing::warn!(target: "pipeline::controller", stage = %name, %error, "buffer range not set")
+                        }
                     }
                 }
-                if sub.droppable && sub.overflow != stage.overflow.to_core() {
-                    if let Err(error) = self.bus.set_overflow(name, stage.overflow.to_core()) {
-                        tracing::warn!(target: "pipeline::controller", stage = %name, %error, "overflow not set");
-                    }
+                if sub.droppable
+                    && sub.overflow != stage.overflow
+                    && let Err(error) = self.bus.set_overflow(name, stage.overflow)
+                {
+                    tracing::warn!(target: "pipeline::controller", stage = %name, %error, "overflow not set");
                 }
             }
             if let Some(pool) = self.pools.iter().find(|p| p.name() == name) {
                 let range = stage.workers;
-                let workers = pool.stats().workers;
-                if workers < range.min || workers > range.max {
-                    if let Err(error) = pool.resize(workers.clamp(range.min, range.max)) {
-                        tracing::warn!(target: "pipeline::controller", stage = %name, %error, "workers not moved into their configured range");
+                let stats = pool.stats();
+                if (stats.min_workers, stats.max_workers) != (range.min, range.max) {
+                    match pool.set_worker_range(range.min, range.max) {
+                        Ok(to) => {
+                            tracing::info!(target: "pipeline::controller", stage = %name, min = range.min, max = range.max, from = stats.workers, to, "worker range set from the configuration")
+                        }
+                        Err(error) => {
+                            tracing::warn!(target: "pipeline::controller", stage = %name, %error, "worker range not set")
+                        }
                     }
                 }
             }
@@ -206,7 +222,7 @@ impl ControlLoop {
         let snapshot = self.bus.snapshot();
         let memory = self.memory.read(now);
         let memory_reading = memory;
-        let mut obs = observe(
+        let obs = observe(
             now,
             &snapshot,
             &self.pools,
@@ -214,21 +230,6 @@ impl ControlLoop {
             self.cpu_limit_cores,
             &mut self.previous,
         );
-        if let Some((_, _, config)) = &self.config {
-            // The configured ranges narrow the hard ranges the bus and pools were built with.
-            for buffer in &mut obs.buffers {
-                if let Some(stage) = config.stages.get(&buffer.name) {
-                    buffer.min = buffer.min.max(stage.buffer.min);
-                    buffer.max = buffer.max.min(stage.buffer.max).max(buffer.min);
-                }
-            }
-            for pool in &mut obs.pools {
-                if let Some(stage) = config.stages.get(&pool.name) {
-                    pool.min = pool.min.max(stage.workers.min);
-                    pool.max = pool.max.min(stage.workers.max).max(pool.min);
-                }
-            }
-        }
         let decision = self.policy.decide(&obs, now);
         self.mode = decision.mode;
         self.ticks += 1;

@@ -3,6 +3,7 @@
 use super::ControlPlaneConfig;
 use crate::config::{
     ChangeOutcome, ChangeRecord, ChangeSource, ConfigHandle, ConfigUpdateError, PipelineConfig,
+    from_tree, node_at, to_tree,
 };
 use crate::control::{DecisionRecord, Entry};
 use crate::pipeline::PipelineHandle;
@@ -448,46 +449,6 @@ fn change_json(change: &ChangeRecord) -> Value {
 }
 
 /// A JSON value as the TOML value the configuration model reads.
-fn to_toml(value: &Value) -> Result<toml::Value, String> {
-    Ok(match value {
-        Value::Null => return Err("null is not a value".to_owned()),
-        Value::Bool(b) => toml::Value::Boolean(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
-            (Some(i), _) => toml::Value::Integer(i),
-            (None, Some(f)) if n.is_f64() => toml::Value::Float(f),
-            _ => return Err(format!("{n} is out of range")),
-        },
-        Value::String(s) => toml::Value::String(s.clone()),
-        Value::Array(items) => {
-            toml::Value::Array(items.iter().map(to_toml).collect::<Result<_, _>>()?)
-        }
-        Value::Object(fields) => toml::Value::Table(
-            fields
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), to_toml(v)?)))
-                .collect::<Result<_, String>>()?,
-        ),
-    })
-}
-
-/// Sets `path` in `tree`, or says why it is no parameter.
-fn set_path(tree: &mut toml::Value, path: &str, value: toml::Value) -> Result<(), String> {
-    let mut node = tree;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let child = node
-            .as_table_mut()
-            .and_then(|t| t.get_mut(part))
-            .ok_or_else(|| "no such parameter".to_owned())?;
-        if parts.peek().is_none() && child.is_table() {
-            return Err("names a section, not a parameter".to_owned());
-        }
-        node = child;
-    }
-    *node = value;
-    Ok(())
-}
-
 fn path_errors(errors: Vec<(String, String)>) -> ApiError {
     let list: Vec<Value> = errors
         .into_iter()
@@ -536,34 +497,34 @@ async fn config_patch(
     if patch.is_empty() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "no parameter given"));
     }
-    let _writing = plane.inner.writing.lock().await;
-    let current = handle.current();
-    let base = toml::Value::try_from(&*current)
+    // Each path alone on the configuration in force, to name every path whose value
+    // does not fit (not only the first); then all of them together, on the
+    // configuration in force at that moment (`update_values` reads, modifies and
+    // applies under the handle's writer lock, so a file reload in between is kept).
+    let base = to_tree(&*handle.current())
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let mut tree = base.clone();
+    let mut values = Vec::new();
     let mut errors = Vec::new();
     for (path, value) in &patch {
-        let checked = to_toml(value).and_then(|value| {
-            // Each path alone on the current configuration: names every path whose
-            // value does not fit, not only the first.
+        let checked = (|| {
+            if value.is_null() {
+                return Err("null is not a value".to_owned());
+            }
             let mut alone = base.clone();
-            set_path(&mut alone, path, value.clone())?;
-            alone
-                .try_into::<PipelineConfig>()
-                .map_err(|e| e.message().trim().to_owned())?;
-            set_path(&mut tree, path, value)
-        });
-        if let Err(message) = checked {
-            errors.push((path.clone(), message));
+            *node_at(&mut alone, path).map_err(str::to_owned)? =
+                to_tree(value).map_err(|e| e.message().trim().to_owned())?;
+            from_tree::<PipelineConfig>(alone).map_err(|e| e.message().trim().to_owned())?;
+            Ok(())
+        })();
+        match checked {
+            Ok(()) => values.push((path.as_str(), value)),
+            Err(message) => errors.push((path.clone(), message)),
         }
     }
     if !errors.is_empty() {
         return Err(path_errors(errors));
     }
-    let new: PipelineConfig = tree.try_into().map_err(|e: toml::de::Error| {
-        ApiError::new(StatusCode::BAD_REQUEST, e.message().trim().to_owned())
-    })?;
-    let changes = handle.apply(new).map_err(refusal)?;
+    let changes = handle.update_values(values).map_err(refusal)?;
     let list: Vec<Value> = changes.iter().map(change_json).collect();
     Ok(Json(json!({ "version": handle.version(), "changes": list })).into_response())
 }

@@ -360,13 +360,13 @@ impl LimitsReader {
                 source: LimitSource::EnvOverride,
             });
         }
-        if let Some(dir) = &self.cgroups.memory {
-            if let Some(bytes) = self.cgroup_memory_limit(dir)? {
-                return Ok(MemoryLimit {
-                    bytes: Some(bytes),
-                    source: LimitSource::Cgroup(dir.version),
-                });
-            }
+        if let Some(dir) = &self.cgroups.memory
+            && let Some(bytes) = self.cgroup_memory_limit(dir)?
+        {
+            return Ok(MemoryLimit {
+                bytes: Some(bytes),
+                source: LimitSource::Cgroup(dir.version),
+            });
         }
         Ok(MemoryLimit {
             bytes: self.host.memory_bytes,

@@ -18,7 +18,8 @@
 //! let pipeline = Pipeline::<u64>::builder()
 //!     .stage(
 //!         Stage::new(SubscriptionConfig::new("sum").capacity(64).min_capacity(8).max_capacity(4096))
-//!             .workers(1, 1, 4)
+//!             .workers(1)
+//!             .max_workers(4)
 //!             .handler(move |n| {
 //!                 counter.fetch_add(n, Ordering::Relaxed);
 //!                 Ok(())
@@ -63,7 +64,9 @@
 //! let pipeline = Pipeline::<u64>::builder()
 //!     .stage(
 //!         Stage::new(SubscriptionConfig::new("store").capacity(64).max_capacity(4096))
-//!             .workers(4, 1, 256) // up to 256 writes in flight, on the runtime's threads
+//!             .workers(4)
+//!             .min_workers(1)
+//!             .max_workers(256) // up to 256 writes in flight, on the runtime's threads
 //!             .async_handler(move |n| {
 //!                 let counter = counter.clone();
 //!                 async move {
@@ -108,7 +111,7 @@
 //! let pipeline = Pipeline::<Upload>::builder()
 //!     .single_stage(
 //!         Stage::new(SubscriptionConfig::new("uploads").capacity(16))
-//!             .workers(1, 1, 4)
+//!             .max_workers(4)
 //!             .handler(|upload: Upload| {
 //!                 assert_eq!(upload.0.len(), 3);
 //!                 Ok(())
@@ -122,7 +125,7 @@
 //! ```
 
 use crate::actuator::{BusActuator, PoolActuator};
-use crate::config::{ConfigErrors, ConfigHandle, MAX_BUFFER_CAPACITY, MAX_WORKERS, PipelineConfig};
+use crate::config::{ConfigErrors, ConfigHandle, PipelineConfig};
 use crate::control::{
     ControlLoop, ControllerHandle, ControllerState, DecisionLog, DecisionRecord, MemoryProbe,
 };
@@ -138,36 +141,70 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A setting of the stage's pool builder (its handler, its dead-letter hook), applied
-/// when the pipeline starts. Keeps the handler's own type: an async handler's futures
-/// are not boxed.
-type Configure<E> = Box<dyn FnOnce(WorkerPoolBuilder<E>) -> WorkerPoolBuilder<E> + Send>;
-
 /// One stage: a subscription and the pool of workers that handles its events.
+///
+/// Its worker settings are the pool builder's, with the same names and rules
+/// ([`WorkerPoolBuilder`]): [`workers`](Self::workers) to start with (default 1), and
+/// the range the controller moves it in, [`min_workers`](Self::min_workers) and
+/// [`max_workers`](Self::max_workers), each following `workers` when not set (a fixed
+/// size). [`PipelineBuilder::build`] checks `1 <= min_workers <= workers <= max_workers`
+/// and names the setter at fault ([`PipelineError::InvalidStage`]).
+///
+/// ```
+/// use pipeline_controller::pipeline::{Pipeline, PipelineError, Stage};
+/// use pipeline_core::bus::SubscriptionConfig;
+///
+/// let stage = Stage::new(SubscriptionConfig::<u32>::new("parse"))
+///     .workers(2)
+///     .min_workers(1)
+///     .max_workers(8) // the controller moves it within [1, 8] and the CPU limit
+///     .handler(|_| Ok(()));
+/// # let _ = stage;
+///
+/// let bad = Pipeline::<u32>::builder()
+///     .stage(Stage::new(SubscriptionConfig::new("parse")).workers(9).max_workers(8).handler(|_| Ok(())))
+///     .controller(false)
+///     .build();
+/// assert_eq!(
+///     bad.err().unwrap().to_string(),
+///     "stages.parse.workers: 9 is above max_workers 8: need workers <= max_workers"
+/// );
+/// ```
 pub struct Stage<E> {
     subscription: SubscriptionConfig<E>,
-    workers: (usize, usize, usize),
-    handler: Option<Configure<E>>,
-    dead_letter: Option<Configure<E>>,
+    /// The worker settings, the handler and the dead-letter hook, spawned on the
+    /// subscription when the pipeline starts.
+    pool: WorkerPoolBuilder<E>,
 }
 
 impl<E: Send + 'static> Stage<E> {
     /// A stage on a subscription configured as `subscription` (name, filter, capacity
     /// range, overflow, droppable, event size), with one worker until set otherwise.
     pub fn new(subscription: SubscriptionConfig<E>) -> Self {
-        Stage {
-            subscription,
-            workers: (1, 1, 1),
-            handler: None,
-            dead_letter: None,
-        }
+        let pool = WorkerPool::builder(subscription.name());
+        Stage { subscription, pool }
     }
 
-    /// Initial, minimum and maximum worker count; the controller moves it within
-    /// `[min, max]` and the CPU limit.
+    /// Workers to start with (default 1); see [`WorkerPoolBuilder::workers`].
     #[must_use]
-    pub fn workers(mut self, initial: usize, min: usize, max: usize) -> Self {
-        self.workers = (initial, min, max);
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.pool = self.pool.workers(workers);
+        self
+    }
+
+    /// The fewest workers the controller may leave (default: `workers`); see
+    /// [`WorkerPoolBuilder::min_workers`].
+    #[must_use]
+    pub fn min_workers(mut self, min: usize) -> Self {
+        self.pool = self.pool.min_workers(min);
+        self
+    }
+
+    /// The most workers the controller may start (default: `workers`), within the CPU
+    /// limit; see [`WorkerPoolBuilder::max_workers`].
+    #[must_use]
+    pub fn max_workers(mut self, max: usize) -> Self {
+        self.pool = self.pool.max_workers(max);
         self
     }
 
@@ -178,7 +215,7 @@ impl<E: Send + 'static> Stage<E> {
         mut self,
         handler: impl Fn(E) -> Result<(), HandlerError> + Send + Sync + 'static,
     ) -> Self {
-        self.handler = Some(Box::new(move |pool| pool.handler(handler)));
+        self.pool = self.pool.handler(handler);
         self
     }
 
@@ -190,13 +227,14 @@ impl<E: Send + 'static> Stage<E> {
     /// [`handler`](Self::handler), which it replaces. See
     /// [`WorkerPoolBuilder::async_handler`].
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     #[must_use]
     pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(E) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<(), HandlerError>> + Send + 'static,
     {
-        self.handler = Some(Box::new(move |pool| pool.async_handler(handler)));
+        self.pool = self.pool.async_handler(handler);
         self
     }
 }
@@ -206,7 +244,7 @@ impl<E: Clone + Send + 'static> Stage<E> {
     /// each event for the hook (see [`WorkerPoolBuilder::dead_letter`]).
     #[must_use]
     pub fn dead_letter(mut self, hook: impl Fn(DeadLetter<E>) + Send + Sync + 'static) -> Self {
-        self.dead_letter = Some(Box::new(move |pool| pool.dead_letter(hook)));
+        self.pool = self.pool.dead_letter(hook);
         self
     }
 }
@@ -224,6 +262,18 @@ pub enum PipelineError {
     /// A stage has no handler.
     #[error("stages.{0}.handler: every stage needs a handler")]
     MissingHandler(String),
+    /// A stage's worker settings break a rule: `field` names the [`Stage`] setter
+    /// (`workers`, `min_workers` or `max_workers`), as in
+    /// `stages.parse.workers: 9 is above max_workers 8: need workers <= max_workers`.
+    #[error("stages.{stage}.{field}: {rule}")]
+    InvalidStage {
+        /// The stage.
+        stage: String,
+        /// The setting, named as its setter.
+        field: &'static str,
+        /// The rule it breaks.
+        rule: String,
+    },
     /// The controller's tick interval is zero.
     #[error("interval: must be greater than zero")]
     ZeroInterval,
@@ -261,6 +311,7 @@ pub enum PipelineError {
     /// The control plane's address could not be bound (feature `http`; see
     /// [`PipelineBuilder::control_plane`]).
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     #[error("control_plane.addr: cannot listen on {addr}")]
     ControlPlane {
         /// The address asked for.
@@ -343,6 +394,7 @@ impl<E: Send + 'static> PipelineBuilder<E> {
     /// the runtime current when [`Pipeline::start`] runs). Stages with a sync handler
     /// ignore it.
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     #[must_use]
     pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.runtime = Some(runtime);
@@ -352,10 +404,12 @@ impl<E: Send + 'static> PipelineBuilder<E> {
     /// Takes the policy, the interval, the decision log's size and every stage's
     /// buffer range, worker range, overflow and droppable flag from `config`, and keeps
     /// it live: [`Pipeline::config`] then returns its handle. `config.stages` must name
-    /// exactly the builder's stages (their handlers stay in code). The bus and pools
-    /// get the hard ranges `[1, MAX_BUFFER_CAPACITY]` and `[1, MAX_WORKERS]`, so the
-    /// configured ranges can move at runtime; the controller keeps within them.
-    /// Overrides [`policy`](Self::policy), [`interval`](Self::interval) and
+    /// exactly the builder's stages (their handlers stay in code). Each subscription
+    /// and pool is built with its configured range; when the configuration changes,
+    /// the controller sets the new ranges on them at its next tick (and moves a knob
+    /// outside its new range into it), so the bus snapshot and the pool stats report
+    /// the range in force. Overrides [`policy`](Self::policy),
+    /// [`interval`](Self::interval) and
     /// [`decision_log_capacity`](Self::decision_log_capacity).
     #[must_use]
     pub fn config(mut self, config: PipelineConfig) -> Self {
@@ -436,6 +490,7 @@ impl<E: Send + 'static> PipelineBuilder<E> {
     /// `127.0.0.1:0`, loopback only; [`Pipeline::control_plane_addr`] tells the port).
     /// Feature `http`.
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     #[must_use]
     pub fn control_plane(mut self, config: crate::control_plane::ControlPlaneConfig) -> Self {
         self.control_plane = Some(config);
@@ -476,8 +531,24 @@ impl<E: Send + 'static> PipelineBuilder<E> {
         let mut names = HashSet::new();
         for stage in &self.stages {
             let name = stage.subscription.name().to_owned();
-            if stage.handler.is_none() {
-                return Err(PipelineError::MissingHandler(name));
+            match stage.pool.validate() {
+                Ok(()) => {}
+                Err(PoolError::InvalidConfig {
+                    field: "handler", ..
+                }) => return Err(PipelineError::MissingHandler(name)),
+                Err(PoolError::InvalidConfig { field, rule }) => {
+                    return Err(PipelineError::InvalidStage {
+                        stage: name,
+                        field,
+                        rule,
+                    });
+                }
+                Err(source) => {
+                    return Err(PipelineError::Pool {
+                        stage: name,
+                        source,
+                    });
+                }
             }
             if !names.insert(name.clone()) {
                 return Err(PipelineError::DuplicateStage(name));
@@ -522,19 +593,16 @@ impl<E: Send + 'static> PipelineBuilder<E> {
             pending.push(PendingStage {
                 name,
                 subscription,
-                workers: stage.workers,
-                handler: stage.handler.expect("checked above"),
-                dead_letter: stage.dead_letter,
+                pool: stage.pool,
             });
         }
         Ok(Pipeline {
             bus,
-            pending: Mutex::new(Some(Pending {
+            lifecycle: Mutex::new(Lifecycle::Built(Box::new(Pending {
                 stages: pending,
                 policy,
                 memory,
-            })),
-            running: Mutex::new(None),
+            }))),
             log: Arc::new(DecisionLog::new(self.log_capacity)),
             state: ControllerState::new(),
             pools_view: Arc::new(Mutex::new(Vec::new())),
@@ -583,18 +651,26 @@ impl<E: Send + 'static> PipelineBuilder<E> {
         self.policy = config.policy.clone();
         self.interval = config.controller.interval;
         self.log_capacity = config.controller.decision_log_capacity;
-        for stage in &mut self.stages {
-            let c = &config.stages[stage.subscription.name()];
-            let subscription =
-                std::mem::replace(&mut stage.subscription, SubscriptionConfig::new(""));
-            stage.subscription = subscription
-                .capacity(c.buffer.initial)
-                .min_capacity(1)
-                .max_capacity(MAX_BUFFER_CAPACITY)
-                .droppable(c.droppable)
-                .overflow(c.overflow.to_core());
-            stage.workers = (c.workers.initial, 1, MAX_WORKERS);
-        }
+        // The configured ranges themselves: the control loop sets each new range on the
+        // bus and the pool when the configuration changes.
+        self.stages = std::mem::take(&mut self.stages)
+            .into_iter()
+            .map(|Stage { subscription, pool }| {
+                let c = &config.stages[subscription.name()];
+                Stage {
+                    subscription: subscription
+                        .capacity(c.buffer.initial)
+                        .min_capacity(c.buffer.min)
+                        .max_capacity(c.buffer.max)
+                        .droppable(c.droppable)
+                        .overflow(c.overflow),
+                    pool: pool
+                        .workers(c.workers.initial)
+                        .min_workers(c.workers.min)
+                        .max_workers(c.workers.max),
+                }
+            })
+            .collect();
         ConfigHandle::new(config).map_err(PipelineError::Config)
     }
 }
@@ -602,15 +678,25 @@ impl<E: Send + 'static> PipelineBuilder<E> {
 struct PendingStage<E> {
     name: String,
     subscription: Subscription<E>,
-    workers: (usize, usize, usize),
-    handler: Configure<E>,
-    dead_letter: Option<Configure<E>>,
+    pool: WorkerPoolBuilder<E>,
 }
 
 struct Pending<E> {
     stages: Vec<PendingStage<E>>,
     policy: HysteresisPolicy,
     memory: Box<dyn MemoryProbe>,
+}
+
+/// Where a pipeline is in its life. One value under one lock, so "started" and "not
+/// yet started" can never both hold, nor neither.
+enum Lifecycle<E> {
+    /// Built: the subscriptions buffer what is published; the pools and the control
+    /// loop wait for [`Pipeline::start`].
+    Built(Box<Pending<E>>),
+    /// Started: the pools, the control loop and the control plane run.
+    Running(Running<E>),
+    /// Shut down, or a start that failed part way (it stopped what it had started).
+    Stopped,
 }
 
 struct Running<E> {
@@ -623,8 +709,7 @@ struct Running<E> {
 /// A built pipeline: publish into it, read its decisions, shut it down.
 pub struct Pipeline<E> {
     bus: Bus<E>,
-    pending: Mutex<Option<Pending<E>>>,
-    running: Mutex<Option<Running<E>>>,
+    lifecycle: Mutex<Lifecycle<E>>,
     log: Arc<DecisionLog>,
     /// The controller's switch and latest readings, shared with the loop.
     state: ControllerState,
@@ -675,34 +760,34 @@ impl<E: Send + 'static> Pipeline<E> {
     ///
     /// # Errors
     ///
-    /// [`PipelineError::AlreadyStarted`] on a second call; [`PipelineError::Pool`] if a
-    /// pool's configuration is invalid, a thread cannot start, or an async stage finds
-    /// no runtime (the pool's error names `runtime`).
+    /// [`PipelineError::AlreadyStarted`] on a second call (or after a start that
+    /// failed); [`PipelineError::Pool`] if a thread cannot start, or an async stage finds
+    /// no runtime (the pool's error names `runtime`). The worker settings were checked
+    /// by [`PipelineBuilder::build`].
     pub fn start(&self) -> Result<(), PipelineError> {
+        // Held for the whole start: a second `start` waits, then finds it running.
+        let mut lifecycle = self.lifecycle();
+        // Stopped until it has all started: a start that fails part way has dropped
+        // (stopped) what it started.
         let Pending {
             stages,
             policy,
             memory,
-        } = self
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or(PipelineError::AlreadyStarted)?;
+        } = match std::mem::replace(&mut *lifecycle, Lifecycle::Stopped) {
+            Lifecycle::Built(pending) => *pending,
+            other => {
+                *lifecycle = other;
+                return Err(PipelineError::AlreadyStarted);
+            }
+        };
         let mut pools = Vec::new();
         for stage in stages {
-            let mut builder = WorkerPool::builder(stage.name.as_str())
-                .workers(stage.workers.0)
-                .min_workers(stage.workers.1)
-                .max_workers(stage.workers.2);
-            builder = (stage.handler)(builder);
-            if let Some(hook) = stage.dead_letter {
-                builder = hook(builder);
-            }
+            let builder = stage.pool;
             #[cfg(feature = "tokio")]
-            if let Some(runtime) = &self.runtime {
-                builder = builder.runtime(runtime.clone());
-            }
+            let builder = match &self.runtime {
+                Some(runtime) => builder.runtime(runtime.clone()),
+                None => builder,
+            };
             let pool = builder
                 .spawn(stage.subscription)
                 .map_err(|source| PipelineError::Pool {
@@ -755,13 +840,17 @@ impl<E: Send + 'static> Pipeline<E> {
                 }
             }
         };
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+        *lifecycle = Lifecycle::Running(Running {
             pools,
             controller,
             #[cfg(feature = "http")]
             server,
         });
         Ok(())
+    }
+
+    fn lifecycle(&self) -> std::sync::MutexGuard<'_, Lifecycle<E>> {
+        self.lifecycle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// A cloneable, type-erased handle to this pipeline's readings and controls:
@@ -802,13 +891,12 @@ impl<E: Send + 'static> Pipeline<E> {
     /// The address the control plane listens on, once [`start`](Self::start)ed with
     /// [`PipelineBuilder::control_plane`] (feature `http`).
     #[cfg(feature = "http")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
     pub fn control_plane_addr(&self) -> Option<std::net::SocketAddr> {
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(|r| r.server.as_ref())
-            .map(|s| s.local_addr())
+        match &*self.lifecycle() {
+            Lifecycle::Running(running) => running.server.as_ref().map(|s| s.local_addr()),
+            Lifecycle::Built(_) | Lifecycle::Stopped => None,
+        }
     }
 
     /// A handle to publish events; clone it freely.
@@ -880,6 +968,7 @@ impl<E: Send + 'static> Pipeline<E> {
     ///
     /// See the [module docs](self#async-stages).
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn shutdown_async(self, deadline: Duration) -> ShutdownReport {
         let until = Instant::now() + deadline;
         let Running {
@@ -910,30 +999,32 @@ impl<E: Send + 'static> Pipeline<E> {
     }
 
     /// The running parts, or (never started) the report of what is still buffered,
-    /// with the bus closed.
+    /// with the bus closed. Either way the pipeline is `Stopped` after it, so a second
+    /// call finds nothing to stop.
     fn take_running(&self) -> Result<Running<E>, ShutdownReport> {
-        let running = self
-            .running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        running.ok_or_else(|| {
-            // Never started: what was published is still buffered.
-            let snapshot = self.bus.snapshot();
-            self.bus.close();
-            ShutdownReport {
-                stages: snapshot
-                    .subscriptions
-                    .iter()
-                    .map(|s| StageReport {
-                        name: s.name.to_string(),
-                        processed: 0,
-                        left: s.len as u64,
-                    })
-                    .collect(),
-                deadline_passed: false,
+        let previous = std::mem::replace(&mut *self.lifecycle(), Lifecycle::Stopped);
+        match previous {
+            Lifecycle::Running(running) => Ok(running),
+            not_running => {
+                // Never started: what was published is still buffered. Read before the
+                // subscriptions of a built pipeline go (dropping one unsubscribes it).
+                let snapshot = self.bus.snapshot();
+                self.bus.close();
+                drop(not_running);
+                Err(ShutdownReport {
+                    stages: snapshot
+                        .subscriptions
+                        .iter()
+                        .map(|s| StageReport {
+                            name: s.name.to_string(),
+                            processed: 0,
+                            left: s.len as u64,
+                        })
+                        .collect(),
+                    deadline_passed: false,
+                })
             }
-        })
+        }
     }
 }
 
@@ -1016,7 +1107,6 @@ impl PipelineHandle {
         let snapshot = self.bus.snapshot();
         let pools = self.pools.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let memory = self.state.memory();
-        let config = self.config.as_ref().map(ConfigHandle::current);
         let stages = snapshot
             .subscriptions
             .iter()
@@ -1025,23 +1115,14 @@ impl PipelineHandle {
                     .iter()
                     .find(|p| p.name() == &*sub.name)
                     .map(|p| p.stats());
-                let mut workers_range = pool
-                    .as_ref()
-                    .map_or((0, 0), |p| (p.min_workers, p.max_workers));
-                let mut capacity_range = (sub.min_capacity, sub.max_capacity);
-                // The configured ranges narrow the hard ones, as the controller reads them.
-                if let Some(stage) = config.as_ref().and_then(|c| c.stages.get(&*sub.name)) {
-                    narrow(&mut workers_range, (stage.workers.min, stage.workers.max));
-                    narrow(&mut capacity_range, (stage.buffer.min, stage.buffer.max));
-                }
                 StageStatus {
                     name: sub.name.to_string(),
                     workers: pool.as_ref().map_or(0, |p| p.workers),
-                    min_workers: workers_range.0,
-                    max_workers: workers_range.1,
+                    min_workers: pool.as_ref().map_or(0, |p| p.min_workers),
+                    max_workers: pool.as_ref().map_or(0, |p| p.max_workers),
                     capacity: sub.capacity,
-                    min_capacity: capacity_range.0,
-                    max_capacity: capacity_range.1,
+                    min_capacity: sub.min_capacity,
+                    max_capacity: sub.max_capacity,
                     len: sub.len,
                     processed: pool.as_ref().map_or(0, |p| p.processed),
                     failed: pool.as_ref().map_or(0, |p| p.failed),
@@ -1101,12 +1182,6 @@ impl PipelineHandle {
     }
 }
 
-/// `range` narrowed by `configured`, never empty (as the control loop does).
-fn narrow(range: &mut (usize, usize), configured: (usize, usize)) {
-    range.0 = range.0.max(configured.0);
-    range.1 = range.1.min(configured.1).max(range.0);
-}
-
 /// A pipeline's state at one moment ([`Pipeline::status`]); serialises to the control
 /// plane's `GET /api/status` body, whose field names are a contract.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -1140,19 +1215,20 @@ pub struct StageStatus {
     pub name: String,
     /// Workers now (0 before the pipeline starts).
     pub workers: usize,
-    /// The lowest worker count the controller may set: the pool's, narrowed by the
-    /// live configuration's `workers.min`.
+    /// The lowest worker count the controller may set: the pool's range in force (the
+    /// configured `workers.min`, set at the controller's tick after a change; 0 before
+    /// the pipeline starts).
     pub min_workers: usize,
-    /// The highest worker count the controller may set: the pool's, narrowed by the
-    /// live configuration's `workers.max`.
+    /// The highest worker count the controller may set (the configured `workers.max`,
+    /// likewise; 0 before the pipeline starts).
     pub max_workers: usize,
     /// The buffer's capacity now, events.
     pub capacity: usize,
-    /// The lowest capacity the controller may set: the buffer's, narrowed by the live
-    /// configuration's `buffer.min`.
+    /// The lowest capacity the controller may set: the buffer's range in force (the
+    /// configured `buffer.min`, set at the controller's tick after a change).
     pub min_capacity: usize,
-    /// The highest capacity the controller may set: the buffer's, narrowed by the live
-    /// configuration's `buffer.max`.
+    /// The highest capacity the controller may set (the configured `buffer.max`,
+    /// likewise).
     pub max_capacity: usize,
     /// Events buffered now.
     pub len: usize,

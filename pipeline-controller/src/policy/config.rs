@@ -151,7 +151,7 @@ pub struct PolicyConfig {
     /// Time constant of the model's smoothing of λ, S and CPU per event readings:
     /// noise shrinks by about `sqrt(interval / (2 x model_smoothing))`; level shifts
     /// (a reading 6 standard deviations away, or two 3 away) are taken at once.
-    /// Default 10 s; 0 uses each reading as it is.
+    /// Default 20 s; 0 uses each reading as it is.
     #[serde(with = "humantime_serde")]
     pub model_smoothing: Duration,
 }
@@ -309,173 +309,238 @@ impl PolicyConfig {
     /// assert_eq!(fields, ["growth_factor", "max_error_rate"]);
     /// ```
     pub fn problems(&self) -> Vec<PolicyConfigError> {
-        let c = self;
-        let found = std::cell::RefCell::new(Vec::new());
-        let check = |ok: bool, field: &'static str, value: f64, rule: String| {
-            if !ok {
-                found.borrow_mut().push(PolicyConfigError {
+        RANGES
+            .iter()
+            .filter_map(|&(field, range)| {
+                let value = self.value(field);
+                let rule = Range::parse(range).broken_by(value, |name| self.value(name))?;
+                Some(PolicyConfigError {
                     field,
                     value: value.to_string(),
                     rule,
-                });
-            }
-        };
-        let share = |field: &'static str, value: f64| {
-            check(
-                value > 0.0 && value <= 1.0,
-                field,
-                value,
-                "must be in (0, 1]".into(),
-            )
-        };
-        let factor_below_one = |field: &'static str, value: f64| {
-            check(
-                value > 0.0 && value < 1.0,
-                field,
-                value,
-                "must be in (0, 1)".into(),
-            )
-        };
-        let below = |field: &'static str, value: f64, other: &str, limit: f64| {
-            check(
-                value < limit,
-                field,
-                value,
-                format!("must be below {other} ({limit})"),
-            )
-        };
+                })
+            })
+            .collect()
+    }
 
-        share("memory_critical", c.memory_critical);
-        check(
-            c.psi_critical > 0.0 && c.psi_critical <= 100.0,
-            "psi_critical",
-            c.psi_critical,
-            "must be in (0, 100]".into(),
-        );
-        share("defensive_exit", c.defensive_exit);
-        below(
-            "defensive_exit",
-            c.defensive_exit,
-            "memory_critical",
-            c.memory_critical,
-        );
-        check(
-            c.psi_exit > 0.0,
-            "psi_exit",
-            c.psi_exit,
-            "must be above 0".into(),
-        );
-        below("psi_exit", c.psi_exit, "psi_critical", c.psi_critical);
-        share("memory_caution", c.memory_caution);
-        below(
-            "memory_caution",
-            c.memory_caution,
-            "memory_critical",
-            c.memory_critical,
-        );
-        share("target_saturation", c.target_saturation);
-        share("low_saturation", c.low_saturation);
-        share("relief_saturation", c.relief_saturation);
-        below(
-            "low_saturation",
-            c.low_saturation,
-            "relief_saturation",
-            c.relief_saturation,
-        );
-        check(
-            c.relief_saturation <= c.target_saturation,
-            "relief_saturation",
-            c.relief_saturation,
-            format!(
-                "must be at most target_saturation ({})",
-                c.target_saturation
-            ),
-        );
-        // A grown buffer must not count as under-used, nor a shrunk one as saturated, or
-        // the two rules would undo each other under constant load.
-        let max_growth = c.target_saturation / c.low_saturation;
-        check(
-            c.growth_factor > 1.0 && c.growth_factor.is_finite(),
-            "growth_factor",
-            c.growth_factor,
-            "must be above 1".into(),
-        );
-        check(
-            c.growth_factor <= max_growth,
-            "growth_factor",
-            c.growth_factor,
-            format!("must be at most target_saturation / low_saturation ({max_growth:.2})"),
-        );
-        factor_below_one("shrink_factor", c.shrink_factor);
-        let min_shrink = c.low_saturation / c.target_saturation;
-        check(
-            c.shrink_factor >= min_shrink,
-            "shrink_factor",
-            c.shrink_factor,
-            format!("must be at least low_saturation / target_saturation ({min_shrink:.2})"),
-        );
-        factor_below_one("defensive_shrink_factor", c.defensive_shrink_factor);
-        share("buffer_budget", c.buffer_budget);
-        check(
-            (0.0..1.0).contains(&c.resize_tolerance),
-            "resize_tolerance",
-            c.resize_tolerance,
-            "must be in [0, 1)".into(),
-        );
-        factor_below_one("rate_decrease_factor", c.rate_decrease_factor);
-        factor_below_one("defensive_rate_factor", c.defensive_rate_factor);
-        check(
-            c.min_publish_rate > 0.0 && c.min_publish_rate.is_finite(),
-            "min_publish_rate",
-            c.min_publish_rate,
-            "must be a finite number above 0".into(),
-        );
-        share("rate_increase_step", c.rate_increase_step);
-        share("target_utilisation", c.target_utilisation);
-        share("low_utilisation", c.low_utilisation);
-        below(
-            "low_utilisation",
-            c.low_utilisation,
-            "target_utilisation",
-            c.target_utilisation,
-        );
-        check(
-            (0.0..=1.0).contains(&c.max_error_rate),
-            "max_error_rate",
-            c.max_error_rate,
-            "must be in [0, 1]".into(),
-        );
-        check(
-            c.workers_per_core > 0.0 && c.workers_per_core.is_finite(),
-            "workers_per_core",
-            c.workers_per_core,
-            "must be a finite number above 0".into(),
-        );
-        check(
-            c.max_scale_up_step >= 1,
-            "max_scale_up_step",
-            c.max_scale_up_step as f64,
-            "must be at least 1".into(),
-        );
-        check(
-            c.scale_down_step >= 1,
-            "scale_down_step",
-            c.scale_down_step as f64,
-            "must be at least 1".into(),
-        );
-        check(
-            !c.drain_time.is_zero(),
-            "drain_time",
-            c.drain_time.as_secs_f64(),
-            "must be above 0".into(),
-        );
-        check(
-            !c.target_latency.is_zero(),
-            "target_latency",
-            c.target_latency.as_secs_f64(),
-            "must be above 0".into(),
-        );
-        found.into_inner()
+    /// A numeric field by name (durations in seconds), for [`RANGES`].
+    fn value(&self, field: &str) -> f64 {
+        let c = self;
+        match field {
+            "memory_critical" => c.memory_critical,
+            "psi_critical" => c.psi_critical,
+            "defensive_exit" => c.defensive_exit,
+            "psi_exit" => c.psi_exit,
+            "defensive_exit_hold" => c.defensive_exit_hold.as_secs_f64(),
+            "memory_caution" => c.memory_caution,
+            "target_saturation" => c.target_saturation,
+            "low_saturation" => c.low_saturation,
+            "relief_saturation" => c.relief_saturation,
+            "growth_factor" => c.growth_factor,
+            "shrink_factor" => c.shrink_factor,
+            "defensive_shrink_factor" => c.defensive_shrink_factor,
+            "buffer_budget" => c.buffer_budget,
+            "resize_tolerance" => c.resize_tolerance,
+            "rate_decrease_factor" => c.rate_decrease_factor,
+            "defensive_rate_factor" => c.defensive_rate_factor,
+            "min_publish_rate" => c.min_publish_rate,
+            "rate_increase_step" => c.rate_increase_step,
+            "rate_ceiling_hold" => c.rate_ceiling_hold.as_secs_f64(),
+            "target_utilisation" => c.target_utilisation,
+            "low_utilisation" => c.low_utilisation,
+            "max_error_rate" => c.max_error_rate,
+            "workers_per_core" => c.workers_per_core,
+            "max_scale_up_step" => c.max_scale_up_step as f64,
+            "scale_down_step" => c.scale_down_step as f64,
+            "stabilisation_window" => c.stabilisation_window.as_secs_f64(),
+            "cooldown" => c.cooldown.as_secs_f64(),
+            "drain_time" => c.drain_time.as_secs_f64(),
+            "target_latency" => c.target_latency.as_secs_f64(),
+            "model_smoothing" => c.model_smoothing.as_secs_f64(),
+            other => unreachable!("RANGES names a field PolicyConfig lacks: {other}"),
+        }
+    }
+}
+
+/// Every field's valid range, stated once: [`PolicyConfig::problems`] checks a
+/// configuration against these, and the configuration's parameter table
+/// (`config::PARAMETERS`, `docs/configuration.md`) prints them. A bound is a number,
+/// `inf`, another field, or a ratio of two fields; each relation between two fields is
+/// stated on one of them only, so one mistake is one error. In checking order.
+pub(crate) const RANGES: &[(&str, &str)] = &[
+    ("memory_critical", "(0, 1]"),
+    ("psi_critical", "(0, 100]"),
+    ("defensive_exit", "(0, memory_critical)"),
+    ("psi_exit", "(0, psi_critical)"),
+    ("defensive_exit_hold", ">= 0"),
+    ("memory_caution", "(0, memory_critical)"),
+    ("target_saturation", "(0, 1]"),
+    ("low_saturation", "(0, relief_saturation)"),
+    // A grown buffer must not count as under-used, nor a shrunk one as saturated, or
+    // the two rules would undo each other under constant load.
+    ("relief_saturation", "(0, target_saturation]"),
+    ("growth_factor", "(1, target_saturation / low_saturation]"),
+    ("shrink_factor", "[low_saturation / target_saturation, 1)"),
+    ("defensive_shrink_factor", "(0, 1)"),
+    ("buffer_budget", "(0, 1]"),
+    ("resize_tolerance", "[0, 1)"),
+    ("rate_decrease_factor", "(0, 1)"),
+    ("defensive_rate_factor", "(0, 1)"),
+    ("min_publish_rate", "(0, inf)"),
+    ("rate_increase_step", "(0, 1]"),
+    ("rate_ceiling_hold", ">= 0"),
+    ("target_utilisation", "(0, 1]"),
+    ("low_utilisation", "(0, target_utilisation)"),
+    ("max_error_rate", "[0, 1]"),
+    ("workers_per_core", "(0, inf)"),
+    ("max_scale_up_step", "[1, inf)"),
+    ("scale_down_step", "[1, inf)"),
+    ("stabilisation_window", ">= 0"),
+    ("cooldown", ">= 0"),
+    ("drain_time", "> 0"),
+    ("target_latency", "> 0"),
+    ("model_smoothing", ">= 0"),
+];
+
+/// The range of `field` in [`RANGES`]; a compile error where used in a constant for a
+/// field that has none.
+pub(crate) const fn range_of(field: &str) -> &'static str {
+    let mut i = 0;
+    while i < RANGES.len() {
+        if str_eq(RANGES[i].0, field) {
+            return RANGES[i].1;
+        }
+        i += 1;
+    }
+    panic!("a PolicyConfig field without a range in RANGES")
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// One bound of a range.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Bound {
+    Number(f64),
+    Field(&'static str),
+    Ratio(&'static str, &'static str),
+}
+
+impl Bound {
+    fn parse(text: &'static str) -> Bound {
+        let text = text.trim();
+        if let Ok(number) = text.parse::<f64>() {
+            return Bound::Number(number);
+        }
+        match text.split_once(" / ") {
+            Some((a, b)) => Bound::Ratio(a, b),
+            None => Bound::Field(text),
+        }
+    }
+
+    fn value(self, field: impl Fn(&str) -> f64) -> f64 {
+        match self {
+            Bound::Number(n) => n,
+            Bound::Field(name) => field(name),
+            Bound::Ratio(a, b) => field(a) / field(b),
+        }
+    }
+
+    /// As an error names it: `1`, `memory_critical (0.9)`, `a / b (2.33)`.
+    fn describe(self, value: f64) -> String {
+        match self {
+            Bound::Number(n) => n.to_string(),
+            Bound::Field(name) => format!("{name} ({value})"),
+            Bound::Ratio(a, b) => format!("{a} / {b} ({value:.2})"),
+        }
+    }
+}
+
+/// A parsed entry of [`RANGES`]: `(a, b]`-style intervals, or `> a` / `>= a`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Range {
+    /// The lower bound and whether it is included.
+    lower: (Bound, bool),
+    /// The upper bound and whether it is included; `None`: unbounded.
+    upper: Option<(Bound, bool)>,
+    text: &'static str,
+}
+
+impl Range {
+    fn parse(text: &'static str) -> Range {
+        if let Some(lower) = text.strip_prefix(">= ") {
+            return Range {
+                lower: (Bound::parse(lower), true),
+                upper: None,
+                text,
+            };
+        }
+        if let Some(lower) = text.strip_prefix("> ") {
+            return Range {
+                lower: (Bound::parse(lower), false),
+                upper: None,
+                text,
+            };
+        }
+        let inner = &text[1..text.len() - 1];
+        let (lower, upper) = inner.split_once(", ").expect("a range is `(a, b)`");
+        let upper = (upper != "inf").then(|| (Bound::parse(upper), text.ends_with(']')));
+        Range {
+            lower: (Bound::parse(lower), text.starts_with('[')),
+            upper,
+            text,
+        }
+    }
+
+    /// The rule `value` breaks, in words, or `None` when it is within the range.
+    /// `field` reads the other fields the bounds name.
+    fn broken_by(&self, value: f64, field: impl Fn(&str) -> f64 + Copy) -> Option<String> {
+        let (lower, lower_in) = self.lower;
+        let low = lower.value(field);
+        let lower_ok = if lower_in { value >= low } else { value > low };
+        let upper_ok = self.upper.is_none_or(|(upper, upper_in)| {
+            let high = upper.value(field);
+            if upper_in {
+                value <= high
+            } else {
+                value < high
+            }
+        });
+        let unbounded_ok = self.upper.is_some() || value.is_finite() || self.text.starts_with('>');
+        if lower_ok && upper_ok && unbounded_ok {
+            return None;
+        }
+        let numbers = |b: Bound| matches!(b, Bound::Number(_));
+        Some(match self.upper {
+            // Both ends numbers: the interval itself.
+            Some((upper, _)) if numbers(lower) && numbers(upper) => {
+                format!("must be in {}", self.text)
+            }
+            // `(a, inf)`: NaN and infinity are out too.
+            None if !self.text.starts_with('>') && !lower_in => {
+                format!("must be a finite number above {}", lower.describe(low))
+            }
+            Some((upper, upper_in)) if lower_ok => {
+                let word = if upper_in { "at most" } else { "below" };
+                format!("must be {word} {}", upper.describe(upper.value(field)))
+            }
+            _ => {
+                let word = if lower_in { "at least" } else { "above" };
+                format!("must be {word} {}", lower.describe(low))
+            }
+        })
     }
 }
 
@@ -522,3 +587,69 @@ impl fmt::Display for PolicyConfigError {
 }
 
 impl std::error::Error for PolicyConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_field_once_and_name_only_fields() {
+        let json = serde_json::to_value(PolicyConfig::default()).expect("serialisable");
+        let fields: Vec<&String> = json.as_object().expect("an object").keys().collect();
+        let mut named: Vec<&str> = RANGES.iter().map(|(field, _)| *field).collect();
+        named.sort_unstable();
+        let mut sorted: Vec<&str> = fields.iter().map(|f| f.as_str()).collect();
+        sorted.sort_unstable();
+        assert_eq!(named, sorted, "one range per PolicyConfig field");
+        let config = PolicyConfig::default();
+        for (field, text) in RANGES {
+            let range = Range::parse(text);
+            let mut bounds = vec![range.lower.0];
+            bounds.extend(range.upper.map(|(b, _)| b));
+            for bound in bounds {
+                let names = match bound {
+                    Bound::Number(n) => {
+                        assert!(n.is_finite(), "{field}: {text}");
+                        vec![]
+                    }
+                    Bound::Field(a) => vec![a],
+                    Bound::Ratio(a, b) => vec![a, b],
+                };
+                for name in names {
+                    assert!(sorted.contains(&name), "{field}: {text} names {name}");
+                }
+            }
+            // The defaults are within every range.
+            assert_eq!(
+                range.broken_by(config.value(field), |f| config.value(f)),
+                None,
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn ranges_parse_with_their_inclusive_ends() {
+        let r = Range::parse("[low_saturation / target_saturation, 1)");
+        assert_eq!(
+            r.lower,
+            (Bound::Ratio("low_saturation", "target_saturation"), true)
+        );
+        assert_eq!(r.upper, Some((Bound::Number(1.0), false)));
+        let r = Range::parse("> 0");
+        assert_eq!((r.lower, r.upper), ((Bound::Number(0.0), false), None));
+        let r = Range::parse("(0, inf)");
+        assert_eq!(r.upper, None);
+        let none = |_: &str| f64::NAN;
+        assert_eq!(
+            r.broken_by(f64::INFINITY, none).as_deref(),
+            Some("must be a finite number above 0")
+        );
+        assert_eq!(r.broken_by(1e9, none), None);
+        assert_eq!(Range::parse(">= 0").broken_by(0.0, none), None);
+        assert_eq!(
+            Range::parse("[1, inf)").broken_by(0.0, none).as_deref(),
+            Some("must be at least 1")
+        );
+    }
+}

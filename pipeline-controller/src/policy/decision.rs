@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::observation::Overflow;
+use pipeline_core::bus::OverflowPolicy;
 
 /// The policy's mode: an explicit state machine with entry and exit thresholds.
 ///
@@ -202,7 +202,7 @@ impl fmt::Display for Secs {
         let d = self.0;
         if d.subsec_nanos() == 0 {
             write!(f, "{}s", d.as_secs())
-        } else if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 {
+        } else if d < Duration::from_secs(1) && d.subsec_nanos().is_multiple_of(1_000_000) {
             write!(f, "{}ms", d.as_millis())
         } else {
             write!(f, "{:.1}s", d.as_secs_f64())
@@ -253,12 +253,15 @@ impl Action {
     /// Whether the cooldown applies to this action: not for urgent rules (see
     /// [`Rule::bypasses_cooldown`]), nor for growth and scale-up sized by the queueing
     /// model, nor for its refinement, whose hysteresis is the model's band and the
-    /// stabilisation window.
+    /// stabilisation window, nor for a scale-down sized by the model, which takes the
+    /// highest of its counts over the whole window (as the Kubernetes HPA does).
     pub fn respects_cooldown(&self) -> bool {
         if self.reason.rule.bypasses_cooldown() || self.reason.rule == Rule::Refine {
             return false;
         }
-        !(self.reason.sizing.is_some() && self.change.direction() == Direction::Up)
+        let sized = self.reason.sizing.is_some();
+        let model_scale_down = sized && self.reason.rule == Rule::ScaleDown;
+        !(sized && self.change.direction() == Direction::Up || model_scale_down)
     }
 }
 
@@ -562,9 +565,9 @@ pub enum Change {
         /// The subscription.
         name: String,
         /// The mode observed.
-        from: Overflow,
+        from: OverflowPolicy,
         /// The mode to set.
-        to: Overflow,
+        to: OverflowPolicy,
     },
 }
 
@@ -668,18 +671,16 @@ pub enum Direction {
 /// # Examples
 ///
 /// ```
-/// use pipeline_controller::policy::{Comparison, Condition, Reading, Reason, Rule, Threshold};
+/// use pipeline_controller::policy::{Condition, Reading, Reason, Rule, Threshold};
 ///
 /// let reason = Reason {
 ///     rule: Rule::GrowBuffer,
-///     conditions: vec![Condition {
-///         reading: Reading::Saturation { buffer: "orders".into() },
-///         value: 0.92,
-///         comparison: Comparison::Above,
-///         threshold: Threshold::TargetSaturation,
-///         threshold_value: 0.7,
-///         held_for: None,
-///     }],
+///     conditions: vec![Condition::above(
+///         Reading::Saturation { buffer: "orders".into() },
+///         0.92,
+///         Threshold::TargetSaturation,
+///         0.7,
+///     )],
 ///     sizing: None,
 /// };
 /// assert_eq!(reason.to_string(), "grow-buffer: buffer orders saturation 0.92 > target 0.70");
@@ -738,6 +739,101 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// `reading value > threshold threshold_value`, not held.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_controller::policy::{Condition, Reading, Threshold};
+    /// use std::time::Duration;
+    ///
+    /// let c = Condition::below(
+    ///     Reading::Utilisation { pool: "orders".into() },
+    ///     0.12,
+    ///     Threshold::LowUtilisation,
+    ///     0.3,
+    /// )
+    /// .held_for(Duration::from_secs(30));
+    /// assert_eq!(c.to_string(), "pool orders utilisation 0.12 < low 0.30 for 30s");
+    /// ```
+    pub fn above(reading: Reading, value: f64, threshold: Threshold, threshold_value: f64) -> Self {
+        Condition::compare(
+            reading,
+            value,
+            Comparison::Above,
+            threshold,
+            threshold_value,
+        )
+    }
+
+    /// `reading value >= threshold threshold_value`, not held.
+    pub fn at_or_above(
+        reading: Reading,
+        value: f64,
+        threshold: Threshold,
+        threshold_value: f64,
+    ) -> Self {
+        Condition::compare(
+            reading,
+            value,
+            Comparison::AtOrAbove,
+            threshold,
+            threshold_value,
+        )
+    }
+
+    /// `reading value < threshold threshold_value`, not held.
+    pub fn below(reading: Reading, value: f64, threshold: Threshold, threshold_value: f64) -> Self {
+        Condition::compare(
+            reading,
+            value,
+            Comparison::Below,
+            threshold,
+            threshold_value,
+        )
+    }
+
+    /// `reading value <= threshold threshold_value`, not held.
+    pub fn at_or_below(
+        reading: Reading,
+        value: f64,
+        threshold: Threshold,
+        threshold_value: f64,
+    ) -> Self {
+        Condition::compare(
+            reading,
+            value,
+            Comparison::AtOrBelow,
+            threshold,
+            threshold_value,
+        )
+    }
+
+    /// A condition with any comparison, not held.
+    pub fn compare(
+        reading: Reading,
+        value: f64,
+        comparison: Comparison,
+        threshold: Threshold,
+        threshold_value: f64,
+    ) -> Self {
+        Condition {
+            reading,
+            value,
+            comparison,
+            threshold,
+            threshold_value,
+            held_for: None,
+        }
+    }
+
+    /// The same condition, held for `held`.
+    #[must_use]
+    pub fn held_for(mut self, held: Duration) -> Self {
+        self.held_for = Some(held);
+        self
+    }
+
     fn write(&self, f: &mut fmt::Formatter<'_>, own: Option<&str>) -> fmt::Result {
         self.reading.write(f, own)?;
         let (value, threshold) = self.texts();

@@ -10,8 +10,9 @@ use super::decision::{
     Transition,
 };
 use super::model::{self, PoolModel, PoolView};
-use super::observation::{Observation, Overflow};
+use super::observation::Observation;
 use super::plan::{MemoryLevels, Plan, memory_condition};
+use pipeline_core::bus::OverflowPolicy;
 
 /// The controller's decision function: a hysteresis policy over buffers, the publish
 /// rate and worker pools, with an explicit [`Mode`] state machine.
@@ -28,8 +29,9 @@ use super::plan::{MemoryLevels, Plan, memory_condition};
 ///
 /// ```
 /// use pipeline_controller::policy::{
-///     BufferObservation, Change, HysteresisPolicy, Mode, Observation, Overflow, PoolObservation,
+///     BufferObservation, Change, HysteresisPolicy, Mode, Observation, PoolObservation,
 /// };
+/// use pipeline_core::bus::OverflowPolicy;
 /// use std::time::Instant;
 ///
 /// const MIB: u64 = 1 << 20;
@@ -52,7 +54,7 @@ use super::plan::{MemoryLevels, Plan, memory_condition};
 /// assert_eq!(changes, [
 ///     Change::ResizeBuffer { name: "metrics".into(), from: 18, to: 9 },
 ///     Change::SetPublishRate { from: None, to: Some(100.0) },
-///     Change::SetOverflow { name: "metrics".into(), from: Overflow::Block, to: Overflow::DropOldest },
+///     Change::SetOverflow { name: "metrics".into(), from: OverflowPolicy::Block, to: OverflowPolicy::DropOldest },
 ///     Change::ResizePool { name: "metrics".into(), from: 3, to: 2 },
 /// ]);
 /// ```
@@ -129,7 +131,13 @@ pub(crate) struct PoolState {
     /// The backlog at the previous tick.
     pub(crate) previous_backlog: Option<usize>,
     /// Recommendations and utilisations within the stabilisation window, oldest first.
+    /// A change of the worker count drops the utilisation-based ones (they describe
+    /// the old count) and keeps the model's (a count for the load, whatever the count
+    /// now): the HPA's window, which a scale-down does not restart.
     pub(crate) samples: VecDeque<PoolSample>,
+    /// Since when every sample has come from the model (`None` while the latest did
+    /// not): the model's scale-down waits for a whole window of them.
+    pub(crate) modelled_since: Option<Instant>,
     /// The estimates of λ, S and CPU per event.
     pub(crate) model: PoolModel,
     /// When the previous observation was folded in.
@@ -151,6 +159,8 @@ pub(crate) struct PoolSample {
     /// only when idle.
     pub(crate) recommendation: usize,
     pub(crate) utilisation: f64,
+    /// Whether the recommendation came from the model.
+    pub(crate) modelled: bool,
 }
 
 impl Default for HysteresisPolicy {
@@ -391,14 +401,13 @@ impl HysteresisPolicy {
             } else {
                 Comparison::AtOrAbove
             };
-            conditions.push(Condition {
-                reading: Reading::Pressure,
-                value: psi,
+            conditions.push(Condition::compare(
+                Reading::Pressure,
+                psi,
                 comparison,
-                threshold: Threshold::PsiExit,
-                threshold_value: c.psi_exit,
-                held_for: None,
-            });
+                Threshold::PsiExit,
+                c.psi_exit,
+            ));
         }
         conditions
     }
@@ -448,6 +457,7 @@ impl HysteresisPolicy {
                     since: now,
                     previous_backlog: None,
                     samples: VecDeque::new(),
+                    modelled_since: None,
                     model: PoolModel::default(),
                     last_at: None,
                     refine_left: 0,
@@ -457,7 +467,7 @@ impl HysteresisPolicy {
             if state.workers != p.workers {
                 state.workers = p.workers;
                 state.since = now;
-                state.samples.clear();
+                state.samples.retain(|s| s.modelled);
             }
             state.refine_left = state.refine_left.saturating_sub(1);
             // The interval since the previous reading (one second at the first).
@@ -473,7 +483,7 @@ impl HysteresisPolicy {
             let buffer = obs.buffers.iter().find(|b| b.name == p.name);
             let waited = p.waiting > 0.0
                 || buffer.is_some_and(|b| {
-                    b.overflow == Overflow::Block && (b.was_full() || b.len >= b.capacity)
+                    b.overflow == OverflowPolicy::Block && (b.was_full() || b.len >= b.capacity)
                 });
             let resized = buffer.is_some_and(|b| {
                 self.buffers
@@ -515,10 +525,21 @@ impl HysteresisPolicy {
                     }
                 }
             };
+            let modelled = view.is_some();
+            state.modelled_since = match state.modelled_since {
+                Some(since) if modelled => Some(since),
+                _ if modelled => Some(now),
+                _ => None,
+            };
+            if !modelled {
+                // The utilisation rule reads only samples taken at this count.
+                state.samples.retain(|s| !s.modelled);
+            }
             state.samples.push_back(PoolSample {
                 at: now,
                 recommendation,
                 utilisation: p.utilisation,
+                modelled,
             });
             let window = c.stabilisation_window;
             while state

@@ -124,12 +124,11 @@ mod observation;
 mod plan;
 mod rules;
 
+pub(crate) use config::range_of;
 pub use config::{PolicyConfig, PolicyConfigError};
 pub use decision::{
     Action, Change, Comparison, Condition, Decision, Direction, Hold, HoldCause, Knob, Mode,
     Reading, Reason, Rule, Sizing, Threshold, Transition,
 };
 pub use hysteresis::HysteresisPolicy;
-pub use observation::{
-    BufferObservation, MemoryObservation, Observation, Overflow, PoolObservation,
-};
+pub use observation::{BufferObservation, MemoryObservation, Observation, PoolObservation};

@@ -1,51 +1,10 @@
 //! What the policy sees: plain values the control loop fills from the bus snapshot, the
-//! pools' stats and the sensors. Nothing here refers to `pipeline-core` types, so the
-//! policy runs on numbers a test writes by hand.
+//! pools' stats and the sensors. Nothing here refers to `pipeline-core`'s machinery
+//! (only to its [`OverflowPolicy`] value), so the policy runs on numbers a test writes
+//! by hand.
 
-use std::fmt;
+use pipeline_core::bus::OverflowPolicy;
 use std::time::Duration;
-
-/// What a buffer does with an event when it is full (the policy's copy of core's
-/// `OverflowPolicy`; the control loop maps one to the other).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub enum Overflow {
-    /// Publishers wait for room: back pressure, no event is lost. The default.
-    #[default]
-    Block,
-    /// The event being published is dropped.
-    DropNewest,
-    /// The oldest buffered event is dropped to make room.
-    DropOldest,
-}
-
-impl Overflow {
-    /// Whether the mode loses events when the buffer is full.
-    ///
-    /// ```
-    /// use pipeline_controller::policy::Overflow;
-    ///
-    /// assert!(!Overflow::Block.drops());
-    /// assert!(Overflow::DropOldest.drops());
-    /// ```
-    pub fn drops(self) -> bool {
-        self != Overflow::Block
-    }
-
-    /// A short lower-case name: `block`, `drop_newest`, `drop_oldest` (as core's).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Overflow::Block => "block",
-            Overflow::DropNewest => "drop_newest",
-            Overflow::DropOldest => "drop_oldest",
-        }
-    }
-}
-
-impl fmt::Display for Overflow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One tick's view of the pipeline: every buffer, every pool, memory, CPU and the
 /// publish rate. Built by the control loop (or by hand in tests) and passed to
@@ -219,7 +178,7 @@ pub struct BufferObservation {
     /// Whether the subscription may be switched to dropping.
     pub droppable: bool,
     /// The overflow mode in force.
-    pub overflow: Overflow,
+    pub overflow: OverflowPolicy,
     /// Events dropped since the previous observation.
     pub drops: u64,
     /// Time publishers spent waiting for room since the previous observation.
@@ -238,7 +197,7 @@ impl BufferObservation {
             max,
             bytes_per_event: 1.0,
             droppable: false,
-            overflow: Overflow::Block,
+            overflow: OverflowPolicy::Block,
             drops: 0,
             blocked: Duration::ZERO,
         }
@@ -267,7 +226,7 @@ impl BufferObservation {
 
     /// Sets the overflow mode in force.
     #[must_use]
-    pub fn overflow(mut self, overflow: Overflow) -> Self {
+    pub fn overflow(mut self, overflow: OverflowPolicy) -> Self {
         self.overflow = overflow;
         self
     }

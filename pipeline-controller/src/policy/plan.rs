@@ -163,16 +163,14 @@ impl MemoryLevels {
                 self.critical,
             ));
         }
-        self.psi
-            .filter(|&p| p >= self.psi_critical)
-            .map(|psi| Condition {
-                reading: Reading::Pressure,
-                value: psi,
-                comparison: Comparison::AtOrAbove,
-                threshold: Threshold::PsiCritical,
-                threshold_value: self.psi_critical,
-                held_for: None,
-            })
+        self.psi.filter(|&p| p >= self.psi_critical).map(|psi| {
+            Condition::at_or_above(
+                Reading::Pressure,
+                psi,
+                Threshold::PsiCritical,
+                self.psi_critical,
+            )
+        })
     }
 
     /// Whether memory and pressure are both below their exit levels (unknown ones
@@ -205,14 +203,13 @@ pub(crate) fn memory_condition(
     threshold: Threshold,
     threshold_value: f64,
 ) -> Condition {
-    Condition {
-        reading: Reading::Memory,
-        value: share,
+    Condition::compare(
+        Reading::Memory,
+        share,
         comparison,
         threshold,
         threshold_value,
-        held_for: None,
-    }
+    )
 }
 
 /// Bytes the buffers may hold together, `None` without a memory limit.
@@ -347,14 +344,13 @@ impl CpuCap {
                 self.allowance(workers),
             )
         };
-        Condition {
+        Condition::compare(
             reading,
             value,
             comparison,
-            threshold: Threshold::CpuCap,
+            Threshold::CpuCap,
             threshold_value,
-            held_for: None,
-        }
+        )
     }
 }
 

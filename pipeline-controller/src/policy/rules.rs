@@ -16,8 +16,9 @@ use super::decision::{
 };
 use super::hysteresis::{HysteresisPolicy, capacities, clamp_workers, stage_view};
 use super::model::{self, PoolView};
-use super::observation::{BufferObservation, Observation, Overflow, PoolObservation};
+use super::observation::{BufferObservation, Observation, PoolObservation};
 use super::plan::{MemoryLevels, Plan, budget_bytes, tolerance};
+use pipeline_core::bus::OverflowPolicy;
 
 /// Decisions in a row a buffer must be saturated, its stage not keeping up, before the
 /// model's path grows it by `growth_factor`: one saturated tick is a Poisson burst.
@@ -35,14 +36,12 @@ impl HysteresisPolicy {
             return;
         }
         let limit = budget / self.config.buffer_budget;
-        let condition = Condition {
-            reading: Reading::BufferBytes,
-            value: total / limit,
-            comparison: Comparison::Above,
-            threshold: Threshold::BufferBudget,
-            threshold_value: self.config.buffer_budget,
-            held_for: None,
-        };
+        let condition = Condition::above(
+            Reading::BufferBytes,
+            total / limit,
+            Threshold::BufferBudget,
+            self.config.buffer_budget,
+        );
         let scale = budget / total;
         for (i, b) in obs.buffers.iter().enumerate() {
             let to = ((b.capacity as f64 * scale).floor() as usize).max(b.min);
@@ -169,11 +168,11 @@ impl HysteresisPolicy {
         // Droppable subscriptions drop instead of holding memory; lossless ones keep
         // every event (their publishers are slowed instead).
         for (i, b) in obs.buffers.iter().enumerate() {
-            if b.droppable && b.overflow == Overflow::Block {
+            if b.droppable && b.overflow == OverflowPolicy::Block {
                 let change = Change::SetOverflow {
                     name: b.name.clone(),
-                    from: Overflow::Block,
-                    to: Overflow::DropOldest,
+                    from: OverflowPolicy::Block,
+                    to: OverflowPolicy::DropOldest,
                 };
                 if plan.push(i, change, Rule::DefensiveDrop, why()) {
                     self.made_dropping.insert(b.name.clone());
@@ -207,7 +206,7 @@ impl HysteresisPolicy {
             let change = Change::SetOverflow {
                 name: b.name.clone(),
                 from: b.overflow,
-                to: Overflow::Block,
+                to: OverflowPolicy::Block,
             };
             plan.push(i, change, Rule::RestoreOverflow, conditions.clone());
         }
@@ -240,16 +239,14 @@ impl HysteresisPolicy {
             let saturation = b.saturation();
             let saturated = saturation > c.target_saturation;
             let state = self.buffers.get(&b.name);
-            let mut saturated_condition = Condition {
-                reading: Reading::Saturation {
+            let mut saturated_condition = Condition::above(
+                Reading::Saturation {
                     buffer: b.name.clone(),
                 },
-                value: saturation,
-                comparison: Comparison::Above,
-                threshold: Threshold::TargetSaturation,
-                threshold_value: c.target_saturation,
-                held_for: None,
-            };
+                saturation,
+                Threshold::TargetSaturation,
+                c.target_saturation,
+            );
             // What growth is wanted (target, conditions, sizing), and whether a saturated
             // buffer is draining anyway.
             let (growth, draining, keep_up) = match stage_view(obs, &plan.views, &b.name) {
@@ -261,15 +258,15 @@ impl HysteresisPolicy {
                     let pool = stage_pool(obs, &b.name).expect("a view has a pool");
                     let service = view.service_rate(plan.workers[pool]);
                     let keeps_up = service > arrivals;
-                    let keep_up = (!keeps_up).then(|| Condition {
-                        reading: Reading::Arrivals {
-                            pool: b.name.clone(),
-                        },
-                        value: arrivals,
-                        comparison: Comparison::AtOrAbove,
-                        threshold: Threshold::ServiceRate,
-                        threshold_value: service,
-                        held_for: None,
+                    let keep_up = (!keeps_up).then(|| {
+                        Condition::at_or_above(
+                            Reading::Arrivals {
+                                pool: b.name.clone(),
+                            },
+                            arrivals,
+                            Threshold::ServiceRate,
+                            service,
+                        )
                     });
                     let level = self
                         .pools
@@ -425,14 +422,12 @@ impl HysteresisPolicy {
         let step = tolerance(b.capacity, c);
         let smallest = (b.capacity + step).min(b.max) as f64;
         let limit = budget / c.buffer_budget;
-        let condition = Condition {
-            reading: Reading::BufferBytes,
-            value: (others + smallest * b.bytes_per_event) / limit,
-            comparison: Comparison::Above,
-            threshold: Threshold::BufferBudget,
-            threshold_value: c.buffer_budget,
-            held_for: None,
-        };
+        let condition = Condition::above(
+            Reading::BufferBytes,
+            (others + smallest * b.bytes_per_event) / limit,
+            Threshold::BufferBudget,
+            c.buffer_budget,
+        );
         ((affordable as usize).min(wanted), Some(condition))
     }
 
@@ -594,27 +589,23 @@ impl HysteresisPolicy {
         }
         let mut conditions = Vec::new();
         if p.workers > 0 {
-            conditions.push(Condition {
-                reading: Reading::Utilisation {
+            conditions.push(Condition::above(
+                Reading::Utilisation {
                     pool: p.name.clone(),
                 },
-                value: p.utilisation,
-                comparison: Comparison::Above,
-                threshold: Threshold::TargetUtilisation,
-                threshold_value: c.target_utilisation,
-                held_for: None,
-            });
+                p.utilisation,
+                Threshold::TargetUtilisation,
+                c.target_utilisation,
+            ));
         }
-        conditions.push(Condition {
-            reading: Reading::Backlog {
+        conditions.push(Condition::at_or_above(
+            Reading::Backlog {
                 pool: p.name.clone(),
             },
-            value: p.backlog as f64,
-            comparison: Comparison::AtOrAbove,
-            threshold: Threshold::PreviousBacklog,
-            threshold_value: previous as f64,
-            held_for: None,
-        });
+            p.backlog as f64,
+            Threshold::PreviousBacklog,
+            previous as f64,
+        ));
         plan.push(i, change, Rule::ScaleUp, conditions);
     }
 
@@ -680,16 +671,14 @@ impl HysteresisPolicy {
                 after[i] += 1;
                 cpu.condition(&after, Comparison::Above)
             };
-            let waiting = Condition {
-                reading: Reading::Backlog {
+            let waiting = Condition::above(
+                Reading::Backlog {
                     pool: p.name.clone(),
                 },
-                value: p.backlog as f64,
-                comparison: Comparison::Above,
-                threshold: Threshold::Zero,
-                threshold_value: 0.0,
-                held_for: None,
-            };
+                p.backlog as f64,
+                Threshold::Zero,
+                0.0,
+            );
             let d = &obs.pools[donor];
             let from = plan.workers[donor];
             let give = Change::ResizePool {
@@ -764,16 +753,17 @@ impl HysteresisPolicy {
         }
         let mut conditions = Vec::new();
         if let Some(buffer) = &relief.fullest {
-            conditions.push(Condition {
-                reading: Reading::Saturation {
-                    buffer: buffer.clone(),
-                },
-                value: relief.peak,
-                comparison: Comparison::Below,
-                threshold: Threshold::ReliefSaturation,
-                threshold_value: c.relief_saturation,
-                held_for: Some(held),
-            });
+            conditions.push(
+                Condition::below(
+                    Reading::Saturation {
+                        buffer: buffer.clone(),
+                    },
+                    relief.peak,
+                    Threshold::ReliefSaturation,
+                    c.relief_saturation,
+                )
+                .held_for(held),
+            );
         }
         // A limit the policy did not set steps toward the demand it holds back.
         let origin = *self
@@ -798,14 +788,12 @@ impl HysteresisPolicy {
             None => raised >= origin,
         };
         let to = if unused {
-            conditions.push(Condition {
-                reading: Reading::Demand,
-                value: obs.observed_publish_rate.unwrap_or(origin),
-                comparison: Comparison::Below,
-                threshold: Threshold::PublishRate,
-                threshold_value: rate,
-                held_for: None,
-            });
+            conditions.push(Condition::below(
+                Reading::Demand,
+                obs.observed_publish_rate.unwrap_or(origin),
+                Threshold::PublishRate,
+                rate,
+            ));
             None
         } else {
             Some(raised)
@@ -874,16 +862,15 @@ impl HysteresisPolicy {
                     plan.hold(change(to), Rule::ShrinkBuffer, HoldCause::Cooldown { left });
                     continue;
                 }
-                let condition = Condition {
-                    reading: Reading::RecommendedCapacity {
+                let condition = Condition::below(
+                    Reading::RecommendedCapacity {
                         buffer: b.name.clone(),
                     },
-                    value: to as f64,
-                    comparison: Comparison::Below,
-                    threshold: Threshold::CurrentCapacity,
-                    threshold_value: b.capacity as f64,
-                    held_for: Some(held),
-                };
+                    to as f64,
+                    Threshold::CurrentCapacity,
+                    b.capacity as f64,
+                )
+                .held_for(held);
                 let sizing = capacity_sizing(arrivals, c);
                 plan.push_sized(
                     i,
@@ -906,16 +893,15 @@ impl HysteresisPolicy {
             if b.capacity - to < tolerance(b.capacity, c) && to != b.min {
                 continue;
             }
-            let condition = Condition {
-                reading: Reading::Saturation {
+            let condition = Condition::below(
+                Reading::Saturation {
                     buffer: b.name.clone(),
                 },
-                value: state.low_peak,
-                comparison: Comparison::Below,
-                threshold: Threshold::LowSaturation,
-                threshold_value: c.low_saturation,
-                held_for: Some(held),
-            };
+                state.low_peak,
+                Threshold::LowSaturation,
+                c.low_saturation,
+            )
+            .held_for(held);
             let change = Change::ResizeBuffer {
                 name: b.name.clone(),
                 from: b.capacity,
@@ -951,6 +937,13 @@ impl HysteresisPolicy {
                 to,
             };
             if let Some(view) = plan.views[i] {
+                // The HPA's rule: the highest of the model's counts over the window,
+                // kept across changes of the count, so a step down that passes through
+                // an intermediate count still ends one window after the load fell. The
+                // window is the hysteresis: no cooldown on top of it.
+                let held = state
+                    .modelled_since
+                    .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
                 let now_count = clamp_workers(view.count(), p);
                 let to = highest.max(now_count);
                 if to >= p.workers {
@@ -977,20 +970,16 @@ impl HysteresisPolicy {
                     plan.hold(change(to), Rule::ScaleDown, HoldCause::Window { left });
                     continue;
                 }
-                if let Some(left) = self.cooldown_left(&knob, Direction::Down, now) {
-                    plan.hold(change(to), Rule::ScaleDown, HoldCause::Cooldown { left });
-                    continue;
-                }
-                let condition = Condition {
-                    reading: Reading::RecommendedWorkers {
+                let condition = Condition::below(
+                    Reading::RecommendedWorkers {
                         pool: p.name.clone(),
                     },
-                    value: to as f64,
-                    comparison: Comparison::Below,
-                    threshold: Threshold::Workers,
-                    threshold_value: p.workers as f64,
-                    held_for: Some(held),
-                };
+                    to as f64,
+                    Threshold::Workers,
+                    p.workers as f64,
+                )
+                // The samples span the window (they may predate the count).
+                .held_for(held.min(c.stabilisation_window));
                 let sizing = self.worker_sizing(&view);
                 plan.push_sized(
                     i,
@@ -1029,16 +1018,15 @@ impl HysteresisPolicy {
             if to >= p.workers || predicted >= c.target_utilisation {
                 continue;
             }
-            let condition = Condition {
-                reading: Reading::Utilisation {
+            let condition = Condition::below(
+                Reading::Utilisation {
                     pool: p.name.clone(),
                 },
-                value: peak,
-                comparison: Comparison::Below,
-                threshold: Threshold::LowUtilisation,
-                threshold_value: c.low_utilisation,
-                held_for: Some(held),
-            };
+                peak,
+                Threshold::LowUtilisation,
+                c.low_utilisation,
+            )
+            .held_for(held);
             plan.push(i, change(to), Rule::ScaleDown, vec![condition]);
         }
     }
@@ -1134,16 +1122,14 @@ fn grown(b: &BufferObservation, factor: f64) -> usize {
 }
 
 fn at_max(b: &BufferObservation) -> Condition {
-    Condition {
-        reading: Reading::Capacity {
+    Condition::at_or_above(
+        Reading::Capacity {
             buffer: b.name.clone(),
         },
-        value: b.capacity as f64,
-        comparison: Comparison::AtOrAbove,
-        threshold: Threshold::MaxCapacity,
-        threshold_value: b.max as f64,
-        held_for: None,
-    }
+        b.capacity as f64,
+        Threshold::MaxCapacity,
+        b.max as f64,
+    )
 }
 
 /// The index of the pool draining the buffer `name` (same name).

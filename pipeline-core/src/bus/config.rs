@@ -1,71 +1,17 @@
-//! What a subscription wants: [`SubscriptionConfig`] and [`OverflowPolicy`].
+//! What a subscription wants: [`SubscriptionConfig`].
 
 use super::error::BusError;
-use crate::range::{RangeNames, check_range};
+use crate::overflow::OverflowPolicy;
+use crate::range::{Bounds, RangeNames, check_range};
 use std::fmt;
 use std::sync::Arc;
 
-/// What a subscription does with an event when its buffer is full.
-///
-/// Only a subscription configured [`droppable`](SubscriptionConfig::droppable) may use
-/// (or be switched to) a dropping policy; the others stay lossless.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum OverflowPolicy {
-    /// Publishers wait for room (`try_publish` is refused with `Full`): back pressure,
-    /// and no event is ever lost. The default.
-    #[default]
-    Block,
-    /// The event being published is dropped; what is buffered stays.
-    DropNewest,
-    /// The oldest buffered event is dropped to make room for the new one.
-    DropOldest,
-}
-
-impl OverflowPolicy {
-    /// Whether the policy loses events when the buffer is full.
-    ///
-    /// ```
-    /// use pipeline_core::bus::OverflowPolicy;
-    ///
-    /// assert!(!OverflowPolicy::Block.drops());
-    /// assert!(OverflowPolicy::DropOldest.drops());
-    /// ```
-    pub fn drops(self) -> bool {
-        self != OverflowPolicy::Block
-    }
-
-    /// A short lower-case name, used in metrics labels and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverflowPolicy::Block => "block",
-            OverflowPolicy::DropNewest => "drop_newest",
-            OverflowPolicy::DropOldest => "drop_oldest",
-        }
-    }
-
-    pub(crate) fn to_bits(self) -> u32 {
-        match self {
-            OverflowPolicy::Block => 0,
-            OverflowPolicy::DropNewest => 1,
-            OverflowPolicy::DropOldest => 2,
-        }
-    }
-
-    pub(crate) fn from_bits(bits: u32) -> Self {
-        match bits {
-            1 => OverflowPolicy::DropNewest,
-            2 => OverflowPolicy::DropOldest,
-            _ => OverflowPolicy::Block,
-        }
-    }
-}
-
-impl fmt::Display for OverflowPolicy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The capacity settings' names, as their setters are called.
+pub(crate) const CAPACITY_NAMES: RangeNames = RangeNames {
+    initial: "capacity",
+    min: "min_capacity",
+    max: "max_capacity",
+};
 
 pub(crate) type Filter<E> = Arc<dyn Fn(&E) -> bool + Send + Sync>;
 
@@ -118,12 +64,6 @@ pub struct SubscriptionConfig<E> {
     pub(crate) overflow: OverflowPolicy,
     pub(crate) droppable: bool,
     pub(crate) event_size: Option<fn(&E) -> usize>,
-}
-
-/// The capacity range a validated config allows.
-pub(crate) struct CapacityRange {
-    pub(crate) min: usize,
-    pub(crate) max: usize,
 }
 
 impl<E> SubscriptionConfig<E> {
@@ -196,20 +136,20 @@ impl<E> SubscriptionConfig<E> {
         &self.name
     }
 
-    pub(crate) fn validate(&self) -> Result<CapacityRange, BusError> {
+    pub(crate) fn validate(&self) -> Result<Bounds, BusError> {
         let invalid = |field, rule: String| Err(BusError::InvalidConfig { field, rule });
         if self.name.is_empty() {
             return invalid("name", "must not be empty".into());
         }
         // Each error names the setter the offending value came from: a bound that was
         // not set follows `capacity`, so `capacity(0)` alone is refused as `capacity`.
-        let names = RangeNames {
-            initial: "capacity",
-            min: "min_capacity",
-            max: "max_capacity",
-        };
-        let (min, max) = check_range(&names, self.capacity, self.min_capacity, self.max_capacity)
-            .map_err(|(field, rule)| BusError::InvalidConfig { field, rule })?;
+        let range = check_range(
+            &CAPACITY_NAMES,
+            self.capacity,
+            self.min_capacity,
+            self.max_capacity,
+        )
+        .map_err(|(field, rule)| BusError::InvalidConfig { field, rule })?;
         if self.overflow.drops() && !self.droppable {
             return invalid(
                 "overflow",
@@ -219,7 +159,7 @@ impl<E> SubscriptionConfig<E> {
                 ),
             );
         }
-        Ok(CapacityRange { min, max })
+        Ok(range)
     }
 }
 

@@ -1,18 +1,27 @@
 //! Errors of the bus: [`PublishError`] on the hot path (it hands the event back and
 //! never allocates), [`BusError`] for everything else.
 
-use super::config::OverflowPolicy;
+use crate::overflow::OverflowPolicy;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a publish did not deliver; the event comes back in every case, and in every
 /// case **no** subscription received it (see [`Publisher`](super::Publisher) for the
-/// exact rule).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// exact rule). A refusal that comes from one subscription names it
+/// ([`subscription`](Self::subscription), and in the message).
+///
+/// More reasons may come: match with a wildcard arm, or use the accessors.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PublishError<E> {
     /// A matching `Block` subscription was full (`try_publish` only).
-    Full(E),
+    Full {
+        /// The event, handed back.
+        event: E,
+        /// The subscription that was full.
+        subscription: Arc<str>,
+    },
     /// The publish-rate limit has no token now; one is free after `retry_after`
     /// (`try_publish` only). Suits an HTTP `429` with `Retry-After`.
     Backoff {
@@ -22,7 +31,13 @@ pub enum PublishError<E> {
         retry_after: Duration,
     },
     /// The timeout of `publish_timeout` passed before the event could go out.
-    Timeout(E),
+    Timeout {
+        /// The event, handed back.
+        event: E,
+        /// The `Block` subscription that stayed full; `None` when the wait was for the
+        /// publish-rate limit.
+        subscription: Option<Arc<str>>,
+    },
     /// The bus was closed with [`Bus::close`](super::Bus::close).
     Closed(E),
 }
@@ -33,20 +48,43 @@ impl<E> PublishError<E> {
     /// ```
     /// use pipeline_core::bus::PublishError;
     ///
-    /// assert_eq!(PublishError::Full(7).into_inner(), 7);
+    /// assert_eq!(PublishError::Closed(7).into_inner(), 7);
     /// ```
     pub fn into_inner(self) -> E {
         match self {
-            PublishError::Full(e)
-            | PublishError::Timeout(e)
-            | PublishError::Closed(e)
-            | PublishError::Backoff { event: e, .. } => e,
+            PublishError::Full { event, .. }
+            | PublishError::Backoff { event, .. }
+            | PublishError::Timeout { event, .. }
+            | PublishError::Closed(event) => event,
+        }
+    }
+
+    /// The subscription that refused the event: the full one of
+    /// [`Full`](Self::Full), or the one that stayed full through a
+    /// [`Timeout`](Self::Timeout); `None` for the other errors.
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    ///
+    /// let bus = Bus::new();
+    /// let _orders = bus.subscribe(SubscriptionConfig::new("orders").capacity(1)).unwrap();
+    /// let publisher = bus.publisher();
+    /// publisher.publish(1).unwrap();
+    /// let error = publisher.try_publish(2).unwrap_err();
+    /// assert_eq!(error.subscription(), Some("orders"));
+    /// assert_eq!(error.to_string(), "subscription \"orders\" is full");
+    /// ```
+    pub fn subscription(&self) -> Option<&str> {
+        match self {
+            PublishError::Full { subscription, .. } => Some(subscription),
+            PublishError::Timeout { subscription, .. } => subscription.as_deref(),
+            PublishError::Backoff { .. } | PublishError::Closed(_) => None,
         }
     }
 
     /// Whether this is [`PublishError::Full`].
     pub fn is_full(&self) -> bool {
-        matches!(self, PublishError::Full(_))
+        matches!(self, PublishError::Full { .. })
     }
 
     /// Whether this is [`PublishError::Closed`].
@@ -67,12 +105,18 @@ impl<E> PublishError<E> {
 impl<E> fmt::Debug for PublishError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PublishError::Full(_) => f.write_str("Full(..)"),
+            PublishError::Full { subscription, .. } => f
+                .debug_struct("Full")
+                .field("subscription", subscription)
+                .finish_non_exhaustive(),
             PublishError::Backoff { retry_after, .. } => f
                 .debug_struct("Backoff")
                 .field("retry_after", retry_after)
                 .finish_non_exhaustive(),
-            PublishError::Timeout(_) => f.write_str("Timeout(..)"),
+            PublishError::Timeout { subscription, .. } => f
+                .debug_struct("Timeout")
+                .field("subscription", subscription)
+                .finish_non_exhaustive(),
             PublishError::Closed(_) => f.write_str("Closed(..)"),
         }
     }
@@ -81,11 +125,22 @@ impl<E> fmt::Debug for PublishError<E> {
 impl<E> fmt::Display for PublishError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PublishError::Full(_) => f.write_str("publishing on a full subscription"),
+            PublishError::Full { subscription, .. } => {
+                write!(f, "subscription {subscription:?} is full")
+            }
             PublishError::Backoff { retry_after, .. } => {
                 write!(f, "publish rate limit reached; retry after {retry_after:?}")
             }
-            PublishError::Timeout(_) => f.write_str("timed out publishing"),
+            PublishError::Timeout {
+                subscription: Some(subscription),
+                ..
+            } => write!(
+                f,
+                "timed out publishing: subscription {subscription:?} stayed full"
+            ),
+            PublishError::Timeout {
+                subscription: None, ..
+            } => f.write_str("timed out publishing: waiting for the publish rate limit"),
             PublishError::Closed(_) => f.write_str("publishing on a closed bus"),
         }
     }

@@ -104,7 +104,8 @@
 //! # Knobs for the controller
 //!
 //! By subscription name: [`Bus::resize`] (clamped into the subscription's
-//! `[min_capacity, max_capacity]`) and [`Bus::set_overflow`]. For the whole bus:
+//! `[min_capacity, max_capacity]`), [`Bus::set_capacity_range`] (moves that range, and
+//! a capacity outside it into it at once) and [`Bus::set_overflow`]. For the whole bus:
 //! [`Bus::set_publish_rate`], a token bucket every publisher honours at once. Readings:
 //! [`Bus::snapshot`] and [`Bus::signals`].
 //!
@@ -149,8 +150,9 @@ mod router;
 mod snapshot;
 mod subscription;
 
+pub use crate::overflow::OverflowPolicy;
 pub use builder::BusBuilder;
-pub use config::{DEFAULT_CAPACITY, OverflowPolicy, SubscriptionConfig};
+pub use config::{DEFAULT_CAPACITY, SubscriptionConfig};
 pub use error::{BusError, PublishError};
 pub use publish_async::PublishFuture;
 pub use publisher::Publisher;

@@ -8,7 +8,6 @@
 //! deliver to, never a hazard-protected read of the route list (a hazard belongs to
 //! a thread, and a task may move between threads at every `Pending`).
 
-use super::config::OverflowPolicy;
 use super::error::PublishError;
 use super::finisher;
 use super::publisher::{Indexes, Publisher};
@@ -16,6 +15,7 @@ use super::route::{Plain, Route};
 use super::router::{BusInner, PUBLISHED};
 use crate::channel::SendError;
 use crate::hazard::Slot;
+use crate::overflow::OverflowPolicy;
 use crate::sync::atomic::Ordering;
 use std::fmt;
 use std::future::Future;

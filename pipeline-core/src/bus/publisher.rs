@@ -1,10 +1,10 @@
 //! [`Publisher`]: routing one event to every matching subscription.
 
-use super::config::OverflowPolicy;
 use super::error::PublishError;
 use super::route::{Plain, Route};
 use super::router::{BusCounters, BusInner, FanOut, PUBLISHED};
 use crate::hazard::Slot;
+use crate::overflow::OverflowPolicy;
 use crate::sync::atomic::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -96,7 +96,8 @@ impl<E: Send + 'static> Publisher<E> {
     ///
     /// # Errors
     ///
-    /// [`PublishError::Timeout`] when no subscription got the event in time,
+    /// [`PublishError::Timeout`] when no subscription got the event in time (naming
+    /// the `Block` subscription that stayed full, if that was the wait),
     /// [`PublishError::Closed`] after [`Bus::close`](super::Bus::close).
     ///
     /// # Examples
@@ -110,7 +111,8 @@ impl<E: Send + 'static> Publisher<E> {
     /// let publisher = bus.publisher();
     /// publisher.publish(1).unwrap();
     /// let err = publisher.publish_timeout(2, Duration::from_millis(5)).unwrap_err();
-    /// assert!(matches!(err, PublishError::Timeout(2)));
+    /// assert!(matches!(&err, PublishError::Timeout { event: 2, .. }));
+    /// assert_eq!(err.subscription(), Some("s"));
     /// ```
     pub fn publish_timeout(&self, event: E, timeout: Duration) -> Result<(), PublishError<E>> {
         let deadline = self.inner.limiter.clock().now() + timeout;
@@ -138,9 +140,9 @@ impl<E: Send + 'static> Publisher<E> {
     /// # Errors
     ///
     /// [`PublishError::Backoff`] with the exact wait when the rate limit has no token,
-    /// [`PublishError::Full`] as above, [`PublishError::Closed`] after
-    /// [`Bus::close`](super::Bus::close). In every case no subscription received the
-    /// event.
+    /// [`PublishError::Full`] as above (naming the full subscription),
+    /// [`PublishError::Closed`] after [`Bus::close`](super::Bus::close). In every case
+    /// no subscription received the event.
     ///
     /// # Examples
     ///
@@ -152,7 +154,9 @@ impl<E: Send + 'static> Publisher<E> {
     /// let b = bus.subscribe(SubscriptionConfig::new("b").capacity(2)).unwrap();
     /// let publisher = bus.publisher();
     /// publisher.try_publish(1).unwrap();
-    /// assert!(matches!(publisher.try_publish(2), Err(PublishError::Full(2))));
+    /// let full = publisher.try_publish(2).unwrap_err();
+    /// assert!(matches!(full, PublishError::Full { event: 2, .. }));
+    /// assert_eq!(full.subscription(), Some("a"));
     /// assert_eq!(b.len(), 1); // "b" had room, but got nothing: all or none
     /// a.recv().unwrap();
     /// publisher.try_publish(2).unwrap();
@@ -224,7 +228,7 @@ impl<E: Send + 'static> Publisher<E> {
                     // own, as the general path would.
                     let route = Arc::clone(route);
                     let result = deliver_full(inner, &route, event, wait, false)
-                        .map_err(|(why, event)| refused(&inner.counters, why, event));
+                        .map_err(|(why, event)| refused(&inner.counters, why, event, &route));
                     if result.is_ok() {
                         slot.add(PUBLISHED, 1);
                     }
@@ -279,7 +283,10 @@ impl<E: Send + 'static> Publisher<E> {
             match wait {
                 Wait::Never => return Err(PublishError::Backoff { event, retry_after }),
                 Wait::Until(deadline) if limiter.clock().now() + retry_after > deadline => {
-                    return Err(PublishError::Timeout(event));
+                    return Err(PublishError::Timeout {
+                        event,
+                        subscription: None,
+                    });
                 }
                 _ => {}
             }
@@ -391,7 +398,7 @@ fn deliver<E>(
             tick,
             false,
         )
-        .map_err(|(why, event)| refused(&inner.counters, why, event));
+        .map_err(|(why, event)| refused(&inner.counters, why, event, route));
     }
     match inner.deliver_many() {
         Some(deliver_many) => deliver_many(inner, routes, event, wait, tick),
@@ -441,8 +448,7 @@ fn deliver_many<E: Clone>(
         // All or none: look before delivering anywhere (see `try_publish`).
         if let Some(full) = block.iter().find(|&i| routes[i].tx.is_full()) {
             routes[full].shared.found_full();
-            counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-            return Err(PublishError::Full(event));
+            return Err(refused(counters, Refused::Full, event, &routes[full]));
         }
     }
 
@@ -466,22 +472,31 @@ fn deliver_many<E: Clone>(
             committed,
         ) {
             // Nothing was delivered yet: hand back the original.
-            return Err(refused(counters, why, event));
+            return Err(refused(counters, why, event, &routes[i]));
         }
         committed = true;
     }
     let (i, policy) = last;
     deliver_one(inner, &routes[i], policy, event, wait, tick, committed)
-        .map_err(|(why, event)| refused(counters, why, event))
+        .map_err(|(why, event)| refused(counters, why, event, &routes[i]))
 }
 
-fn refused<E>(counters: &BusCounters, why: Refused, event: E) -> PublishError<E> {
+/// The error for `route`'s refusal (counted here if it was full); it names the
+/// subscription with a clone of its `Arc`, so the refusal allocates nothing.
+fn refused<E>(counters: &BusCounters, why: Refused, event: E, route: &Route<E>) -> PublishError<E> {
+    let subscription = route.shared.name.clone();
     match why {
         Refused::Full => {
             counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-            PublishError::Full(event)
+            PublishError::Full {
+                event,
+                subscription,
+            }
         }
-        Refused::Timeout => PublishError::Timeout(event),
+        Refused::Timeout => PublishError::Timeout {
+            event,
+            subscription: Some(subscription),
+        },
     }
 }
 

@@ -1,9 +1,12 @@
 //! One subscription as the bus sees it: its channel's sending end, its filter, its
 //! policy and flags, and the edge detection that raises signals.
 
-use super::config::{Filter, OverflowPolicy};
+use super::config::Filter;
+use super::error::BusError;
 use super::snapshot::SubscriptionSnapshot;
 use crate::channel::{ChannelStats, Receiver, Sender, TrySendError};
+use crate::overflow::OverflowPolicy;
+use crate::range::Bounds;
 use crate::signal::{SaturationThresholds, SignalKind, SignalSender};
 use crate::sync::{
     Mutex,
@@ -67,8 +70,6 @@ const EVICT_TRIES: usize = 8;
 pub(crate) struct SubShared {
     pub(crate) id: u64,
     pub(crate) name: Arc<str>,
-    pub(crate) min_capacity: usize,
-    pub(crate) max_capacity: usize,
     pub(crate) droppable: bool,
     /// Whether `bytes_in` is kept (a custom event-size function was given).
     sized: bool,
@@ -82,8 +83,10 @@ pub(crate) struct SubShared {
     dropped_newest: AtomicU64,
     dropped_oldest: AtomicU64,
     try_publish_waits: AtomicU64,
-    /// Serialises resizes and policy switches of this subscription.
-    pub(crate) control: Mutex<()>,
+    /// Serialises resizes, range changes and policy switches of this subscription, and
+    /// holds the range a resize clamps into (read under it, so a snapshot never sees
+    /// half of a range change).
+    pub(crate) control: Mutex<Bounds>,
     common: Arc<BusCommon>,
     metrics: SubMetrics,
 }
@@ -174,8 +177,7 @@ pub(crate) struct SubSpec {
     pub(crate) id: u64,
     pub(crate) name: Arc<str>,
     pub(crate) capacity: usize,
-    pub(crate) min_capacity: usize,
-    pub(crate) max_capacity: usize,
+    pub(crate) range: Bounds,
     pub(crate) policy: OverflowPolicy,
     pub(crate) droppable: bool,
     pub(crate) sized: bool,
@@ -196,8 +198,6 @@ impl SubShared {
             id: spec.id,
             metrics: SubMetrics::new(&spec.name, &common.name),
             name: spec.name,
-            min_capacity: spec.min_capacity,
-            max_capacity: spec.max_capacity,
             droppable: spec.droppable,
             sized: spec.sized,
             default_event_bytes: spec.default_event_bytes,
@@ -207,7 +207,7 @@ impl SubShared {
             dropped_newest: AtomicU64::new(0),
             dropped_oldest: AtomicU64::new(0),
             try_publish_waits: AtomicU64::new(0),
-            control: Mutex::new(()),
+            control: Mutex::new(spec.range),
             common,
         }
     }
@@ -385,12 +385,13 @@ impl SubShared {
             self.default_event_bytes as u64
         };
         let capacity = self.capacity();
+        let range = *lock(&self.control);
         let snapshot = SubscriptionSnapshot {
             name: self.name.clone(),
             len: channel.len,
             capacity,
-            min_capacity: self.min_capacity,
-            max_capacity: self.max_capacity,
+            min_capacity: range.min,
+            max_capacity: range.max,
             saturation: if capacity == 0 {
                 0.0
             } else {
@@ -458,6 +459,34 @@ impl<E> Route<E> {
     /// No filter and no event-size function: delivering runs none of the user's code.
     pub(crate) fn is_plain(&self) -> bool {
         self.filter.is_none() && self.event_size.is_none()
+    }
+
+    /// Sets the capacity to `applied` (already within the range) and returns it. The
+    /// caller holds `shared.control`; `requested` is what was asked, for the log.
+    pub(crate) fn resize_locked(
+        &self,
+        applied: usize,
+        requested: usize,
+    ) -> Result<usize, BusError> {
+        let shared = &self.shared;
+        let before = shared.capacity();
+        if applied == before {
+            return Ok(applied);
+        }
+        self.tx
+            .resize(applied)
+            .map_err(|_| BusError::UnknownSubscription(shared.name.to_string()))?;
+        shared.set_capacity(applied);
+        tracing::info!(
+            subscription = %shared.name,
+            from = before,
+            to = applied,
+            requested,
+            "bus: subscription resized"
+        );
+        // A bigger buffer may end a saturation episode (or a smaller one start one).
+        shared.check_saturation(self.tx.len());
+        Ok(applied)
     }
 
     /// The whole of a publish to a plain `Block` route that finds room: no user code

@@ -1,7 +1,7 @@
 //! [`Bus`]: the subscription list and the knobs the controller turns.
 
 use super::builder::BusBuilder;
-use super::config::SubscriptionConfig;
+use super::config::{CAPACITY_NAMES, SubscriptionConfig};
 use super::error::BusError;
 use super::publisher::{DeliverMany, Publisher};
 use super::rate::RateLimiter;
@@ -10,6 +10,7 @@ use super::snapshot::BusSnapshot;
 use super::subscription::Subscription;
 use crate::channel;
 use crate::hazard::{Registry, cell::HazardCell};
+use crate::overflow::OverflowPolicy;
 use crate::signal::Signal;
 use crate::sync::{
     atomic::{AtomicU64, Ordering},
@@ -280,8 +281,7 @@ impl<E: Send + 'static> Bus<E> {
                 id: inner.next_id.fetch_add(1, Ordering::Relaxed),
                 name: config.name.clone(),
                 capacity: config.capacity,
-                min_capacity: range.min,
-                max_capacity: range.max,
+                range,
                 policy: config.overflow,
                 droppable: config.droppable,
                 sized: config.event_size.is_some(),
@@ -338,7 +338,8 @@ impl<E: Send + 'static> Bus<E> {
     }
 
     /// Sets the capacity of subscription `name`, **clamped** into its
-    /// `[min_capacity, max_capacity]`, and returns the capacity now in force.
+    /// `[min_capacity, max_capacity]` (see [`set_capacity_range`](Self::set_capacity_range)),
+    /// and returns the capacity now in force.
     ///
     /// The resize never blocks publishers or the subscriber and copies nothing (see
     /// [`channel`](crate::channel)); publishers waiting on a full buffer wake and use
@@ -363,28 +364,64 @@ impl<E: Send + 'static> Bus<E> {
     /// ```
     pub fn resize(&self, name: &str, capacity: usize) -> Result<usize, BusError> {
         let route = self.inner.find(name)?;
-        let shared = &route.shared;
-        let applied = capacity.clamp(shared.min_capacity, shared.max_capacity);
-        let _control = lock(&shared.control);
-        let before = shared.capacity();
-        if applied == before {
-            return Ok(applied);
+        let range = lock(&route.shared.control);
+        let applied = range.clamp(capacity);
+        route.resize_locked(applied, capacity)
+    }
+
+    /// Sets the range `[min, max]` that [`resize`](Self::resize) clamps the capacity of
+    /// subscription `name` into (the range given at subscribe time by
+    /// [`min_capacity`](SubscriptionConfig::min_capacity) and
+    /// [`max_capacity`](SubscriptionConfig::max_capacity)), and returns the capacity now
+    /// in force.
+    ///
+    /// A capacity outside the new range is moved into it at once: clamped to the
+    /// nearer bound, by a resize like any other (never blocking, nothing lost, counted
+    /// in [`SubscriptionSnapshot::resizes`](super::SubscriptionSnapshot::resizes) and
+    /// logged). [`snapshot`](Self::snapshot) reports the new range from then on.
+    ///
+    /// # Errors
+    ///
+    /// [`BusError::InvalidConfig`] naming `min_capacity` or `max_capacity` unless
+    /// `1 <= min <= max` (nothing changes then); [`BusError::UnknownSubscription`]
+    /// when no live subscription has the name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, BusError, SubscriptionConfig};
+    ///
+    /// let bus = Bus::<u8>::new();
+    /// let sub = bus
+    ///     .subscribe(SubscriptionConfig::new("s").capacity(64).min_capacity(16).max_capacity(256))
+    ///     .unwrap();
+    /// assert_eq!(bus.set_capacity_range("s", 8, 32), Ok(32)); // 64 is above: clamped at once
+    /// assert_eq!(sub.capacity(), 32);
+    /// let s = bus.snapshot();
+    /// let s = s.subscription("s").unwrap();
+    /// assert_eq!((s.min_capacity, s.max_capacity), (8, 32));
+    /// assert_eq!(bus.resize("s", 1000), Ok(32)); // resizes clamp into the new range
+    /// assert!(matches!(
+    ///     bus.set_capacity_range("s", 64, 16),
+    ///     Err(BusError::InvalidConfig { field: "max_capacity", .. })
+    /// ));
+    /// ```
+    pub fn set_capacity_range(
+        &self,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, BusError> {
+        let route = self.inner.find(name)?;
+        let mut range = lock(&route.shared.control);
+        let before = range
+            .replace(&CAPACITY_NAMES, min, max)
+            .map_err(|(field, rule)| BusError::InvalidConfig { field, rule })?;
+        if before != *range {
+            tracing::info!(subscription = %route.shared.name, from = %before, to = %*range, "bus: subscription capacity range set");
         }
-        route
-            .tx
-            .resize(applied)
-            .map_err(|_| BusError::UnknownSubscription(name.to_owned()))?;
-        shared.set_capacity(applied);
-        tracing::info!(
-            subscription = %shared.name,
-            from = before,
-            to = applied,
-            requested = capacity,
-            "bus: subscription resized"
-        );
-        // A bigger buffer may end a saturation episode (or a smaller one start one).
-        shared.check_saturation(route.tx.len());
-        Ok(applied)
+        let capacity = route.shared.capacity();
+        route.resize_locked(range.clamp(capacity), capacity)
     }
 
     /// Switches the overflow policy of subscription `name`, effective for publishes
@@ -411,11 +448,7 @@ impl<E: Send + 'static> Bus<E> {
     /// ));
     /// bus.set_overflow("orders", OverflowPolicy::Block).unwrap(); // always allowed
     /// ```
-    pub fn set_overflow(
-        &self,
-        name: &str,
-        policy: crate::bus::OverflowPolicy,
-    ) -> Result<(), BusError> {
+    pub fn set_overflow(&self, name: &str, policy: OverflowPolicy) -> Result<(), BusError> {
         let route = self.inner.find(name)?;
         let shared = &route.shared;
         if policy.drops() && !shared.droppable {

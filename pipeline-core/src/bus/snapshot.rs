@@ -1,6 +1,6 @@
 //! Gauges and counters of a bus and its subscriptions, for periodic sampling.
 
-use super::config::OverflowPolicy;
+use crate::overflow::OverflowPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -29,6 +29,7 @@ use std::time::SystemTime;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(all(docsrs, feature = "serde"), doc(cfg(feature = "serde")))]
 pub struct Envelope {
     topic: Arc<str>,
     key: Option<Arc<str>>,

@@ -4,9 +4,16 @@ use super::error::{DeadLetter, HandlerError, PoolError};
 use super::handle::WorkerPool;
 use super::worker::{DeadLetterHook, Handler, PoolParts, PoolShared, Work};
 use crate::bus::Subscription;
-use crate::range::{RangeNames, check_range};
+use crate::range::{Bounds, RangeNames, check_range};
 use std::fmt;
 use std::sync::Arc;
+
+/// The worker settings' names, as their setters are called.
+pub(crate) const WORKER_NAMES: RangeNames = RangeNames {
+    initial: "workers",
+    min: "min_workers",
+    max: "max_workers",
+};
 
 /// Builds a [`WorkerPool`]; from [`WorkerPool::builder`].
 ///
@@ -164,6 +171,7 @@ impl<E: Send + 'static> WorkerPoolBuilder<E> {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn async_handler<F, Fut>(mut self, handler: F) -> Self
     where
         F: Fn(E) -> Fut + Send + Sync + 'static,
@@ -177,9 +185,56 @@ impl<E: Send + 'static> WorkerPoolBuilder<E> {
     /// (feature `tokio`; default: the runtime current at [`spawn`](Self::spawn)).
     /// A pool of thread workers ignores it.
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.runtime = Some(runtime);
         self
+    }
+
+    /// Checks the settings as [`spawn`](Self::spawn) does, without spawning anything:
+    /// for a caller that builds now and spawns later (a `Pipeline` checks its stages
+    /// when it is built, and starts their pools later).
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::InvalidConfig`] as for [`spawn`](Self::spawn), except the check of
+    /// `runtime`, which depends on where `spawn` is called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::pool::{PoolError, WorkerPool};
+    ///
+    /// let builder = WorkerPool::<u32>::builder("jobs").workers(9).max_workers(8);
+    /// assert!(matches!(
+    ///     builder.validate(),
+    ///     Err(PoolError::InvalidConfig { field: "workers", .. })
+    /// ));
+    /// let builder = WorkerPool::<u32>::builder("jobs").handler(|_| Ok(()));
+    /// assert!(builder.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), PoolError> {
+        self.check().map(drop)
+    }
+
+    /// The checks of `validate`; returns the range.
+    fn check(&self) -> Result<Bounds, PoolError> {
+        // Each error names the setter the offending value came from: a bound that was
+        // not set follows `workers`, so `workers(0)` alone is refused as `workers`.
+        let range = check_range(
+            &WORKER_NAMES,
+            self.workers,
+            self.min_workers,
+            self.max_workers,
+        )
+        .map_err(|(field, rule)| PoolError::InvalidConfig { field, rule })?;
+        if self.handler.is_none() {
+            return Err(PoolError::InvalidConfig {
+                field: "handler",
+                rule: "is required".into(),
+            });
+        }
+        Ok(range)
     }
 
     /// Starts the workers on `subscription`; the pool owns it from now on.
@@ -193,18 +248,9 @@ impl<E: Send + 'static> WorkerPoolBuilder<E> {
     /// is refused as `runtime`. [`PoolError::Spawn`] if a thread could
     /// not be started.
     pub fn spawn(self, subscription: Subscription<E>) -> Result<WorkerPool<E>, PoolError> {
-        let invalid = |field, rule: String| Err(PoolError::InvalidConfig { field, rule });
-        // Each error names the setter the offending value came from: a bound that was
-        // not set follows `workers`, so `workers(0)` alone is refused as `workers`.
-        let names = RangeNames {
-            initial: "workers",
-            min: "min_workers",
-            max: "max_workers",
-        };
-        let (min, max) = check_range(&names, self.workers, self.min_workers, self.max_workers)
-            .map_err(|(field, rule)| PoolError::InvalidConfig { field, rule })?;
+        let range = self.check()?;
         let work = match self.handler {
-            None => return invalid("handler", "is required".into()),
+            None => unreachable!("check() refuses a builder without a handler"),
             Some(HandlerKind::Sync(handler)) => Work::Threads(handler),
             #[cfg(feature = "tokio")]
             Some(HandlerKind::Async(handler)) => {
@@ -228,7 +274,7 @@ impl<E: Send + 'static> WorkerPoolBuilder<E> {
             work,
             dead_letter: self.dead_letter,
         });
-        WorkerPool::start(shared, self.workers, min, max)
+        WorkerPool::start(shared, self.workers, range)
     }
 }
 

@@ -1,5 +1,6 @@
 //! Errors of worker pools, and what a failed event becomes: a [`DeadLetter`].
 
+use std::any::Any;
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
@@ -93,13 +94,37 @@ pub struct DeadLetter<E> {
     pub pool: Arc<str>,
 }
 
+/// The message of a caught panic: the `&str` or `String` given to `panic!`, or a
+/// placeholder for another payload. What [`DeadLetterReason::Panicked`] carries.
+///
+/// For anything else that catches panics (`catch_unwind`, a thread's `join`, a
+/// task's `JoinError::into_panic`), so every log line says it the same way.
+///
+/// ```
+/// use pipeline_core::pool::panic_message;
+///
+/// let payload = std::panic::catch_unwind(|| panic!("disk {} is full", 3)).unwrap_err();
+/// assert_eq!(panic_message(payload.as_ref()), "disk 3 is full");
+/// let payload = std::panic::catch_unwind(|| std::panic::panic_any(7)).unwrap_err();
+/// assert_eq!(panic_message(payload.as_ref()), "panic with a non-string payload");
+/// ```
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "panic with a non-string payload".to_owned()
+    }
+}
+
 /// Why an event became a [`DeadLetter`].
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum DeadLetterReason {
     /// The handler returned this error.
     Failed(HandlerError),
-    /// The handler panicked with this message.
+    /// The handler panicked with this message (see [`panic_message`]).
     Panicked(String),
 }
 

@@ -1,9 +1,10 @@
 //! [`WorkerPool`]: spawning, resizing, measuring and shutting down workers.
 
-use super::builder::WorkerPoolBuilder;
+use super::builder::{WORKER_NAMES, WorkerPoolBuilder};
 use super::error::PoolError;
 use super::stats::{PoolStats, WorkerRecord, window_start};
 use super::worker::{PoolShared, Work, WorkerState, thread};
+use crate::range::Bounds;
 use crate::sync::{Arc, Mutex, atomic::Ordering, lock};
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -21,13 +22,14 @@ pub struct WorkerPool<E> {
     /// worker's `record`, one at a time (the lock order is on `PoolShared::retired`).
     /// Workers never take it.
     workers: Mutex<Workers>,
-    min: usize,
-    max: usize,
     /// The subscription's receive count when the pool took it over.
     received_at_start: u64,
 }
 
 struct Workers {
+    /// The range `resize` clamps into: set by the builder, moved by
+    /// `set_worker_range`.
+    range: Bounds,
     active: Vec<Worker>,
     /// Told to stop; joined once they have exited.
     retiring: Vec<Worker>,
@@ -85,23 +87,21 @@ impl<E: Send + 'static> WorkerPool<E> {
     pub(crate) fn start(
         shared: PoolShared<E>,
         workers: usize,
-        min: usize,
-        max: usize,
+        range: Bounds,
     ) -> Result<Self, PoolError> {
         let received_at_start = shared.subscription.stats().received;
         let pool = WorkerPool {
             shared: Arc::new(shared),
             workers: Mutex::new(Workers {
+                range,
                 active: Vec::new(),
                 retiring: Vec::new(),
                 spawned: 0,
             }),
-            min,
-            max,
             received_at_start,
         };
         pool.resize(workers)?;
-        tracing::info!(pool = %pool.shared.name, workers, min, max, "pool: started");
+        tracing::info!(pool = %pool.shared.name, workers, min = range.min, max = range.max, "pool: started");
         Ok(pool)
     }
 
@@ -136,8 +136,9 @@ impl<E: Send + 'static> WorkerPool<E> {
         Ok(())
     }
 
-    /// Sets the number of workers, **clamped** into `[min_workers, max_workers]`, and
-    /// returns the number now in force. Returns at once.
+    /// Sets the number of workers, **clamped** into `[min_workers, max_workers]` (see
+    /// [`set_worker_range`](Self::set_worker_range)), and returns the number now in
+    /// force. Returns at once.
     ///
     /// Growing starts threads (tasks, for an async handler). Shrinking tells the newest
     /// workers to stop: each one finishes the event it holds and takes no other, so no
@@ -153,8 +154,75 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// [`PoolError::Spawn`] if a thread could not be started; the workers started
     /// before it keep running.
     pub fn resize(&self, workers: usize) -> Result<usize, PoolError> {
-        let target = workers.clamp(self.min, self.max);
         let mut w = lock(&self.workers);
+        let target = w.range.clamp(workers);
+        self.resize_locked(&mut w, target, workers)
+    }
+
+    /// Sets the range `[min, max]` that [`resize`](Self::resize) clamps into (the one
+    /// given to the builder by [`min_workers`](WorkerPoolBuilder::min_workers) and
+    /// [`max_workers`](WorkerPoolBuilder::max_workers)), and returns the number of
+    /// workers now in force.
+    ///
+    /// A worker count outside the new range is moved into it at once: clamped to the
+    /// nearer bound, by a resize like any other (nothing is lost, it is logged).
+    /// [`stats`](Self::stats) reports the new range from then on. Once a shutdown has
+    /// begun the range is still recorded, but no worker is started or stopped.
+    ///
+    /// # Errors
+    ///
+    /// [`PoolError::InvalidConfig`] naming `min_workers` or `max_workers` unless
+    /// `1 <= min <= max` (nothing changes then); [`PoolError::Spawn`] as for
+    /// [`resize`](Self::resize).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use pipeline_core::bus::{Bus, SubscriptionConfig};
+    /// use pipeline_core::pool::{PoolError, WorkerPool};
+    /// use std::time::Duration;
+    ///
+    /// let bus = Bus::new();
+    /// let sub = bus.subscribe(SubscriptionConfig::new("jobs")).unwrap();
+    /// let pool = WorkerPool::builder("jobs")
+    ///     .workers(4)
+    ///     .min_workers(1)
+    ///     .max_workers(8)
+    ///     .handler(|_job: u32| Ok(()))
+    ///     .spawn(sub)
+    ///     .unwrap();
+    /// assert_eq!(pool.set_worker_range(1, 2).unwrap(), 2); // 4 is above: clamped at once
+    /// let stats = pool.stats();
+    /// assert_eq!((stats.min_workers, stats.max_workers), (1, 2));
+    /// assert_eq!(pool.resize(10).unwrap(), 2); // resizes clamp into the new range
+    /// assert!(matches!(
+    ///     pool.set_worker_range(0, 2),
+    ///     Err(PoolError::InvalidConfig { field: "min_workers", .. })
+    /// ));
+    /// # pool.shutdown(Duration::from_secs(5));
+    /// ```
+    pub fn set_worker_range(&self, min: usize, max: usize) -> Result<usize, PoolError> {
+        let mut w = lock(&self.workers);
+        let before = w
+            .range
+            .replace(&WORKER_NAMES, min, max)
+            .map_err(|(field, rule)| PoolError::InvalidConfig { field, rule })?;
+        if before != w.range {
+            tracing::info!(pool = %self.shared.name, from = %before, to = %w.range, "pool: worker range set");
+        }
+        let workers = w.active.len();
+        let target = w.range.clamp(workers);
+        self.resize_locked(&mut w, target, workers)
+    }
+
+    /// Moves the worker count to `target` (already within the range) and returns the
+    /// count in force; `requested` is what was asked, for the log.
+    fn resize_locked(
+        &self,
+        w: &mut Workers,
+        target: usize,
+        requested: usize,
+    ) -> Result<usize, PoolError> {
         if self.shared.draining.load(Ordering::Acquire) {
             // Checked under `workers`: a drain that began before this lock counted
             // every worker it waits for, and none starts after.
@@ -163,7 +231,7 @@ impl<E: Send + 'static> WorkerPool<E> {
         reap(&mut w.retiring);
         let before = w.active.len();
         while w.active.len() < target {
-            self.spawn_worker(&mut w)?;
+            self.spawn_worker(w)?;
         }
         while w.active.len() > target {
             if let Some(worker) = w.active.pop() {
@@ -177,7 +245,7 @@ impl<E: Send + 'static> WorkerPool<E> {
                 pool = %self.shared.name,
                 from = before,
                 to = target,
-                requested = workers,
+                requested,
                 "pool: resized"
             );
         }
@@ -251,8 +319,8 @@ impl<E: Send + 'static> WorkerPool<E> {
             name: shared.name.clone(),
             workers,
             retiring,
-            min_workers: self.min,
-            max_workers: self.max,
+            min_workers: w.range.min,
+            max_workers: w.range.max,
             utilisation,
             processed: c.processed.load(Ordering::Acquire),
             failed: c.failed.load(Ordering::Acquire),
@@ -369,6 +437,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// # }
     /// ```
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn shutdown_async(self, timeout: Duration) -> DrainReport {
         self.drain_async(timeout).await
     }
@@ -376,6 +445,7 @@ impl<E: Send + 'static> WorkerPool<E> {
     /// [`drain`](Self::drain) for async code (feature `tokio`): what
     /// [`shutdown_async`](Self::shutdown_async) does, through a shared reference.
     #[cfg(feature = "tokio")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
     pub async fn drain_async(&self, timeout: Duration) -> DrainReport {
         let deadline = Instant::now() + timeout;
         let spawned = self.begin_drain(deadline);
@@ -480,10 +550,11 @@ impl<E> Drop for WorkerPool<E> {
 
 impl<E> fmt::Debug for WorkerPool<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let w = lock(&self.workers);
         f.debug_struct("WorkerPool")
             .field("name", &self.shared.name)
-            .field("min", &self.min)
-            .field("max", &self.max)
+            .field("min", &w.range.min)
+            .field("max", &w.range.max)
             .finish_non_exhaustive()
     }
 }

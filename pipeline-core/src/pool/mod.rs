@@ -40,7 +40,9 @@
 //!
 //! # Resizing
 //!
-//! [`WorkerPool::resize`] clamps into `[min_workers, max_workers]` and returns at once.
+//! [`WorkerPool::resize`] clamps into `[min_workers, max_workers]` and returns at once;
+//! [`WorkerPool::set_worker_range`] moves that range while the pool runs (and a count
+//! outside the new range into it at once).
 //! A worker checks whether it was told to stop before each receive, never after: an
 //! event it has received is always handled, by it. So scaling down loses nothing: the
 //! stopped worker finishes the event it holds, and events still buffered stay for the
@@ -101,10 +103,10 @@
 //! # Failures
 //!
 //! A handler that returns `Err` or panics has its event sent to the dead-letter hook
-//! with a [`DeadLetterReason`] (the error, or the panic message), and is counted
-//! (`failed`, `panics`). A panic is caught with `catch_unwind`; the worker that caught
-//! it keeps going, so no thread (or task) is replaced and the worker count does not
-//! change. Without a hook, failures are counted and logged (`tracing` at
+//! with a [`DeadLetterReason`] (the error, or the panic message, as [`panic_message`]
+//! words it), and is counted (`failed`, `panics`). A panic is caught with
+//! `catch_unwind`; the worker that caught it keeps going, so no thread (or task) is
+//! replaced and the worker count does not change. Without a hook, failures are counted and logged (`tracing` at
 //! `WARN`/`ERROR`). Nothing is dropped silently. Only the hook needs `E: Clone` (the
 //! pool keeps a clone of each event for it); a pool without one takes any `Send` event.
 //!
@@ -167,6 +169,6 @@ mod task;
 mod worker;
 
 pub use builder::WorkerPoolBuilder;
-pub use error::{DeadLetter, DeadLetterReason, HandlerError, PoolError};
+pub use error::{DeadLetter, DeadLetterReason, HandlerError, PoolError, panic_message};
 pub use handle::{DrainReport, WorkerPool};
 pub use stats::{CpuSample, Latency, LatencyRecorder, PoolStats};

@@ -24,7 +24,7 @@
 //! subscription's `recv_async` or that waker. Everything here that both kinds share
 //! (the drain check, the bookkeeping around a handler call, the exit) is written once.
 
-use super::error::{DeadLetter, DeadLetterReason, HandlerError};
+use super::error::{DeadLetter, DeadLetterReason, HandlerError, panic_message};
 use super::notify::{Exits, StopWaker};
 use super::stats::WorkerRecord;
 use crate::bus::Subscription;
@@ -485,15 +485,5 @@ impl<E> PoolShared<E> {
             me.exited.store(true, Ordering::Release);
         }
         self.exits.record();
-    }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = payload.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = payload.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "panic with a non-string payload".to_owned()
     }
 }

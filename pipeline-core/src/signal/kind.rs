@@ -1,6 +1,6 @@
 //! The signal values.
 
-use crate::bus::OverflowPolicy;
+use crate::overflow::OverflowPolicy;
 use std::sync::Arc;
 use std::time::Instant;
 

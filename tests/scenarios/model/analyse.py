@@ -5,7 +5,9 @@ Usage: analyse.py REPORT_DIR [REPORT_DIR ...]   (each a `--report`/`--out` folde
 one scenario in tests/scenarios/model). Prints one Markdown row per report with the
 figures the issue asks for: workers held against c*, reversals of workers and buffer
 capacity at steady load, time to settle after each step, overshoot over c*, peak
-backlog (buffered plus waiting in publishers), p99 end-to-end latency, events lost.
+backlog (buffered plus waiting in publishers), p99 end-to-end latency over the whole run
+and after settling (the scenario's `latency_window`: from 10 s on at steady load, 25-60 s
+for the step's high phase), events lost.
 
 Worker counts per pool are rebuilt from the decision log ("pool NAME: ... A -> B"),
 so a run with several stages is read per stage.
@@ -64,8 +66,13 @@ def last_change(series, start, end):
     return (max(changes) - start) if changes else 0.0
 
 
+def ms(seconds):
+    return "-" if seconds is None else f"{seconds * 1000:.0f} ms"
+
+
 def row(path):
     d = json.load(open(f"{path}/timeline.json"))
+    settled = ms(d.get("p99_window_s"))
     name = d["scenario"]
     timeline = d["timeline"]
     duration = d["duration_s"]
@@ -95,7 +102,7 @@ def row(path):
                 f"{reversals([v for t, v in s if 30.0 <= t < 60.0])} / {reversals(caps_step[10:])} | "
                 f"workers {settle_w:.0f} s, capacity {cap_settle:.0f} s after the step up; "
                 f"back down {back:.0f} s after | {100.0 * (overshoot / cs - 1):+.0f}% | "
-                f"{peak} | {d['p99_s'] * 1000:.0f} ms | {lost} |"
+                f"{peak} | {d['p99_s'] * 1000:.0f} ms | {settled} | {lost} |"
             )
         else:
             cs = c_star(load) if load else "-"
@@ -106,16 +113,16 @@ def row(path):
                 f"| {name} ({stage}) | {cs} | {held} | "
                 f"{reversals([at(s, 10.0)] + steady_w)} / {reversals(steady_c)} | "
                 f"last worker change at {max([t for t, _ in s] or [0]):.0f} s | - | "
-                f"{peak} | {d['p99_s'] * 1000:.0f} ms | {lost} |"
+                f"{peak} | {d['p99_s'] * 1000:.0f} ms | {settled} | {lost} |"
             )
     if not out:
         out.append(f"| {name} | ? | {workers_total[-1]} | ? / {reversals(caps)} | | | {peak} | "
-                   f"{d['p99_s'] * 1000:.0f} ms | {lost} |")
+                   f"{d['p99_s'] * 1000:.0f} ms | {settled} | {lost} |")
     return out
 
 
-print("| run | c* | workers held | reversals workers / capacity (steady) | settling | overshoot | peak backlog | p99 | unserved + lost |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| run | c* | workers held | reversals workers / capacity (steady) | settling | overshoot | peak backlog | p99 | p99 settled | unserved + lost |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for path in sys.argv[1:]:
     for line in row(path):
         print(line.replace("| ", f"| {path.rstrip('/').split('/')[-1].split('-')[0]}: ", 1))

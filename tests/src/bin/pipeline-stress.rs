@@ -2,7 +2,8 @@
 //! controller adapt live, checks the scenario's expectations and writes a report.
 //!
 //! `pipeline-stress --help` lists the options. Exit code: 0 when every expectation
-//! holds, 1 when one fails, 2 on usage errors.
+//! holds, 1 when one fails, 2 on usage errors. With `--serve ADDR` it serves the
+//! control plane and a live dashboard instead, holding the load until stopped.
 
 use clap::Parser;
 use notify::RecursiveMode;
@@ -10,9 +11,11 @@ use notify_debouncer_full::{DebounceEventResult, new_debouncer};
 use pipeline_tests::stress::cgroup::{self, MemoryCgroup};
 use pipeline_tests::stress::report::default_report_dir;
 use pipeline_tests::stress::run::STATUS_LEGEND;
+use pipeline_tests::stress::serve::{ServeConfig, ServeError, serve};
 use pipeline_tests::stress::{
-    RunOptions, RunResult, Scenario, evaluate, parse_bytes, run, write_report,
+    RunControl, RunOptions, RunResult, Scenario, evaluate, parse_bytes, run, write_report,
 };
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -62,6 +65,18 @@ struct Args {
     /// final table.
     #[arg(long)]
     quiet: bool,
+    /// Serve the control plane and a live dashboard on ADDR (e.g. 127.0.0.1:8080; port
+    /// 0 picks a free one) and keep going after the scenario's duration with the load
+    /// in force then, until Ctrl-C. The page shows rates, buffers, workers, memory,
+    /// the mode and every decision, with a rate slider, the controller switch and a
+    /// form for live parameters; POST /api/workload {"rate": R} sets the rate. No
+    /// report is written and no bound checked.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["memory_limit", "child_result"])]
+    serve: Option<SocketAddr>,
+    /// With --serve: require `Authorization: Bearer TOKEN` on every /api route
+    /// (needed for an address other than loopback).
+    #[arg(long, value_name = "TOKEN", requires = "serve")]
+    token: Option<String>,
     /// Internal: the workload child of a cgroup run writes its result here.
     #[arg(long, value_name = "PATH", hide = true)]
     child_result: Option<PathBuf>,
@@ -142,12 +157,17 @@ fn main() -> ExitCode {
         .clone()
         .unwrap_or_else(|| default_report_dir(&scenario.name, scenario.controller));
     println!(
-        "pipeline-stress: scenario {:?}, {:.0} s{}, controller {}{}",
+        "pipeline-stress: scenario {:?}, {:.0} s{}{}, controller {}{}",
         scenario.name,
         scenario.duration.as_secs_f64(),
         match if a.quick { scenario.quick } else { a.compress } {
             f if f > 1.0 => format!(" (time compressed {f}x)"),
             _ => String::new(),
+        },
+        if a.serve.is_some() {
+            " then held until stopped"
+        } else {
+            ""
         },
         if scenario.controller {
             "on"
@@ -164,6 +184,9 @@ fn main() -> ExitCode {
     print!("{}", settings_header(&scenario));
     if !a.quiet {
         println!("{STATUS_LEGEND}");
+    }
+    if let Some(addr) = a.serve {
+        return serve_here(&a, scenario, addr);
     }
     let (result, kernel) = if scenario.cgroup {
         let limit = scenario.memory_limit.expect("checked");
@@ -283,6 +306,147 @@ fn settings_header(scenario: &Scenario) -> String {
 /// Runs in this process; with a scenario file, hot-reloads its patterns on edits.
 fn run_here(a: &Args, scenario: &Scenario, in_cgroup: bool) -> Result<RunResult, String> {
     let (tx, rx) = mpsc::channel();
+    let _watcher = watch_scenario(a, scenario, rx)?;
+    let options = RunOptions {
+        verbose: !a.quiet,
+        in_cgroup,
+        ..RunOptions::default()
+    };
+    run(scenario, &options, Some(tx)).map_err(|e| e.to_string())
+}
+
+/// `--serve`: the run behind the control plane and the dashboard until Ctrl-C (or
+/// SIGTERM); with a scenario file, its edits are applied live too.
+fn serve_here(a: &Args, scenario: Scenario, addr: SocketAddr) -> ExitCode {
+    if scenario.cgroup {
+        println!(
+            "note: --serve runs in this process, without a memory cgroup; the controller works \
+             against the scenario's limit of {} MiB",
+            scenario.memory_limit.unwrap_or(0) >> 20
+        );
+    }
+    let (tx, rx) = mpsc::channel();
+    let _watcher = match watch_scenario(a, &scenario, rx) {
+        Ok(watcher) => watcher,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut config = ServeConfig::new(addr).verbose(!a.quiet);
+    if let Some(token) = &a.token {
+        config = config.token(token.clone());
+    }
+    let served = match serve(scenario, config) {
+        Ok(served) => served,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            return match e {
+                ServeError::Exposed { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            };
+        }
+    };
+    let _ = tx.send(served.control().clone());
+    let signals = StopSignals::install();
+    println!(
+        "dashboard: {}  (API: {}api/status, {}api/workload, ...; Ctrl-C stops)",
+        served.url(),
+        served.url(),
+        served.url()
+    );
+    match signals {
+        Ok(signals) => signals.wait(),
+        Err(e) => eprintln!("cannot wait for Ctrl-C ({e}); stopping now"),
+    }
+    println!("stopping: draining the pipeline (at most 5 s)");
+    match served.stop() {
+        Ok(r) => {
+            println!(
+                "stopped after {:.0} s: {} offered, {} published, {} handled, {} dropped, {} left, {} decisions",
+                r.duration_s,
+                r.offered,
+                r.published,
+                r.handled,
+                r.dropped,
+                r.left,
+                r.decisions.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) and SIGTERM, caught from the moment this is made: made before the
+/// dashboard's address is printed, so a signal sent as soon as it is read stops the
+/// run cleanly instead of killing the process.
+struct StopSignals {
+    runtime: tokio::runtime::Runtime,
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> std::io::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (interrupt, terminate) = {
+            let _context = runtime.enter();
+            (
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            )
+        };
+        Ok(StopSignals {
+            runtime,
+            interrupt,
+            terminate,
+        })
+    }
+
+    /// Blocks until one of them arrives.
+    fn wait(mut self) {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.interrupt.recv() => {}
+                _ = self.terminate.recv() => {}
+            }
+        });
+    }
+}
+
+/// An error and its causes, `outer: cause: root`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+type ScenarioWatcher = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// With a scenario file (and without --no-watch), watches it and applies its patterns
+/// to the run whose control arrives on `controls`; the watch lasts while the returned
+/// watcher lives.
+fn watch_scenario(
+    a: &Args,
+    scenario: &Scenario,
+    controls: mpsc::Receiver<RunControl>,
+) -> Result<Option<ScenarioWatcher>, String> {
+    let rx = controls;
     let mut _watcher = None;
     if let (Some(file), true) = (&a.file, !a.no_watch) {
         let file = std::fs::canonicalize(file).map_err(|e| e.to_string())?;
@@ -313,7 +477,6 @@ fn run_here(a: &Args, scenario: &Scenario, in_cgroup: bool) -> Result<RunResult,
         let compress = if a.quick { scenario.quick } else { a.compress };
         std::thread::spawn(move || {
             let Ok(control) = rx.recv() else { return };
-            let control: pipeline_tests::stress::RunControl = control;
             while erx.recv().is_ok() {
                 match Scenario::load(&path) {
                     Ok(mut s) => {
@@ -335,9 +498,5 @@ fn run_here(a: &Args, scenario: &Scenario, in_cgroup: bool) -> Result<RunResult,
             }
         });
     }
-    let options = RunOptions {
-        verbose: !a.quiet,
-        in_cgroup,
-    };
-    run(scenario, &options, Some(tx)).map_err(|e| e.to_string())
+    Ok(_watcher)
 }

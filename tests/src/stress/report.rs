@@ -137,6 +137,9 @@ pub struct Latency {
     pub p50_s: f64,
     /// 99th percentile, seconds.
     pub p99_s: f64,
+    /// 99th percentile of the arrivals within the scenario's `latency_window`
+    /// (after a start or a step has settled), seconds; null without one.
+    pub p99_window_s: Option<f64>,
 }
 
 /// The process's memory against the limit.
@@ -298,6 +301,7 @@ pub fn evaluate(
         latency: result.map(|r| Latency {
             p50_s: r.p50_s,
             p99_s: r.p99_s,
+            p99_window_s: r.p99_window_s,
         }),
         memory: result.map(|r| Memory {
             peak_rss_bytes: r.peak_memory_bytes,
@@ -370,6 +374,9 @@ impl Summary {
                 "  p50 / p99 latency: {:.3} s / {:.3} s",
                 l.p50_s, l.p99_s
             );
+            if let Some(p99) = l.p99_window_s {
+                let _ = writeln!(out, "  p99 latency within the latency window: {p99:.3} s");
+            }
         }
         if let Some(m) = &self.memory {
             let _ = writeln!(

@@ -1,16 +1,17 @@
 //! Runs one scenario in this process: builds the pipeline, drives the workload with
 //! real payloads, samples a timeline, prints status and decisions live.
 
-use super::scenario::{Cost, DECISION_LOG_CAPACITY, Scenario};
+use super::scenario::{Cost, DECISION_LOG_CAPACITY, LatencyWindow, Scenario, StageSpec};
 use crate::workload::{Pattern, Workload};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use pipeline_controller::control::DecisionRecord;
 use pipeline_controller::control::Entry;
 use pipeline_controller::limits::Limits;
+use pipeline_controller::pipeline::PipelineHandle;
 use pipeline_controller::policy::{Change, Direction, MemoryObservation};
 use pipeline_controller::{Pipeline, Stage};
-use pipeline_core::bus::{OverflowPolicy, PublishError, SubscriptionConfig};
+use pipeline_core::bus::{Bus, SubscriptionConfig};
 use pipeline_core::pool::HandlerError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant};
 pub struct Event {
     topic: u16,
     born: Instant,
+    /// `born`, as time since the start of the run.
+    at: Duration,
     payload: Bytes,
 }
 
@@ -205,6 +208,10 @@ pub struct RunResult {
     pub p50_s: f64,
     /// p99 latency, seconds.
     pub p99_s: f64,
+    /// p99 latency of the events that arrived within the scenario's
+    /// `latency_window`, seconds (`None` without a window or events in it).
+    #[serde(default)]
+    pub p99_window_s: Option<f64>,
     /// Peak resident memory seen, bytes.
     pub peak_memory_bytes: u64,
     /// The memory limit, bytes.
@@ -242,10 +249,25 @@ impl RunResult {
     }
 }
 
-/// Controls a run from outside: live rate changes.
+/// Controls a run from outside: live rate changes, its counters and the pipeline's
+/// handle (for the control plane), and stopping a run that holds its load.
 #[derive(Clone)]
 pub struct RunControl {
     workload: Arc<Mutex<Workload>>,
+    pipeline: PipelineHandle,
+    bus: Bus<Event>,
+    start: Instant,
+    offered: Arc<AtomicU64>,
+    handled: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for RunControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunControl")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunControl {
@@ -262,6 +284,43 @@ impl RunControl {
     pub fn update(&self, patterns: &[Pattern]) {
         lock(&self.workload).update(patterns);
     }
+
+    /// The workload's patterns now (base rates as set, shapes as in the scenario).
+    pub fn patterns(&self) -> Vec<Pattern> {
+        lock(&self.workload).patterns().cloned().collect()
+    }
+
+    /// The run's pipeline, for a control plane over it.
+    pub fn pipeline(&self) -> &PipelineHandle {
+        &self.pipeline
+    }
+
+    /// Time since the run started (the time axis of its timeline and shapes).
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    /// Arrivals the workload generated so far (the offered load, published or not).
+    pub fn offered_total(&self) -> u64 {
+        self.offered.load(Ordering::Relaxed)
+    }
+
+    /// Events the bus accepted so far.
+    pub fn published_total(&self) -> u64 {
+        self.bus.snapshot().published
+    }
+
+    /// Events the handlers finished so far (ok or failed).
+    pub fn handled_total(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Ends the run at its next sample, as if its duration had passed (the way to end
+    /// a run with [`RunOptions::hold`]); [`run`] then shuts the pipeline down and
+    /// returns.
+    pub fn stop(&self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -275,7 +334,23 @@ pub struct RunOptions {
     pub verbose: bool,
     /// Use the kernel's cgroup sensor and limit (inside a memory cgroup).
     pub in_cgroup: bool,
+    /// Keep running past the scenario's duration with the load in force then (the
+    /// shapes' final factors) until [`RunControl::stop`]; the timeline and decision
+    /// list keep their latest [`HELD_SAMPLES`] entries.
+    pub hold: bool,
+    /// Build the pipeline with a live configuration
+    /// ([`Scenario::pipeline_config`](super::Scenario::pipeline_config)), so the
+    /// control plane's `PATCH /api/config` can change it.
+    pub live_config: bool,
 }
+
+/// How many timeline samples and decisions a run with [`RunOptions::hold`] keeps
+/// (an hour of samples at the usual 250 ms).
+pub const HELD_SAMPLES: usize = 14_400;
+
+/// The length a run with [`RunOptions::hold`] is given: far beyond any session, short
+/// enough for deadline arithmetic on `Instant`.
+const HOLD_LIMIT: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 
 /// Resident set size of this process, from /proc/self/statm.
 pub fn rss_bytes() -> u64 {
@@ -298,12 +373,104 @@ fn trim_heap() {
     }
 }
 
+/// The counters a run's threads share: the handlers record into them, the generator
+/// counts arrivals, the sampler and [`RunControl`] read them.
+#[derive(Clone)]
+struct Counters {
+    /// End-to-end latency of every event handled, microseconds.
+    latency: Arc<Mutex<Histogram<u64>>>,
+    /// The same, for arrivals within the scenario's latency window only.
+    windowed: Arc<Mutex<Histogram<u64>>>,
+    handled: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    /// Arrivals generated (the offered load).
+    offered: Arc<AtomicU64>,
+    /// Arrivals due but not yet published.
+    backlog: Arc<AtomicU64>,
+    /// Arrivals never published.
+    unpublished: Arc<AtomicU64>,
+    /// Set when the run ends (duration passed or [`RunControl::stop`]).
+    done: Arc<AtomicBool>,
+}
+
+impl Counters {
+    fn new() -> Result<Counters, hdrhistogram::CreationError> {
+        let histogram = || Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_MICROS, 3);
+        Ok(Counters {
+            latency: Arc::new(Mutex::new(histogram()?)),
+            windowed: Arc::new(Mutex::new(histogram()?)),
+            handled: Arc::default(),
+            failed: Arc::default(),
+            offered: Arc::default(),
+            backlog: Arc::default(),
+            unpublished: Arc::default(),
+            done: Arc::default(),
+        })
+    }
+}
+
+/// The longest latency the histograms hold (an hour), microseconds.
+const MAX_LATENCY_MICROS: u64 = 3_600_000_000;
+
+/// What the sampling loop gathered.
+struct Sampled {
+    timeline: Vec<Sample>,
+    decisions: Vec<DecisionLine>,
+    peak_memory: u64,
+}
+
 /// Runs `scenario` here; `control` receives the handle for live changes.
+///
+/// In four steps: `setup` builds the pipeline, `drive` starts the workload's
+/// generator, `sample` records the timeline and decisions until the run ends, and
+/// `collect` shuts down and sums up.
 pub fn run(
     scenario: &Scenario,
     options: &RunOptions,
     control: Option<mpsc::Sender<RunControl>>,
 ) -> Result<RunResult, Box<dyn std::error::Error>> {
+    let counters = Counters::new()?;
+    let (pipeline, limit) = setup(scenario, options, &counters)?;
+    pipeline.start()?;
+    let start = Instant::now();
+    let duration = if options.hold {
+        HOLD_LIMIT
+    } else {
+        scenario.duration
+    };
+    let workload = Arc::new(Mutex::new(Workload::new(
+        scenario.patterns.clone(),
+        scenario.seed,
+    )));
+    if let Some(tx) = control {
+        let _ = tx.send(RunControl {
+            workload: workload.clone(),
+            pipeline: pipeline.handle(),
+            bus: pipeline.bus().clone(),
+            start,
+            offered: counters.offered.clone(),
+            handled: counters.handled.clone(),
+            done: counters.done.clone(),
+        });
+    }
+    let generator = drive(&pipeline, scenario, &workload, &counters, start, duration)?;
+    let sampled = sample(
+        &pipeline, scenario, options, &workload, &counters, start, duration, limit,
+    );
+    let result = collect(
+        scenario, options, pipeline, &counters, sampled, start, duration, limit,
+    );
+    let _ = generator.join();
+    Ok(result)
+}
+
+/// Builds the scenario's pipeline (not started) and returns it with the memory limit
+/// the run works against.
+fn setup(
+    scenario: &Scenario,
+    options: &RunOptions,
+    counters: &Counters,
+) -> Result<(Pipeline<Event>, u64), Box<dyn std::error::Error>> {
     let mut limits = Limits::detect()?;
     let limit = if options.in_cgroup {
         limits.memory.bytes.unwrap_or(0)
@@ -315,18 +482,8 @@ pub fn run(
         limits.memory.bytes = Some(l);
         l
     };
-    let policy = scenario.policy_config();
-
-    let topics: Vec<String> = scenario.patterns.iter().map(|p| p.topic.clone()).collect();
-    let latency = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1,
-        3_600_000_000,
-        3,
-    )?));
-    let handled = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
     let mut builder = Pipeline::<Event>::builder()
-        .policy(policy)
+        .policy(scenario.policy_config())
         .interval(scenario.interval)
         .limits(limits)
         .controller(scenario.controller)
@@ -338,152 +495,184 @@ pub fn run(
             psi_some_avg10: None,
         });
     }
-    let mut workers: HashMap<String, u64> = HashMap::new();
+    let topics: Vec<&str> = scenario.patterns.iter().map(|p| p.topic.as_str()).collect();
     for (i, spec) in scenario.stages.iter().enumerate() {
         let topic = topics
             .iter()
             .position(|t| *t == spec.topic)
             .expect("checked") as u16;
-        let overflow = match spec.overflow.as_str() {
-            "drop_newest" => OverflowPolicy::DropNewest,
-            "drop_oldest" => OverflowPolicy::DropOldest,
-            _ => OverflowPolicy::Block,
-        };
         let sub = SubscriptionConfig::new(spec.name.as_str())
             .filter(move |e: &Event| e.topic == topic)
             .capacity(spec.capacity)
             .min_capacity(spec.min_capacity)
             .max_capacity(spec.max_capacity)
-            .overflow(overflow)
+            .overflow(spec.overflow)
             .droppable(spec.droppable)
             .event_size(|e: &Event| e.payload.len() + 48);
-        let cost = spec.cost;
-        let error_rate = spec.error_rate;
         let seed = scenario.seed.wrapping_add(1000 * i as u64);
-        let counter = Arc::new(AtomicU64::new(0));
-        let (latency, handled, failed) = (latency.clone(), handled.clone(), failed.clone());
-        workers.insert(spec.name.clone(), spec.workers[0] as u64);
         let stage = Stage::new(sub)
-            .workers(spec.workers[0], spec.workers[1], spec.workers[2])
-            .handler(move |event: Event| {
-                thread_local! {
-                    static RNG: std::cell::RefCell<Option<StdRng>> = const { std::cell::RefCell::new(None) };
-                }
-                let (draw, fail) = RNG.with(|r| {
-                    let mut r = r.borrow_mut();
-                    let rng = r.get_or_insert_with(|| {
-                        StdRng::seed_from_u64(seed ^ counter.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9))
-                    });
-                    (rng.random_range(f64::MIN_POSITIVE..1.0), rng.random::<f64>() < error_rate)
-                });
-                match cost {
-                    Cost::Fixed { time } => thread::sleep(time),
-                    Cost::Exponential { mean } => thread::sleep(mean.mul_f64(-draw.ln())),
-                    Cost::Spin { time } => {
-                        let until = Instant::now() + time;
-                        let mut x = 0u64;
-                        while Instant::now() < until {
-                            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-                        }
-                    }
-                }
-                // Touch the payload so it is real memory that was really read.
-                std::hint::black_box(event.payload.first());
-                let micros = event.born.elapsed().as_micros().max(1) as u64;
-                let _ = lock(&latency).record(micros.min(3_600_000_000));
-                handled.fetch_add(1, Ordering::Relaxed);
-                if fail {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    return Err(HandlerError::new("injected failure"));
-                }
-                Ok(())
-            })
+            .workers(spec.workers[0])
+            .min_workers(spec.workers[1])
+            .max_workers(spec.workers[2])
+            .handler(handler(spec, seed, scenario.latency_window, counters))
             .dead_letter(|_| {});
         builder = builder.stage(stage);
     }
-    let pipeline = builder.build()?;
-    pipeline.start()?;
-    let start = Instant::now();
-    let duration = scenario.duration;
-
-    let workload = Arc::new(Mutex::new(Workload::new(
-        scenario.patterns.clone(),
-        scenario.seed,
-    )));
-    if let Some(tx) = control {
-        let _ = tx.send(RunControl {
-            workload: workload.clone(),
-        });
+    if options.live_config {
+        builder = builder.config(scenario.pipeline_config());
     }
-    let offered = Arc::new(AtomicU64::new(0));
-    let backlog = Arc::new(AtomicU64::new(0));
-    let unpublished = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let generator = {
-        let publisher = pipeline.publisher();
-        let (workload, offered, backlog, unpublished, done) = (
-            workload.clone(),
-            offered.clone(),
-            backlog.clone(),
-            unpublished.clone(),
-            done.clone(),
-        );
-        let mut changes = scenario.rate_changes.clone();
-        changes.sort_by_key(|c| c.at);
-        thread::Builder::new()
-            .name("stress-generator".into())
-            .spawn(move || {
-                let mut next_change = 0;
-                loop {
-                    let now = start.elapsed();
-                    if now >= duration || done.load(Ordering::Relaxed) {
+    Ok((builder.build()?, limit))
+}
+
+/// A stage's handler: spends the stage's cost (sleeping or spinning), fails its share
+/// of events, and records each event's end-to-end latency.
+fn handler(
+    spec: &StageSpec,
+    seed: u64,
+    window: Option<LatencyWindow>,
+    counters: &Counters,
+) -> impl Fn(Event) -> Result<(), HandlerError> + Send + Sync + 'static {
+    let (cost, error_rate) = (spec.cost, spec.error_rate);
+    let counter = AtomicU64::new(0);
+    let counters = counters.clone();
+    move |event: Event| {
+        thread_local! {
+            static RNG: std::cell::RefCell<Option<StdRng>> = const { std::cell::RefCell::new(None) };
+        }
+        let (draw, fail) = RNG.with(|r| {
+            let mut r = r.borrow_mut();
+            let rng = r.get_or_insert_with(|| {
+                StdRng::seed_from_u64(
+                    seed ^ counter
+                        .fetch_add(1, Ordering::Relaxed)
+                        .wrapping_mul(0x9E37_79B9),
+                )
+            });
+            (
+                rng.random_range(f64::MIN_POSITIVE..1.0),
+                rng.random::<f64>() < error_rate,
+            )
+        });
+        match cost {
+            Cost::Fixed { time } => thread::sleep(time),
+            Cost::Exponential { mean } => thread::sleep(mean.mul_f64(-draw.ln())),
+            Cost::Spin { time } => {
+                let until = Instant::now() + time;
+                let mut x = 0u64;
+                while Instant::now() < until {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            }
+        }
+        // Touch the payload so it is real memory that was really read.
+        std::hint::black_box(event.payload.first());
+        let micros = (event.born.elapsed().as_micros().max(1) as u64).min(MAX_LATENCY_MICROS);
+        let _ = lock(&counters.latency).record(micros);
+        if window.is_some_and(|w| w.contains(event.at)) {
+            let _ = lock(&counters.windowed).record(micros);
+        }
+        counters.handled.fetch_add(1, Ordering::Relaxed);
+        if fail {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            return Err(HandlerError::new("injected failure"));
+        }
+        Ok(())
+    }
+}
+
+/// Starts the generator thread: every 2 ms it applies the scenario's scheduled rate
+/// changes, takes the arrivals due and publishes them (blocking while the bus is
+/// full, until the run's end), counting what it could not publish.
+fn drive(
+    pipeline: &Pipeline<Event>,
+    scenario: &Scenario,
+    workload: &Arc<Mutex<Workload>>,
+    counters: &Counters,
+    start: Instant,
+    duration: Duration,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    let publisher = pipeline.publisher();
+    let workload = workload.clone();
+    let counters = counters.clone();
+    let mut changes = scenario.rate_changes.clone();
+    changes.sort_by_key(|c| c.at);
+    thread::Builder::new()
+        .name("stress-generator".into())
+        .spawn(move || {
+            let mut next_change = 0;
+            loop {
+                let now = start.elapsed();
+                if now >= duration || counters.done.load(Ordering::Relaxed) {
+                    break;
+                }
+                while next_change < changes.len() && changes[next_change].at <= now {
+                    let c = &changes[next_change];
+                    let _ = lock(&workload).set_rate(&c.topic, c.rate);
+                    next_change += 1;
+                }
+                let arrivals = lock(&workload).due(now);
+                counters
+                    .offered
+                    .fetch_add(arrivals.len() as u64, Ordering::Relaxed);
+                counters
+                    .backlog
+                    .store(arrivals.len() as u64, Ordering::Relaxed);
+                let total = arrivals.len();
+                for (k, a) in arrivals.into_iter().enumerate() {
+                    let event = Event {
+                        topic: a.pattern as u16,
+                        born: start + a.at,
+                        at: a.at,
+                        payload: Bytes::from(vec![0xA5u8; a.size]),
+                    };
+                    let left = duration.saturating_sub(start.elapsed());
+                    if publisher.publish_timeout(event, left).is_err() {
+                        counters
+                            .unpublished
+                            .fetch_add((total - k) as u64, Ordering::Relaxed);
+                        counters.backlog.store(0, Ordering::Relaxed);
+                        if start.elapsed() >= duration {
+                            return;
+                        }
                         break;
                     }
-                    while next_change < changes.len() && changes[next_change].at <= now {
-                        let c = &changes[next_change];
-                        let _ = lock(&workload).set_rate(&c.topic, c.rate);
-                        next_change += 1;
-                    }
-                    let arrivals = lock(&workload).due(now);
-                    offered.fetch_add(arrivals.len() as u64, Ordering::Relaxed);
-                    backlog.store(arrivals.len() as u64, Ordering::Relaxed);
-                    let total = arrivals.len();
-                    for (k, a) in arrivals.into_iter().enumerate() {
-                        let event = Event {
-                            topic: a.pattern as u16,
-                            born: start + a.at,
-                            payload: Bytes::from(vec![0xA5u8; a.size]),
-                        };
-                        let left = duration.saturating_sub(start.elapsed());
-                        match publisher.publish_timeout(event, left) {
-                            Ok(()) => {}
-                            Err(PublishError::Closed(_)) | Err(_) => {
-                                unpublished.fetch_add((total - k) as u64, Ordering::Relaxed);
-                                backlog.store(0, Ordering::Relaxed);
-                                if start.elapsed() >= duration {
-                                    return;
-                                }
-                                break;
-                            }
-                        }
-                        backlog.store((total - k - 1) as u64, Ordering::Relaxed);
-                    }
-                    thread::sleep(Duration::from_millis(2));
+                    counters
+                        .backlog
+                        .store((total - k - 1) as u64, Ordering::Relaxed);
                 }
-            })?
-    };
+                thread::sleep(Duration::from_millis(2));
+            }
+        })
+}
 
-    // Sampling, status and decisions.
+/// Samples the run until it ends: a timeline point per tick (at most 250 ms), the
+/// decisions as they are logged, the status line and decisions printed when verbose.
+#[allow(clippy::too_many_arguments)]
+fn sample(
+    pipeline: &Pipeline<Event>,
+    scenario: &Scenario,
+    options: &RunOptions,
+    workload: &Arc<Mutex<Workload>>,
+    counters: &Counters,
+    start: Instant,
+    duration: Duration,
+    limit: u64,
+) -> Sampled {
     let log = pipeline.decision_log();
     let tick = Duration::from_millis(250)
         .min(duration / 20)
         .max(Duration::from_millis(50));
+    let mut workers: HashMap<String, u64> = scenario
+        .stages
+        .iter()
+        .map(|s| (s.name.clone(), s.workers[0] as u64))
+        .collect();
     let mut timeline = Vec::new();
     let mut decisions = Vec::new();
     let mut seen = 0usize;
-    let mut last = (Instant::now(), 0u64, 0u64);
+    let mut last = (Instant::now(), 0u64);
     let mut last_status = Instant::now() - Duration::from_secs(2);
-    let mut peak = 0u64;
+    let mut peak_memory = 0u64;
     let mut mode = String::from(if scenario.controller { "normal" } else { "off" });
     let mut last_trim = Instant::now();
     loop {
@@ -514,15 +703,14 @@ pub fn run(
         }
         let snap = pipeline.bus().snapshot();
         let now = Instant::now();
-        let off = offered.load(Ordering::Relaxed);
-        let intended: f64 = lock(&workload).patterns().map(|p| p.rate_at(elapsed)).sum();
+        let intended: f64 = lock(workload).patterns().map(|p| p.rate_at(elapsed)).sum();
         let dt = now.duration_since(last.0).as_secs_f64().max(1e-6);
         let mem = rss_bytes();
-        peak = peak.max(mem);
+        peak_memory = peak_memory.max(mem);
         let s = Sample {
             t: elapsed.as_secs_f64(),
             offered_rate: intended,
-            publish_rate: (snap.published - last.2) as f64 / dt,
+            publish_rate: (snap.published - last.1) as f64 / dt,
             rate_limit: snap.publish_rate,
             buffer_len: snap.subscriptions.iter().map(|s| s.len as u64).sum(),
             buffer_capacity: snap.subscriptions.iter().map(|s| s.capacity as u64).sum(),
@@ -530,7 +718,7 @@ pub fn run(
             memory_bytes: mem,
             memory_limit: limit,
             dropped: snap.subscriptions.iter().map(|s| s.dropped()).sum(),
-            backlog: backlog.load(Ordering::Relaxed),
+            backlog: counters.backlog.load(Ordering::Relaxed),
             max_saturation: snap
                 .subscriptions
                 .iter()
@@ -538,25 +726,60 @@ pub fn run(
                 .fold(0.0, f64::max),
             mode: mode.clone(),
         };
-        last = (now, off, snap.published);
+        last = (now, snap.published);
         if options.verbose && last_status.elapsed() >= Duration::from_millis(990) {
             last_status = Instant::now();
             println!("{}", status_line(&s));
             let _ = std::io::stdout().flush();
         }
         timeline.push(s);
-        if elapsed >= duration {
+        if options.hold && timeline.len() > HELD_SAMPLES {
+            timeline.drain(..timeline.len() - HELD_SAMPLES);
+        }
+        if options.hold && decisions.len() > HELD_SAMPLES {
+            decisions.drain(..decisions.len() - HELD_SAMPLES);
+        }
+        if elapsed >= duration || counters.done.load(Ordering::Relaxed) {
             break;
         }
     }
-    done.store(true, Ordering::Relaxed);
+    counters.done.store(true, Ordering::Relaxed);
+    Sampled {
+        timeline,
+        decisions,
+        peak_memory,
+    }
+}
+
+/// Shuts the pipeline down (letting the buffers drain for a while) and sums the run
+/// up: counts, latency quantiles, settling and reversals.
+#[allow(clippy::too_many_arguments)]
+fn collect(
+    scenario: &Scenario,
+    options: &RunOptions,
+    pipeline: Pipeline<Event>,
+    counters: &Counters,
+    sampled: Sampled,
+    start: Instant,
+    duration: Duration,
+    limit: u64,
+) -> RunResult {
+    // A held run lasted until it was stopped.
+    let ran = start.elapsed().min(duration);
     let snap = pipeline.bus().snapshot();
     let dropped = snap.subscriptions.iter().map(|s| s.dropped()).sum();
     let published = snap.published;
-    let drain = Duration::from_secs(5).max(duration / 4);
+    let drain = if options.hold {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_secs(5).max(duration / 4)
+    };
     let report = pipeline.shutdown(drain);
-    let _ = generator.join();
-    let h = lock(&latency);
+    let Sampled {
+        timeline,
+        decisions,
+        peak_memory,
+    } = sampled;
     let settle_from = scenario.settle_from.unwrap_or_default().as_secs_f64();
     let unsettled = |s: &Sample| s.max_saturation > 0.9 || s.backlog > 100;
     let settling_s = timeline
@@ -564,26 +787,29 @@ pub fn run(
         .filter(|s| s.t >= settle_from && unsettled(s))
         .map(|s| s.t - settle_from)
         .fold(0.0, f64::max);
-    Ok(RunResult {
+    let h = lock(&counters.latency);
+    let w = lock(&counters.windowed);
+    RunResult {
         scenario: scenario.name.clone(),
         controller: scenario.controller,
-        duration_s: duration.as_secs_f64(),
-        offered: offered.load(Ordering::Relaxed),
+        duration_s: ran.as_secs_f64(),
+        offered: counters.offered.load(Ordering::Relaxed),
         published,
         dropped,
-        unpublished: unpublished.load(Ordering::Relaxed),
+        unpublished: counters.unpublished.load(Ordering::Relaxed),
         left: report.left(),
-        handled: handled.load(Ordering::Relaxed),
-        failed: failed.load(Ordering::Relaxed),
+        handled: counters.handled.load(Ordering::Relaxed),
+        failed: counters.failed.load(Ordering::Relaxed),
         p50_s: h.value_at_quantile(0.5) as f64 / 1e6,
         p99_s: h.value_at_quantile(0.99) as f64 / 1e6,
-        peak_memory_bytes: peak,
+        p99_window_s: (!w.is_empty()).then(|| w.value_at_quantile(0.99) as f64 / 1e6),
+        peak_memory_bytes: peak_memory,
         memory_limit: limit,
         settling_s,
         reversals: reversals(&timeline),
         decisions,
         timeline,
-    })
+    }
 }
 
 /// What the columns of [`status_line`] mean, for the run's header.

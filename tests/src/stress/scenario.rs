@@ -2,8 +2,9 @@
 //! expectations of one stress run, as YAML (`tests/scenarios/*.yaml`).
 
 use crate::workload::{Pattern, Shape};
-use pipeline_controller::config::ControllerConfig;
+use pipeline_controller::config::{ControllerConfig, PipelineConfig, RangeConfig, StageConfig};
 use pipeline_controller::policy::PolicyConfig;
+use pipeline_core::bus::OverflowPolicy;
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -43,9 +44,10 @@ pub struct Scenario {
     /// Run inside a child memory cgroup with `memory_limit` (needs root).
     #[serde(default)]
     pub cgroup: bool,
-    /// Policy settings that differ from the defaults.
+    /// The policy: `PolicyConfig`'s fields, any of them, as in a configuration file's
+    /// `policy` section; the rest keep the library's defaults.
     #[serde(default)]
-    pub policy: PolicySettings,
+    pub policy: PolicyConfig,
     /// The stages, one per topic.
     pub stages: Vec<StageSpec>,
     /// The load.
@@ -57,35 +59,31 @@ pub struct Scenario {
     /// the start.
     #[serde(default, with = "humantime_serde")]
     pub settle_from: Option<Duration>,
+    /// The part of the run whose p99 latency is also reported on its own (after a
+    /// cold start or a step has settled): events that arrived within it.
+    #[serde(default)]
+    pub latency_window: Option<LatencyWindow>,
     /// The bounds the run must meet.
     pub expect: Expectations,
 }
 
-/// Policy fields a scenario may set (the rest keep their defaults).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Arrivals from `from` (since the start) until `to` (the end of the run if absent).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PolicySettings {
-    /// `PolicyConfig::stabilisation_window`.
+pub struct LatencyWindow {
+    /// Start, since the start of the run.
+    #[serde(with = "humantime_serde")]
+    pub from: Duration,
+    /// End, since the start of the run.
     #[serde(default, with = "humantime_serde")]
-    pub stabilisation_window: Option<Duration>,
-    /// `PolicyConfig::cooldown`.
-    #[serde(default, with = "humantime_serde")]
-    pub cooldown: Option<Duration>,
-    /// `PolicyConfig::defensive_exit_hold`.
-    #[serde(default, with = "humantime_serde")]
-    pub defensive_exit_hold: Option<Duration>,
-    /// `PolicyConfig::rate_ceiling_hold`.
-    #[serde(default, with = "humantime_serde")]
-    pub rate_ceiling_hold: Option<Duration>,
-    /// `PolicyConfig::buffer_budget`.
-    #[serde(default)]
-    pub buffer_budget: Option<f64>,
-    /// `PolicyConfig::workers_per_core` (raise it for handlers that sleep).
-    #[serde(default)]
-    pub workers_per_core: Option<f64>,
-    /// `PolicyConfig::min_publish_rate`.
-    #[serde(default)]
-    pub min_publish_rate: Option<f64>,
+    pub to: Option<Duration>,
+}
+
+impl LatencyWindow {
+    /// Whether an arrival `at` after the start falls within the window.
+    pub fn contains(&self, at: Duration) -> bool {
+        at >= self.from && self.to.is_none_or(|to| at < to)
+    }
 }
 
 /// One stage: a subscription on one topic and its worker pool.
@@ -104,9 +102,9 @@ pub struct StageSpec {
     pub max_capacity: usize,
     /// Initial, minimum and maximum workers.
     pub workers: [usize; 3],
-    /// `block`, `drop_newest` or `drop_oldest`.
-    #[serde(default = "block")]
-    pub overflow: String,
+    /// `block` (the default), `drop_newest` or `drop_oldest`.
+    #[serde(default)]
+    pub overflow: OverflowPolicy,
     /// Whether the controller may switch it to dropping.
     #[serde(default)]
     pub droppable: bool,
@@ -197,9 +195,6 @@ fn default_quick() -> f64 {
 }
 fn default_interval() -> Duration {
     Duration::from_millis(250)
-}
-fn block() -> String {
-    "block".into()
 }
 
 /// Decision records the harness keeps: every decision of a run goes into the report.
@@ -348,30 +343,7 @@ impl Scenario {
     /// The policy the run uses: the library's defaults with the scenario's `policy`
     /// section applied.
     pub fn policy_config(&self) -> PolicyConfig {
-        let mut policy = PolicyConfig::default();
-        let p = &self.policy;
-        if let Some(v) = p.stabilisation_window {
-            policy = policy.stabilisation_window(v);
-        }
-        if let Some(v) = p.cooldown {
-            policy = policy.cooldown(v);
-        }
-        if let Some(v) = p.defensive_exit_hold {
-            policy = policy.defensive_exit_hold(v);
-        }
-        if let Some(v) = p.rate_ceiling_hold {
-            policy = policy.rate_ceiling_hold(v);
-        }
-        if let Some(v) = p.buffer_budget {
-            policy = policy.buffer_budget(v);
-        }
-        if let Some(v) = p.workers_per_core {
-            policy = policy.workers_per_core(v);
-        }
-        if let Some(v) = p.min_publish_rate {
-            policy = policy.min_publish_rate(v);
-        }
-        policy
+        self.policy.clone()
     }
 
     /// The control loop's settings the run uses: the scenario's interval and the
@@ -383,6 +355,39 @@ impl Scenario {
             interval: self.interval,
             decision_log_capacity: DECISION_LOG_CAPACITY,
             ..ControllerConfig::default()
+        }
+    }
+
+    /// The run's whole configuration as the library's live model: the controller
+    /// settings, the policy, and each stage's buffer and worker ranges, overflow and
+    /// droppable flag. `pipeline-stress --serve` builds its pipeline with it, so the
+    /// control plane can change it while the run goes on.
+    pub fn pipeline_config(&self) -> PipelineConfig {
+        let stages = self
+            .stages
+            .iter()
+            .map(|s| {
+                let stage = StageConfig {
+                    buffer: RangeConfig {
+                        initial: s.capacity,
+                        min: s.min_capacity,
+                        max: s.max_capacity,
+                    },
+                    workers: RangeConfig {
+                        initial: s.workers[0],
+                        min: s.workers[1],
+                        max: s.workers[2],
+                    },
+                    overflow: s.overflow,
+                    droppable: s.droppable,
+                };
+                (s.name.clone(), stage)
+            })
+            .collect();
+        PipelineConfig {
+            controller: self.controller_config(),
+            policy: self.policy_config(),
+            stages,
         }
     }
 
@@ -414,15 +419,10 @@ impl Scenario {
         if self.stages.is_empty() {
             return Err("stages: at least one".into());
         }
+        self.policy.validate().map_err(|e| format!("policy.{e}"))?;
         for s in &self.stages {
             if !self.patterns.iter().any(|p| p.topic == s.topic) {
                 return Err(format!("stages.{}.topic: no pattern {:?}", s.name, s.topic));
-            }
-            if !matches!(s.overflow.as_str(), "block" | "drop_newest" | "drop_oldest") {
-                return Err(format!(
-                    "stages.{}.overflow: block, drop_newest or drop_oldest",
-                    s.name
-                ));
             }
         }
         if self.cgroup && self.memory_limit.is_none() {
@@ -468,6 +468,10 @@ impl Scenario {
             c.at = s(c.at);
         }
         self.settle_from = self.settle_from.map(s);
+        if let Some(w) = &mut self.latency_window {
+            w.from = s(w.from);
+            w.to = w.to.map(s);
+        }
         let p = &mut self.policy;
         for d in [
             &mut p.stabilisation_window,
@@ -475,7 +479,7 @@ impl Scenario {
             &mut p.defensive_exit_hold,
             &mut p.rate_ceiling_hold,
         ] {
-            *d = Some(s(d.unwrap_or(Duration::from_secs(30))).max(Duration::from_millis(200)));
+            *d = s(*d).max(Duration::from_millis(200));
         }
         // The settling bound is not compressed: the worker pools measure utilisation
         // and pace their resizes on their own clocks, which do not compress.
