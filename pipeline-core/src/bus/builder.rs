@@ -1,7 +1,7 @@
 //! [`BusBuilder`]: the bus-wide settings.
 
+use super::delivery;
 use super::error::BusError;
-use super::publisher;
 use super::rate::RateLimiter;
 use super::route::BusCommon;
 use super::router::{Bus, BusInner, FanOut};
@@ -193,7 +193,7 @@ impl<E: Clone + Send + 'static> BusBuilder<E> {
     /// [`BusError::InvalidConfig`] naming the setting that breaks its rule, or
     /// [`BusError::InvalidRate`] for a bad initial rate.
     pub fn build(self) -> Result<Bus<E>, BusError> {
-        self.build_with(Some(publisher::fan_out()))
+        self.build_with(Some(delivery::fan_out()))
     }
 }
 

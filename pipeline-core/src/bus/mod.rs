@@ -140,6 +140,7 @@
 
 mod builder;
 mod config;
+mod delivery;
 mod error;
 mod finisher;
 mod publish_async;

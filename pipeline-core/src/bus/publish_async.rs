@@ -7,10 +7,14 @@
 //! Between polls the future holds counted references to the routes it still has to
 //! deliver to, never a hazard-protected read of the route list (a hazard belongs to
 //! a thread, and a task may move between threads at every `Pending`).
+//!
+//! The decisions about each delivery (the order, the policies, all or none) are
+//! `delivery.rs`'s, shared with the blocking publish; what is here is the waiting.
 
+use super::delivery::{Matches, deliver_now};
 use super::error::PublishError;
 use super::finisher;
-use super::publisher::{Indexes, Publisher};
+use super::publisher::Publisher;
 use super::route::{Plain, Route};
 use super::router::{BusInner, PUBLISHED};
 use crate::channel::SendError;
@@ -372,52 +376,27 @@ fn route_event<E: Send + 'static>(
     event: E,
     tick: u64,
 ) -> Attempt<E> {
-    // One pass over the filters, recording each match's policy as read now.
-    let mut block = Indexes::new(routes.len());
-    let mut drop_newest = Indexes::new(routes.len());
-    let mut drop_oldest = Indexes::new(routes.len());
-    for (i, route) in routes.iter().enumerate() {
-        if route.matches(&event) {
-            match route.shared.policy() {
-                OverflowPolicy::Block => block.insert(i),
-                OverflowPolicy::DropNewest => drop_newest.insert(i),
-                OverflowPolicy::DropOldest => drop_oldest.insert(i),
-            }
-        }
-    }
-    let matched = block.count() + drop_newest.count() + drop_oldest.count();
+    let matches = Matches::of(routes, &event);
+    let matched = matches.count();
     if matched == 0 {
         inner.counters.unmatched.fetch_add(1, Ordering::Relaxed);
         return Attempt::Ready(Ok(()));
     }
-    let order = || {
-        block
-            .iter()
-            .map(|i| (i, OverflowPolicy::Block))
-            .chain(drop_newest.iter().map(|i| (i, OverflowPolicy::DropNewest)))
-            .chain(drop_oldest.iter().map(|i| (i, OverflowPolicy::DropOldest)))
-    };
     let owned = |(i, policy): (usize, OverflowPolicy)| (Arc::clone(&routes[i]), policy);
 
-    if block.count() > 1 {
-        // All or none: look before delivering anywhere. A full one is waited for
-        // first, while nothing is delivered, then the others follow in order. Only a
-        // buffer in a saturation or back-pressure episode is worth the exact look
-        // (which takes the channel's lock): one that is not is far from full.
-        let full = block
-            .iter()
-            .find(|&i| routes[i].shared.may_be_full() && routes[i].tx.is_full());
-        if let Some(full) = full {
-            routes[full].shared.found_full();
-            let plan = std::iter::once((full, OverflowPolicy::Block))
-                .chain(order().filter(|&(i, _)| i != full))
-                .map(owned)
-                .collect();
-            return Attempt::Wait(Delivery::wait(inner, plan, event, None, tick, false));
-        }
+    // All or none: look before delivering anywhere. A full one is waited for first,
+    // while nothing is delivered, then the others follow in order. Only a buffer in a
+    // saturation or back-pressure episode is worth the exact look: one that is not is
+    // far from full.
+    if let Some(full) = matches.full_block(routes, false) {
+        let plan = std::iter::once((full, OverflowPolicy::Block))
+            .chain(matches.order().filter(|&(i, _)| i != full))
+            .map(owned)
+            .collect();
+        return Attempt::Wait(Delivery::wait(inner, plan, event, None, tick, false));
     }
 
-    let mut order = order();
+    let mut order = matches.order();
     let mut event = Some(event);
     let mut left = matched;
     let mut committed = false;
@@ -435,7 +414,6 @@ fn route_event<E: Send + 'static>(
             Ok(()) => committed = true,
             Err(back) => {
                 // A `Block` route that was found full: wait for room there, then go on.
-                routes[i].shared.found_full();
                 let plan = std::iter::once((i, policy))
                     .chain(order)
                     .map(owned)
@@ -450,23 +428,6 @@ fn route_event<E: Send + 'static>(
         }
     }
     Attempt::Ready(Ok(()))
-}
-
-/// One delivery that never waits: `Err` hands the value back from a full `Block`
-/// route.
-#[inline]
-fn deliver_now<E>(route: &Route<E>, policy: OverflowPolicy, value: E, tick: u64) -> Result<(), E> {
-    match policy {
-        OverflowPolicy::Block => route.try_deliver(value, tick),
-        OverflowPolicy::DropNewest => {
-            route.deliver_drop_newest(value, tick);
-            Ok(())
-        }
-        OverflowPolicy::DropOldest => {
-            route.deliver_drop_oldest(value, tick);
-            Ok(())
-        }
-    }
 }
 
 /// A publish that is routed and waits for room: what it still has to deliver, and
@@ -589,7 +550,6 @@ impl<E: Send + 'static> Delivery<E> {
                         self.next += 1;
                     }
                     Err(back) => {
-                        route.shared.found_full();
                         // From the last route `back` is the event itself: put it back
                         // for `start_wait`'s rule; from another it is a copy for it.
                         let copy = if last {
@@ -633,7 +593,6 @@ impl<E: Send + 'static> Delivery<E> {
             match deliver_now(route, *policy, value, self.tick) {
                 Ok(()) => self.next += 1,
                 Err(back) => {
-                    route.shared.found_full();
                     let copy = if last {
                         self.event = Some(back);
                         None

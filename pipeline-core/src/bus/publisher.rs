@@ -1,24 +1,14 @@
 //! [`Publisher`]: routing one event to every matching subscription.
 
+use super::delivery::{self, Wait};
 use super::error::PublishError;
-use super::route::{Plain, Route};
-use super::router::{BusCounters, BusInner, FanOut, PUBLISHED};
+use super::route::Plain;
+use super::router::{BusInner, PUBLISHED};
 use crate::hazard::Slot;
-use crate::overflow::OverflowPolicy;
 use crate::sync::atomic::Ordering;
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How long a publish may wait: for room in a `Block` subscription, and for a
-/// rate-limit token.
-#[derive(Clone, Copy)]
-pub(crate) enum Wait {
-    Never,
-    /// A deadline on the bus clock.
-    Until(Instant),
-    Forever,
-}
+use std::time::Duration;
 
 /// A handle that publishes events on a [`Bus`](super::Bus); from
 /// [`Bus::publisher`](super::Bus::publisher). Clone it freely; it is `Send` and `Sync`.
@@ -224,11 +214,14 @@ impl<E: Send + 'static> Publisher<E> {
                     return Ok(());
                 }
                 Plain::Full(event) => {
-                    // Already counted as full: wait (or refuse) on a reference of our
-                    // own, as the general path would.
+                    // Wait (or refuse) on a reference of our own, as the general path
+                    // would: `found_full` raises signals, which run user code.
                     let route = Arc::clone(route);
-                    let result = deliver_full(inner, &route, event, wait, false)
-                        .map_err(|(why, event)| refused(&inner.counters, why, event, &route));
+                    route.shared.found_full();
+                    let result = delivery::wait_for_room(inner, &route, event, wait, false)
+                        .map_err(|(why, event)| {
+                            delivery::refused(&inner.counters, why, event, &route)
+                        });
                     if result.is_ok() {
                         slot.add(PUBLISHED, 1);
                     }
@@ -256,7 +249,7 @@ impl<E: Send + 'static> Publisher<E> {
         if routes.closed {
             return Err(PublishError::Closed(event));
         }
-        let result = deliver(inner, &routes.list, event, wait, tick);
+        let result = delivery::deliver(inner, &routes.list, event, wait, tick);
         drop(routes);
         if result.is_ok() {
             slot.add(PUBLISHED, 1);
@@ -299,264 +292,6 @@ impl<E: Send + 'static> Publisher<E> {
     }
 }
 
-/// A set of subscription indexes; no allocation up to 64 subscriptions.
-pub(super) enum Indexes {
-    Inline(u64),
-    Heap(Vec<u64>),
-}
-
-impl Indexes {
-    pub(super) fn new(len: usize) -> Self {
-        if len <= 64 {
-            Indexes::Inline(0)
-        } else {
-            Indexes::Heap(vec![0; len.div_ceil(64)])
-        }
-    }
-
-    fn words(&self) -> &[u64] {
-        match self {
-            Indexes::Inline(word) => std::slice::from_ref(word),
-            Indexes::Heap(words) => words,
-        }
-    }
-
-    pub(super) fn insert(&mut self, index: usize) {
-        let words = match self {
-            Indexes::Inline(word) => std::slice::from_mut(word),
-            Indexes::Heap(words) => words,
-        };
-        words[index / 64] |= 1 << (index % 64);
-    }
-
-    pub(super) fn count(&self) -> usize {
-        self.words().iter().map(|w| w.count_ones() as usize).sum()
-    }
-
-    pub(super) fn last(&self) -> Option<usize> {
-        let words = self.words();
-        (0..words.len())
-            .rev()
-            .find(|&i| words[i] != 0)
-            .map(|i| i * 64 + 63 - words[i].leading_zeros() as usize)
-    }
-
-    pub(super) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words().iter().enumerate().flat_map(|(i, &word)| {
-            let mut rest = word;
-            std::iter::from_fn(move || {
-                (rest != 0).then(|| {
-                    let bit = rest.trailing_zeros() as usize;
-                    rest &= rest - 1;
-                    i * 64 + bit
-                })
-            })
-        })
-    }
-}
-
-/// Why a delivery did not happen.
-enum Refused {
-    Full,
-    Timeout,
-}
-
-/// [`deliver_many`], as the bus stores it.
-pub(crate) type DeliverMany<E> =
-    fn(&BusInner<E>, &[Arc<Route<E>>], E, Wait, u64) -> Result<(), PublishError<E>>;
-
-/// What a bus from `BusBuilder::build` fans out with.
-pub(super) fn fan_out<E: Clone + Send + 'static>() -> FanOut<E> {
-    FanOut {
-        clone: E::clone,
-        deliver_many: deliver_many::<E>,
-    }
-}
-
-/// Delivers `event` to every matching route, in the order and under the rule set out
-/// on [`Publisher`].
-#[inline]
-fn deliver<E>(
-    inner: &BusInner<E>,
-    routes: &[Arc<Route<E>>],
-    event: E,
-    wait: Wait,
-    tick: u64,
-) -> Result<(), PublishError<E>> {
-    // The common case, one subscription: no order to work out, no clone.
-    if let [route] = routes {
-        if !route.matches(&event) {
-            inner.counters.unmatched.fetch_add(1, Ordering::Relaxed);
-            return Ok(());
-        }
-        return deliver_one(
-            inner,
-            route,
-            route.shared.policy(),
-            event,
-            wait,
-            tick,
-            false,
-        )
-        .map_err(|(why, event)| refused(&inner.counters, why, event, route));
-    }
-    match inner.deliver_many() {
-        Some(deliver_many) => deliver_many(inner, routes, event, wait, tick),
-        // A bus from `build_single` has one route or none.
-        None => {
-            debug_assert!(routes.is_empty());
-            inner.counters.unmatched.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-    }
-}
-
-/// [`deliver`] for any number of routes but one; `E::clone` makes the copies.
-#[inline(never)]
-fn deliver_many<E: Clone>(
-    inner: &BusInner<E>,
-    routes: &[Arc<Route<E>>],
-    event: E,
-    wait: Wait,
-    tick: u64,
-) -> Result<(), PublishError<E>> {
-    let counters = &inner.counters;
-    // One pass over the filters, recording each match's policy as read now.
-    let mut block = Indexes::new(routes.len());
-    let mut drop_newest = Indexes::new(routes.len());
-    let mut drop_oldest = Indexes::new(routes.len());
-    for (i, route) in routes.iter().enumerate() {
-        if route.matches(&event) {
-            match route.shared.policy() {
-                OverflowPolicy::Block => block.insert(i),
-                OverflowPolicy::DropNewest => drop_newest.insert(i),
-                OverflowPolicy::DropOldest => drop_oldest.insert(i),
-            }
-        }
-    }
-    let Some(last) = drop_oldest
-        .last()
-        .map(|i| (i, OverflowPolicy::DropOldest))
-        .or_else(|| drop_newest.last().map(|i| (i, OverflowPolicy::DropNewest)))
-        .or_else(|| block.last().map(|i| (i, OverflowPolicy::Block)))
-    else {
-        counters.unmatched.fetch_add(1, Ordering::Relaxed);
-        return Ok(());
-    };
-
-    if matches!(wait, Wait::Never) && block.count() > 1 {
-        // All or none: look before delivering anywhere (see `try_publish`).
-        if let Some(full) = block.iter().find(|&i| routes[i].tx.is_full()) {
-            routes[full].shared.found_full();
-            return Err(refused(counters, Refused::Full, event, &routes[full]));
-        }
-    }
-
-    let order = block
-        .iter()
-        .map(|i| (i, OverflowPolicy::Block))
-        .chain(drop_newest.iter().map(|i| (i, OverflowPolicy::DropNewest)))
-        .chain(drop_oldest.iter().map(|i| (i, OverflowPolicy::DropOldest)));
-    let mut committed = false;
-    for (i, policy) in order {
-        if (i, policy) == last {
-            break;
-        }
-        if let Err((why, _clone)) = deliver_one(
-            inner,
-            &routes[i],
-            policy,
-            event.clone(),
-            wait,
-            tick,
-            committed,
-        ) {
-            // Nothing was delivered yet: hand back the original.
-            return Err(refused(counters, why, event, &routes[i]));
-        }
-        committed = true;
-    }
-    let (i, policy) = last;
-    deliver_one(inner, &routes[i], policy, event, wait, tick, committed)
-        .map_err(|(why, event)| refused(counters, why, event, &routes[i]))
-}
-
-/// The error for `route`'s refusal (counted here if it was full); it names the
-/// subscription with a clone of its `Arc`, so the refusal allocates nothing.
-fn refused<E>(counters: &BusCounters, why: Refused, event: E, route: &Route<E>) -> PublishError<E> {
-    let subscription = route.shared.name.clone();
-    match why {
-        Refused::Full => {
-            counters.rejected_full.fetch_add(1, Ordering::Relaxed);
-            PublishError::Full {
-                event,
-                subscription,
-            }
-        }
-        Refused::Timeout => PublishError::Timeout {
-            event,
-            subscription: Some(subscription),
-        },
-    }
-}
-
-/// Delivers to one route. Only a `Block` route that is the first to get the event
-/// (`!committed`) may refuse.
-#[inline]
-fn deliver_one<E>(
-    inner: &BusInner<E>,
-    route: &Route<E>,
-    policy: OverflowPolicy,
-    event: E,
-    wait: Wait,
-    tick: u64,
-    committed: bool,
-) -> Result<(), (Refused, E)> {
-    match policy {
-        OverflowPolicy::DropNewest => {
-            route.deliver_drop_newest(event, tick);
-            return Ok(());
-        }
-        OverflowPolicy::DropOldest => {
-            route.deliver_drop_oldest(event, tick);
-            return Ok(());
-        }
-        OverflowPolicy::Block => {}
-    }
-    match route.try_deliver(event, tick) {
-        Ok(()) => Ok(()),
-        Err(event) => deliver_full(inner, route, event, wait, committed),
-    }
-}
-
-/// The rest of [`deliver_one`] for a `Block` route found full.
-#[cold]
-fn deliver_full<E>(
-    inner: &BusInner<E>,
-    route: &Route<E>,
-    event: E,
-    wait: Wait,
-    committed: bool,
-) -> Result<(), (Refused, E)> {
-    route.shared.found_full();
-    match wait {
-        Wait::Never if !committed => Err((Refused::Full, event)),
-        Wait::Until(deadline) if !committed => {
-            let timeout = deadline.saturating_duration_since(inner.limiter.clock().now());
-            route
-                .deliver_timeout(event, timeout)
-                .map_err(|event| (Refused::Timeout, event))
-        }
-        _ => {
-            if matches!(wait, Wait::Never) {
-                route.shared.count_try_publish_wait();
-            }
-            route.deliver_blocking(event);
-            Ok(())
-        }
-    }
-}
-
 impl<E> Clone for Publisher<E> {
     fn clone(&self) -> Self {
         Publisher {
@@ -568,26 +303,5 @@ impl<E> Clone for Publisher<E> {
 impl<E> fmt::Debug for Publisher<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad("Publisher { .. }")
-    }
-}
-
-#[cfg(all(test, not(pipeline_loom)))]
-mod tests {
-    use super::Indexes;
-
-    #[test]
-    fn indexes_inline_and_heap() {
-        for len in [1, 64, 65, 200] {
-            let mut set = Indexes::new(len);
-            assert_eq!(set.last(), None);
-            let picks: Vec<usize> = [0, 3, 63, 64, 130, 199]
-                .into_iter()
-                .filter(|&i| i < len)
-                .collect();
-            picks.iter().for_each(|&i| set.insert(i));
-            assert_eq!(set.iter().collect::<Vec<_>>(), picks, "len {len}");
-            assert_eq!(set.count(), picks.len());
-            assert_eq!(set.last(), picks.last().copied());
-        }
     }
 }

@@ -61,10 +61,6 @@ pub(crate) enum Plain<E> {
     Elsewhere(E),
 }
 
-/// DropOldest evicts at most this many events for one publish; if other publishers
-/// keep taking the freed slot, the new event is dropped instead (as DropNewest).
-const EVICT_TRIES: usize = 8;
-
 /// The type-independent half of a subscription, shared by its [`Route`], its
 /// `Subscription` handle and snapshots.
 pub(crate) struct SubShared {
@@ -494,7 +490,7 @@ impl<E> Route<E> {
     /// `HazardCell::read_sticky`). A saturation edge comes back with its own reference
     /// to the shared half, for the caller to raise after the read (logging and
     /// metrics back ends are user code), and a gone subscription hands the event back
-    /// for the caller to drop later. `tick` is as for [`try_deliver`](Self::try_deliver).
+    /// for the caller to drop later. `tick` is as for [`try_send`](Self::try_send).
     #[inline(always)]
     pub(crate) fn try_deliver_plain(&self, event: E, tick: u64) -> Plain<E> {
         if self.shared.policy() != OverflowPolicy::Block {
@@ -542,13 +538,13 @@ impl<E> Route<E> {
         }
     }
 
-    /// One attempt that never waits: `Err` hands the event back when the buffer is full.
+    /// One send that never waits: `Err` hands the event back when the buffer is full.
     /// A subscription that is gone counts as delivered: the event is no longer its.
     ///
     /// `tick` is the publishing thread's publish count, this publish included: the
     /// length is sampled when it is 0 under the subscription's sample mask.
     #[inline(always)]
-    pub(crate) fn try_deliver(&self, event: E, tick: u64) -> Result<(), E> {
+    pub(crate) fn try_send(&self, event: E, tick: u64) -> Result<(), E> {
         let size = self.size_of(&event);
         let sample = tick & self.shared.send_sample_mask() == 0;
         match self.tx.try_send_sampled(event, sample) {
@@ -561,9 +557,9 @@ impl<E> Route<E> {
         }
     }
 
-    /// Waits for room (a `Block` subscription already found full). The length is
+    /// Waits for room, as long as it takes (the buffer was found full). The length is
     /// checked after every such wait: the buffer was full, so an edge is near.
-    pub(crate) fn deliver_blocking(&self, event: E) {
+    pub(crate) fn send(&self, event: E) {
         let size = self.size_of(&event);
         if self.tx.send(event).is_ok() {
             self.delivered(size, Some(self.tx.len()));
@@ -571,7 +567,7 @@ impl<E> Route<E> {
     }
 
     /// Waits at most `timeout` for room; `Err` hands the event back.
-    pub(crate) fn deliver_timeout(&self, event: E, timeout: std::time::Duration) -> Result<(), E> {
+    pub(crate) fn send_timeout(&self, event: E, timeout: std::time::Duration) -> Result<(), E> {
         use crate::channel::SendTimeoutError;
         let size = self.size_of(&event);
         match self.tx.send_timeout(event, timeout) {
@@ -584,32 +580,11 @@ impl<E> Route<E> {
         }
     }
 
-    /// DropNewest: deliver if there is room, else drop `event` and count it.
-    pub(crate) fn deliver_drop_newest(&self, event: E, tick: u64) {
-        if self.try_deliver(event, tick).is_err() {
-            self.shared.dropped(OverflowPolicy::DropNewest);
-        }
-    }
-
-    /// DropOldest: while full, evict the oldest buffered event (counted) and retry.
-    pub(crate) fn deliver_drop_oldest(&self, mut event: E, tick: u64) {
-        for attempt in 0..=EVICT_TRIES {
-            match self.try_deliver(event, tick) {
-                Ok(()) => return,
-                Err(back) => event = back,
-            }
-            if attempt == EVICT_TRIES {
-                break;
-            }
-            let evicted = match lock(&self.evict).as_ref() {
-                Some(rx) => rx.try_recv(),
-                None => return, // unsubscribed meanwhile
-            };
-            // Dropped here, outside the lock: an event's destructor may be slow.
-            if evicted.is_ok() {
-                self.shared.dropped(OverflowPolicy::DropOldest);
-            }
-        }
-        self.shared.dropped(OverflowPolicy::DropNewest);
+    /// Takes the oldest buffered event out (for DropOldest) and drops it, outside the
+    /// lock (an event's destructor may be slow): `Some(true)` if there was one, `None`
+    /// once the subscription is removed.
+    pub(crate) fn evict_oldest(&self) -> Option<bool> {
+        let evicted = lock(&self.evict).as_ref()?.try_recv();
+        Some(evicted.is_ok())
     }
 }

@@ -2,8 +2,9 @@
 
 use super::builder::BusBuilder;
 use super::config::{CAPACITY_NAMES, SubscriptionConfig};
+use super::delivery::DeliverMany;
 use super::error::BusError;
-use super::publisher::{DeliverMany, Publisher};
+use super::publisher::Publisher;
 use super::rate::RateLimiter;
 use super::route::{BusCommon, Route, SubShared, SubSpec};
 use super::snapshot::BusSnapshot;
