@@ -69,7 +69,7 @@ pub use model::{
     ConfigError, ConfigErrors, ControllerConfig, MAX_BUFFER_CAPACITY, MAX_WORKERS, PipelineConfig,
     RangeConfig, StageConfig,
 };
-pub use params::{PARAMETERS, Parameter, flatten, generic_path, is_critical, parameters_markdown};
+pub use params::{PARAMETERS, Parameter, is_critical};
 #[cfg(feature = "file-config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-config")))]
 pub use substitute::{SubstitutionError, SubstitutionErrors, substitute, substitute_env};

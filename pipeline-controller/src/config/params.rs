@@ -85,7 +85,7 @@ pub fn is_critical(path: &str) -> bool {
 }
 
 /// `stages.enrich.buffer.max` -> `stages.<name>.buffer.max`.
-pub fn generic_path(path: &str) -> String {
+pub(crate) fn generic_path(path: &str) -> String {
     match path.strip_prefix("stages.") {
         Some(rest) => match rest.split_once('.') {
             Some((_, tail)) => format!("stages.<name>.{tail}"),
@@ -97,7 +97,7 @@ pub fn generic_path(path: &str) -> String {
 
 /// The configuration as `dotted path -> value` for every leaf, values as written in a
 /// TOML file (strings without quotes).
-pub fn flatten(config: &PipelineConfig) -> BTreeMap<String, String> {
+pub(crate) fn flatten(config: &PipelineConfig) -> BTreeMap<String, String> {
     let tree = to_tree(config).expect("the configuration model is a tree");
     let mut out = BTreeMap::new();
     walk("", &tree, &mut out);
@@ -123,7 +123,8 @@ fn walk(prefix: &str, node: &Node, out: &mut BTreeMap<String, String>) {
 }
 
 /// The Markdown table of [`PARAMETERS`], as embedded in `docs/configuration.md`.
-pub fn parameters_markdown() -> String {
+#[cfg(test)]
+fn parameters_markdown() -> String {
     let mut out = String::from(
         "| parameter | unit | default | range | runtime |\n| --- | --- | --- | --- | --- |\n",
     );
@@ -142,4 +143,52 @@ pub fn parameters_markdown() -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::StageConfig;
+
+    #[test]
+    fn the_parameter_table_matches_the_model_and_its_defaults() {
+        let mut config = PipelineConfig::default();
+        config.stages.insert("s".into(), StageConfig::default());
+        let leaves = flatten(&config);
+        let generic: Vec<(String, String)> = leaves
+            .iter()
+            .map(|(path, value)| (generic_path(path), value.clone()))
+            .collect();
+        let mut table: Vec<(String, String)> = PARAMETERS
+            .iter()
+            .map(|p| (p.path.to_owned(), p.default.to_owned()))
+            .collect();
+        table.sort();
+        let mut generic_sorted = generic.clone();
+        generic_sorted.sort();
+        assert_eq!(
+            table, generic_sorted,
+            "PARAMETERS must list every field with its default"
+        );
+    }
+
+    #[test]
+    fn docs_configuration_md_lists_every_parameter() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md exists");
+        let (begin, end) = ("<!-- parameters:begin -->\n", "<!-- parameters:end -->");
+        let start = doc.find(begin).expect("begin marker") + begin.len();
+        let stop = doc.find(end).expect("end marker");
+        let expected = parameters_markdown();
+        if doc[start..stop] != expected && std::env::var_os("UPDATE_CONFIG_DOCS").is_some() {
+            let updated = format!("{}{}{}", &doc[..start], expected, &doc[stop..]);
+            std::fs::write(path, updated).unwrap();
+            return;
+        }
+        assert_eq!(
+            &doc[start..stop],
+            expected,
+            "docs/configuration.md is out of date: rerun this test with UPDATE_CONFIG_DOCS=1"
+        );
+    }
 }

@@ -596,7 +596,7 @@ mod tests {
         config.stages.insert("enrich".into(), stage);
         let mut by_toml = BTreeMap::new();
         toml_leaves("", &toml::Value::try_from(&config).unwrap(), &mut by_toml);
-        assert_eq!(super::super::flatten(&config), by_toml);
+        assert_eq!(super::super::params::flatten(&config), by_toml);
 
         for text in [
             "true",
