@@ -4,7 +4,7 @@ use super::error::{HttpAttemptError, HttpSinkError};
 use crate::json::encode_line;
 use crate::sink::{
     Attempt, Batcher, DeadLetters, RetryPolicy, Sink, SinkCommon, SinkCounters, SinkStats,
-    Undelivered, common_setters,
+    Undelivered, common_setters, deliver_batch,
 };
 use crate::util::Jitter;
 use pipeline_core::envelope::Envelope;
@@ -268,46 +268,52 @@ impl HttpSink {
         Err((HttpAttemptError::Status { status, retryable }, retry_after))
     }
 
+    /// Delivers a closed batch: one POST, retried as the policy says; gives up on it
+    /// (dead letter) after the last failed attempt or a panic.
     fn send(&self, batch: Vec<Envelope>) {
-        let mut body = Vec::with_capacity(batch.iter().map(|e| e.payload().len() + 96).sum());
-        for event in &batch {
-            encode_line(event, &mut body);
-        }
-        self.counters.begin();
-        let mut attempt = 1;
-        let failure = loop {
-            let started = Instant::now();
-            let outcome = self.attempt(&body);
-            let elapsed = started.elapsed();
-            match outcome {
-                Ok(()) => {
-                    self.counters.attempt(elapsed, Attempt::Ok, attempt > 1);
-                    self.counters.delivered(batch.len() as u64);
-                    self.counters.end();
-                    return;
+        deliver_batch(
+            &self.name,
+            &self.counters,
+            &self.dead,
+            batch,
+            |e| e,
+            |batch, attempt| {
+                let mut body =
+                    Vec::with_capacity(batch.iter().map(|e| e.payload().len() + 96).sum());
+                for event in batch.iter() {
+                    encode_line(event, &mut body);
                 }
-                Err((error, retry_after)) => {
-                    self.counters.attempt(elapsed, Attempt::Failed, attempt > 1);
-                    if !error.is_retryable() || attempt >= self.retry.attempts() {
-                        break error;
+                loop {
+                    *attempt += 1;
+                    let started = Instant::now();
+                    let outcome = self.attempt(&body);
+                    let elapsed = started.elapsed();
+                    let retry = *attempt > 1;
+                    let (error, retry_after) = match outcome {
+                        Ok(()) => {
+                            self.counters.attempt(elapsed, Attempt::Ok, retry);
+                            self.counters.delivered(batch.len() as u64);
+                            batch.clear();
+                            return None;
+                        }
+                        Err(failure) => failure,
+                    };
+                    self.counters.attempt(elapsed, Attempt::Failed, retry);
+                    if !error.is_retryable() || *attempt >= self.retry.attempts() {
+                        return Some(error.into());
                     }
                     let mut wait = {
                         let mut jitter = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
-                        self.retry.backoff(attempt, &mut jitter)
+                        self.retry.backoff(*attempt, &mut jitter)
                     };
                     if let Some(asked) = retry_after {
                         wait = wait.max(asked.min(self.retry.backoff_ceiling(u32::MAX)));
                     }
-                    tracing::debug!(sink = %self.name, %error, attempt, ?wait, "http sink: retrying");
+                    tracing::debug!(sink = %self.name, %error, attempt = *attempt, ?wait, "http sink: retrying");
                     std::thread::sleep(wait);
-                    attempt += 1;
                 }
-            }
-        };
-        self.counters.failed(batch.len() as u64);
-        self.counters.end();
-        self.dead
-            .send(Undelivered::new(self.name.clone(), batch, failure, attempt));
+            },
+        );
     }
 }
 

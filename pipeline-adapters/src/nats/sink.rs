@@ -7,7 +7,7 @@ use super::error::NatsError;
 use crate::sink::traits::Message;
 use crate::sink::{
     Attempt, Batcher, DeadLetters, RetryPolicy, Sink, SinkCommon, SinkCounters, SinkStats,
-    Undelivered, common_setters,
+    Undelivered, common_setters, deliver_batch,
 };
 use crate::util::Jitter;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
@@ -248,86 +248,77 @@ impl NatsSink {
         if pending.is_empty() {
             return;
         }
-        self.counters.begin();
-        let mut attempt = 1;
-        let (failed, error) = loop {
-            let started = Instant::now();
-            let (failed, error) = self.runtime.handle().block_on(self.publish_round(pending));
-            let outcome = if failed.is_empty() {
-                Attempt::Ok
-            } else {
-                Attempt::Failed
-            };
-            self.counters
-                .attempt(started.elapsed(), outcome, attempt > 1);
-            match error {
-                None => {
-                    break (Vec::new(), None);
-                }
-                Some(error) if attempt >= self.retry.attempts() => break (failed, Some(error)),
-                Some(error) => {
+        deliver_batch(
+            &self.name,
+            &self.counters,
+            &self.dead,
+            pending,
+            |(event, ..)| event,
+            |pending, attempt| {
+                loop {
+                    *attempt += 1;
+                    let started = Instant::now();
+                    let error = self.runtime.handle().block_on(self.publish_round(pending));
+                    let outcome = match error {
+                        None => Attempt::Ok,
+                        Some(_) => Attempt::Failed,
+                    };
+                    self.counters
+                        .attempt(started.elapsed(), outcome, *attempt > 1);
+                    let error = error?;
+                    if *attempt >= self.retry.attempts() {
+                        return Some(error);
+                    }
                     let wait = {
                         let mut jitter = self.jitter.lock().unwrap_or_else(|p| p.into_inner());
-                        self.retry.backoff(attempt, &mut jitter)
+                        self.retry.backoff(*attempt, &mut jitter)
                     };
-                    tracing::debug!(sink = %self.name, %error, unacked = failed.len(), attempt, ?wait, "nats sink: retrying");
+                    tracing::debug!(sink = %self.name, %error, unacked = pending.len(), attempt = *attempt, ?wait, "nats sink: retrying");
                     std::thread::sleep(wait);
-                    pending = failed;
-                    attempt += 1;
                 }
-            }
-        };
-        self.counters.end();
-        if let Some(error) = error {
-            self.counters.failed(failed.len() as u64);
-            let events = failed.into_iter().map(|(event, ..)| event).collect();
-            self.dead
-                .send(Undelivered::new(self.name.clone(), events, error, attempt));
-        }
+            },
+        );
     }
 
-    /// Publishes every message, then awaits every ack; returns the ones not acked and
-    /// the last error. Delivered ones are counted.
-    #[allow(clippy::type_complexity)]
-    async fn publish_round(
-        &self,
-        pending: Vec<(Envelope, String, async_nats::HeaderMap, String)>,
-    ) -> (
-        Vec<(Envelope, String, async_nats::HeaderMap, String)>,
-        Option<async_nats::Error>,
-    ) {
+    /// Publishes every message of `pending`, then awaits every ack; keeps in `pending`
+    /// the ones not acked and returns the last error. Delivered ones are counted.
+    async fn publish_round(&self, pending: &mut Vec<Pending>) -> Option<async_nats::Error> {
         let mut acks = Vec::with_capacity(pending.len());
-        for item in pending {
-            let (event, subject, headers, id) = &item;
+        for (event, subject, headers, id) in pending.iter() {
             let publish = PublishMessage::build()
                 .payload(event.payload().clone())
                 .headers(headers.clone())
                 .message_id(id);
-            let sent = self.context.send_publish(subject.clone(), publish).await;
-            acks.push((item, sent));
+            acks.push(self.context.send_publish(subject.clone(), publish).await);
         }
-        let mut failed = Vec::new();
+        let mut acked = Vec::with_capacity(acks.len());
         let mut last_error: Option<async_nats::Error> = None;
-        let mut delivered = 0u64;
-        for (item, sent) in acks {
-            let acked = match sent {
+        for sent in acks {
+            let outcome = match sent {
                 Ok(ack) => ack.await.map(drop).map_err(Into::into),
                 Err(error) => Err(error.into()),
             };
-            match acked {
-                Ok(()) => delivered += 1,
+            match outcome {
+                Ok(()) => acked.push(true),
                 Err(error) => {
                     last_error = Some(error);
-                    failed.push(item);
+                    acked.push(false);
                 }
             }
         }
+        let delivered = acked.iter().filter(|&&ok| ok).count() as u64;
         if delivered > 0 {
             self.counters.delivered(delivered);
         }
-        (failed, last_error)
+        let mut acked = acked.into_iter();
+        pending.retain(|_| !acked.next().unwrap_or(false));
+        last_error
     }
 }
+
+/// A message ready to publish: the event, its subject, headers and message id (kept
+/// across retries, so the server drops a duplicate).
+type Pending = (Envelope, String, async_nats::HeaderMap, String);
 
 impl Sink for NatsSink {
     fn name(&self) -> &str {

@@ -1,6 +1,13 @@
-//! [`Batcher`]: the open batch a batching sink's workers fill together.
+//! A batching sink's batch from open to done: [`Batcher`], the open batch the pool's
+//! workers fill together, and [`deliver_batch`], which delivers a closed one and gives
+//! up on what it could not deliver, a panic included.
 
+use super::traits::{Message, Undelivered};
+use super::{DeadLetters, SinkCounters};
 use pipeline_core::envelope::Envelope;
+use pipeline_core::pool::panic_message;
+use std::error::Error;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -87,6 +94,49 @@ fn take(open: &mut Open) -> Vec<Envelope> {
     std::mem::replace(&mut open.events, Vec::with_capacity(capacity))
 }
 
+/// Delivers one closed batch, counted in flight meanwhile, and hands what it could not
+/// deliver to the dead-letter route.
+///
+/// `deliver` makes the attempts on `pending`: it removes what it delivered (counting
+/// it), counts each attempt in `attempts`, and returns the last error if anything is
+/// left. A panic inside it is caught and logged: what `pending` still holds is given up
+/// with the panic's message as the error, so a bug in a client library loses no event
+/// silently and the pool's worker goes on. (Events of the attempt the panic cut short
+/// may have reached the endpoint: at least once, as after a timeout.) `event_of` turns
+/// an item of `pending` back into its event.
+pub(crate) fn deliver_batch<T>(
+    sink: &str,
+    counters: &SinkCounters,
+    dead: &DeadLetters,
+    mut pending: Vec<T>,
+    event_of: fn(T) -> Envelope,
+    deliver: impl FnOnce(&mut Vec<T>, &mut u32) -> Option<Box<dyn Error + Send + Sync>>,
+) {
+    let mut attempts = 0;
+    let outcome = {
+        let _in_flight = counters.begin();
+        catch_unwind(AssertUnwindSafe(|| deliver(&mut pending, &mut attempts)))
+    };
+    let error = match outcome {
+        Ok(None) => {
+            debug_assert!(pending.is_empty(), "a delivered batch has nothing left");
+            return;
+        }
+        Ok(Some(error)) => error,
+        Err(payload) => {
+            let panic = panic_message(payload.as_ref());
+            tracing::error!(sink, %panic, events = pending.len(), "sink: batch delivery panicked");
+            Box::new(Message(format!("delivery panicked: {panic}")))
+        }
+    };
+    if pending.is_empty() {
+        return;
+    }
+    counters.failed(pending.len() as u64);
+    let events = pending.into_iter().map(event_of).collect();
+    dead.send(Undelivered::new(sink, events, error, attempts));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +182,104 @@ mod tests {
         );
         assert_eq!(buffered.load(Ordering::Relaxed), 0);
         assert_eq!(topics(batcher.take_due(true, &buffered)), None);
+    }
+
+    fn counted_sink() -> (
+        SinkCounters,
+        DeadLetters,
+        std::sync::Arc<Mutex<Vec<Undelivered>>>,
+    ) {
+        let letters = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let hook = {
+            let letters = letters.clone();
+            std::sync::Arc::new(move |u: Undelivered| letters.lock().unwrap().push(u))
+        };
+        (
+            SinkCounters::new("t"),
+            DeadLetters::new(Some(hook)),
+            letters,
+        )
+    }
+
+    fn events(n: usize) -> Vec<Envelope> {
+        (0..n).map(|i| Envelope::new("t", i.to_string())).collect()
+    }
+
+    /// A panic in the middle of a delivery gives up what was not delivered, with the
+    /// panic's message, and leaves nothing in flight; the caller goes on.
+    #[test]
+    fn a_panicking_delivery_dead_letters_what_is_left() {
+        let (counters, dead, letters) = counted_sink();
+        deliver_batch(
+            "t",
+            &counters,
+            &dead,
+            events(5),
+            |e| e,
+            |pending, attempts| {
+                *attempts += 1;
+                pending.drain(..2); // two delivered before the panic
+                assert_eq!(counters.stats().in_flight, 1);
+                panic!("client bug");
+            },
+        );
+        let stats = counters.stats();
+        assert_eq!(
+            (stats.in_flight, stats.undelivered, stats.batches_failed),
+            (0, 3, 1)
+        );
+        let letters = letters.lock().unwrap();
+        assert_eq!(letters.len(), 1);
+        let topics: Vec<_> = letters[0]
+            .events
+            .iter()
+            .map(|e| e.payload().to_vec())
+            .collect();
+        assert_eq!(topics, [b"2".to_vec(), b"3".to_vec(), b"4".to_vec()]);
+        assert_eq!(letters[0].attempts, 1);
+        assert_eq!(
+            letters[0].error.to_string(),
+            "delivery panicked: client bug"
+        );
+    }
+
+    #[test]
+    fn a_failed_delivery_dead_letters_the_rest_with_its_error() {
+        let (counters, dead, letters) = counted_sink();
+        deliver_batch(
+            "t",
+            &counters,
+            &dead,
+            events(3),
+            |e| e,
+            |pending, attempts| {
+                *attempts = 2;
+                pending.truncate(1);
+                Some("refused".into())
+            },
+        );
+        let letters = letters.lock().unwrap();
+        assert_eq!((letters[0].events.len(), letters[0].attempts), (1, 2));
+        assert_eq!(letters[0].error.to_string(), "refused");
+        assert_eq!(counters.stats().in_flight, 0);
+    }
+
+    #[test]
+    fn a_delivered_batch_gives_nothing_up() {
+        let (counters, dead, letters) = counted_sink();
+        deliver_batch(
+            "t",
+            &counters,
+            &dead,
+            events(3),
+            |e| e,
+            |pending, attempts| {
+                *attempts = 1;
+                pending.clear();
+                None
+            },
+        );
+        assert!(letters.lock().unwrap().is_empty());
+        assert_eq!(counters.stats().batches_failed, 0);
     }
 }

@@ -111,24 +111,16 @@ impl SinkCounters {
         }
     }
 
-    /// A batch starts being delivered.
+    /// A batch starts being delivered: counted in flight until the guard is dropped,
+    /// also by a panic unwinding through the delivery.
     #[cfg_attr(
         not(any(feature = "http", feature = "tcp", feature = "nats")),
         allow(dead_code)
     )]
-    pub(crate) fn begin(&self) {
+    pub(crate) fn begin(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.metrics.in_flight.increment(1.0);
-    }
-
-    /// A batch is done (delivered or given up).
-    #[cfg_attr(
-        not(any(feature = "http", feature = "tcp", feature = "nats")),
-        allow(dead_code)
-    )]
-    pub(crate) fn end(&self) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.metrics.in_flight.decrement(1.0);
+        InFlight(self)
     }
 
     /// One attempt took `elapsed`; `retry` when it was not the first.
@@ -182,5 +174,20 @@ impl SinkCounters {
             buffered: self.buffered.load(Ordering::Relaxed),
             latency,
         }
+    }
+}
+
+/// A batch in flight (from [`SinkCounters::begin`]); dropping it ends the batch
+/// (delivered or given up).
+#[cfg_attr(
+    not(any(feature = "http", feature = "tcp", feature = "nats")),
+    allow(dead_code)
+)]
+pub(crate) struct InFlight<'a>(&'a SinkCounters);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.metrics.in_flight.decrement(1.0);
     }
 }

@@ -62,8 +62,11 @@
 //!
 //! A sink retries what it can (see [`RetryPolicy`]) and hands what it cannot deliver to
 //! its dead-letter hook as an [`Undelivered`], with every event of the failed batch.
-//! An event whose handler panics reaches the same hook, through the pool. Without a
-//! hook, undelivered events are counted and logged at `WARN`.
+//! An event whose handler panics reaches the same hook, through the pool. A batching
+//! sink (HTTP, NATS) catches a panic while it delivers a batch itself: every event of
+//! the batch not yet delivered goes to the hook with the error `delivery panicked:
+//! <message>` (logged at `ERROR`), the batch leaves `in_flight`, and the worker goes
+//! on. Without a hook, undelivered events are counted and logged at `WARN`.
 //!
 //! # Telling "slow" from "erroring"
 //!
@@ -95,7 +98,7 @@ cfg_adapters! {
 }
 
 #[cfg(any(feature = "http", feature = "nats"))]
-pub(crate) use batch::Batcher;
+pub(crate) use batch::{Batcher, deliver_batch};
 pub use pool::{SinkDrainReport, SinkPool, SinkPoolBuilder};
 pub use retry::{RetryPolicy, RetryPolicyError};
 pub use stats::{Latency, SinkStats};

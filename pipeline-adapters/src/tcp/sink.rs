@@ -191,7 +191,7 @@ impl Sink for TcpSink {
     fn handle(&self, event: Envelope) -> Result<(), HandlerError> {
         let mut line = Vec::with_capacity(event.payload().len() + 96);
         self.format.write(&event, &mut line);
-        self.counters.begin();
+        let in_flight = self.counters.begin();
         let mut attempt = 1;
         let result = loop {
             let started = Instant::now();
@@ -218,7 +218,7 @@ impl Sink for TcpSink {
                 }
             }
         };
-        self.counters.end();
+        drop(in_flight);
         result
     }
 
