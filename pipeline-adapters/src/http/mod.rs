@@ -1,9 +1,9 @@
-//! HTTP ingest ([`HttpSource`], or the same routes mounted in an app with [`router`] /
+//! HTTP ingest ([`HttpSource`], or the same routes mounted in an app with [`router`](fn@router) /
 //! [`HttpIngest`]) and an HTTP emitter ([`HttpSink`]) (feature `http`).
 //!
 //! # Two ways to serve ingest
 //!
-//! - **A service with an axum app** mounts the routes: [`router`] returns an
+//! - **A service with an axum app** mounts the routes: [`router`](fn@router) returns an
 //!   [`axum::Router`] to `merge` into the app (or `nest` under a prefix);
 //!   [`HttpIngest::new`] does the same and keeps the counters and a stop switch for
 //!   `/healthz`. The routes run on the app's server and runtime.

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s | | server |
 ///
 /// "Server" settings apply to [`HttpSource::spawn`] only; routes mounted in an app
-/// with [`HttpIngest`] or [`router`](super::router) run on that app's server.
+/// with [`HttpIngest`] or [`router`](fn@super::router) run on that app's server.
 ///
 /// Memory held by requests is bounded by `max_connections * max_body_bytes` (about
 /// twice that while a body is decoded): with the defaults, 256 MiB in the worst case;

@@ -116,7 +116,7 @@ impl PipelineConfig {
     /// The text is parsed as given: `${VAR}` is replaced only in files
     /// ([`from_path`](Self::from_path)), since text may come from anywhere (a request
     /// body must not read the server's environment). Call
-    /// [`substitute_env`](super::substitute_env) first to substitute here too.
+    /// [`super::substitute_env`] first to substitute here too.
     ///
     /// # Errors
     ///
@@ -191,7 +191,7 @@ impl PipelineConfig {
     }
 
     /// Reads a file, TOML or YAML by its extension, replaces `${VAR}` and
-    /// `${VAR:-default}` with environment variables (see [`substitute`](super::substitute)
+    /// `${VAR:-default}` with environment variables (see [`substitute`](fn@super::substitute)
     /// for the rules), and validates the result.
     ///
     /// Line numbers in errors are the file's; a column on a line with a substitution is

@@ -21,7 +21,7 @@
 //!   unknown fields and wrong types come from the parser with a line and column
 //!   ([`ConfigLoadError::Syntax`]).
 //! - Files may use `${VAR}` and `${VAR:-default}`, replaced from the environment
-//!   before parsing ([`substitute`] gives the rules; an unset variable without a default
+//!   before parsing ([`substitute`](fn@substitute) gives the rules; an unset variable without a default
 //!   is a [`ConfigLoadError::Substitution`] naming it and its line).
 //! - [`PipelineConfig::from_env`] reads the file that `PIPELINE_CONFIG`
 //!   ([`CONFIG_PATH_ENV`]) names.

@@ -20,7 +20,7 @@ pub const MAX_WORKERS: usize = 1024;
 /// Build it in code (every field is public, with a default), or, with the
 /// `file-config` feature (on by default), read it from a file with
 /// [`from_path`](Self::from_path) (TOML or YAML, by extension; `${VAR}` and
-/// `${VAR:-default}` are replaced first, see [`substitute`](super::substitute)) or from
+/// `${VAR:-default}` are replaced first, see [`substitute`](fn@super::substitute)) or from
 /// the file that `PIPELINE_CONFIG` names with [`from_env`](Self::from_env). Check it with
 /// [`validate`](Self::validate), build a pipeline with it through
 /// [`PipelineBuilder::config`](crate::pipeline::PipelineBuilder::config), and change it

@@ -1,6 +1,6 @@
 //! The configuration as a tree of tables and scalars, through serde: what
 //! [`ConfigHandle::update`](super::ConfigHandle::update) edits by dotted path and what
-//! [`flatten`](super::flatten) lists for the change history.
+//! [`flatten`](super::params::flatten) lists for the change history.
 //!
 //! No file format is involved, so live updates and their audit work without the
 //! `file-config` feature (and without a TOML or YAML parser in the build). Leaves print

@@ -3,7 +3,7 @@
 //! per knob. `docs/controller.md` describes them with the scenarios that back them.
 //!
 //! Pools and buffers have two sets of sizing rules. Once the queueing model has
-//! readings for a stage (λ and S, see [`model`](super::model)) it sizes the pool and the
+//! readings for a stage (λ and S, see [`super::model`]) it sizes the pool and the
 //! buffer: up to the model's count in one decision when even the low end of the
 //! estimate's band calls for more, down to the highest recommendation over the
 //! stabilisation window. Before that (a cold start, or a loop that does not measure

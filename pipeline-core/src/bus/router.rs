@@ -343,7 +343,7 @@ impl<E: Send + 'static> Bus<E> {
     /// and returns the capacity now in force.
     ///
     /// The resize never blocks publishers or the subscriber and copies nothing (see
-    /// [`channel`](crate::channel)); publishers waiting on a full buffer wake and use
+    /// [`crate::channel`]); publishers waiting on a full buffer wake and use
     /// the new room at once.
     ///
     /// # Errors
