@@ -84,6 +84,11 @@ pub(crate) fn describe_metrics() {
             Unit::Count,
             "Publishes the publish-rate limit refused or delayed."
         );
+        describe_counter!(
+            "pipeline_bus_rate_limit_refused_total",
+            Unit::Count,
+            "Publishes the publish-rate limit refused (Backoff, or Timeout waiting for a token)."
+        );
         describe_gauge!(
             "pipeline_bus_publish_rate_limit_per_second",
             "The publish-rate limit in force, events per second (0: none)."

@@ -34,7 +34,38 @@ fn backoff_retry_after_is_exact() {
     }
     clock.advance(Duration::from_millis(1));
     publisher.try_publish(3).unwrap();
-    assert_eq!(bus.snapshot().rate_limited, 2);
+    let snapshot = bus.snapshot();
+    // Both Backoffs were refusals; the success that followed is counted as published.
+    assert_eq!((snapshot.rate_limited, snapshot.rate_limit_refused), (2, 2));
+}
+
+/// A publish that waits for its token is delayed, not refused: what a controller
+/// reads as demand (published + refused) counts it once.
+#[test]
+fn a_wait_for_a_token_is_no_refusal_and_a_timeout_is() {
+    let (bus, clock) = limited(1, 10.0); // a token every 100 ms
+    let _sub = bus
+        .subscribe(SubscriptionConfig::new("s").capacity(64))
+        .unwrap();
+    let publisher = bus.publisher();
+    for i in 0..5 {
+        publisher.publish(i).unwrap(); // the manual clock's sleep advances it
+    }
+    let snapshot = bus.snapshot();
+    assert_eq!(snapshot.published, 5);
+    assert_eq!((snapshot.rate_limited, snapshot.rate_limit_refused), (4, 0));
+    assert_eq!(clock.elapsed(), Duration::from_millis(400));
+
+    let err = publisher
+        .publish_timeout(5, Duration::from_millis(50))
+        .unwrap_err();
+    assert!(matches!(err, PublishError::Timeout { event: 5, .. }));
+    publisher
+        .publish_timeout(5, Duration::from_millis(100))
+        .unwrap();
+    let snapshot = bus.snapshot();
+    assert_eq!(snapshot.published, 6);
+    assert_eq!((snapshot.rate_limited, snapshot.rate_limit_refused), (6, 1));
 }
 
 #[test]

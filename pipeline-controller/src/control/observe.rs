@@ -52,10 +52,11 @@ impl<F: FnMut(Instant) -> MemoryObservation + Send> MemoryProbe for F {
 pub(crate) struct Previous {
     at: Option<Instant>,
     published: u64,
-    /// Bus-wide publishes that matched a subscription, refused `Full`, and rate-limited.
+    /// Bus-wide publishes that matched a subscription, refused `Full`, and refused by
+    /// the rate limit.
     matched: u64,
     rejected_full: u64,
-    rate_limited: u64,
+    rate_limit_refused: u64,
     dropped: HashMap<Arc<str>, u64>,
     blocked: HashMap<Arc<str>, Duration>,
     /// Per subscription: events offered to it so far (delivered plus dropped newest),
@@ -95,9 +96,9 @@ const SERVICE_WINDOW: Duration = Duration::from_millis(4750);
 /// (`delivered`, which counts what `DropOldest` evicted later) and those `DropNewest`
 /// refused, plus its share of the publishes refused bus-wide, `Full` or by the rate
 /// limit (the share of matched publishes it got this tick, or its last known share).
-/// A publisher blocked on a full buffer is not counted here but in the waiting demand.
-/// A publisher that waits for a rate-limit token is counted twice (refused, then
-/// delivered); one that gets `Backoff` and retries, once per try.
+/// A publisher blocked on a full buffer is not counted here but in the waiting demand;
+/// one that waits for a rate-limit token is counted once, when it publishes; one that
+/// gets `Backoff` and retries, once per try.
 fn offered_rate(
     sub: &SubscriptionSnapshot,
     refused: u64,
@@ -172,7 +173,9 @@ pub(crate) fn observe(
     let refused = snapshot
         .rejected_full
         .saturating_sub(previous.rejected_full)
-        + snapshot.rate_limited.saturating_sub(previous.rate_limited);
+        + snapshot
+            .rate_limit_refused
+            .saturating_sub(previous.rate_limit_refused);
     // Per stage (a subscription and the pool of the same name): λ and waiting demand.
     let mut stages: HashMap<Arc<str>, (f64, f64)> = HashMap::new();
     for sub in &snapshot.subscriptions {
@@ -271,6 +274,72 @@ pub(crate) fn observe(
     previous.published = snapshot.published;
     previous.matched = matched_total;
     previous.rejected_full = snapshot.rejected_full;
-    previous.rate_limited = snapshot.rate_limited;
+    previous.rate_limit_refused = snapshot.rate_limit_refused;
     obs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline_core::bus::{Bus, SubscriptionConfig};
+    use pipeline_core::clock::{Clock, ManualClock};
+    use pipeline_core::pool::WorkerPool;
+
+    /// λ of a stage whose publisher waits for rate-limit tokens is the rate it
+    /// publishes at: a wait is not also counted as a refusal (it used to be, which
+    /// doubled λ while throttled); a `Backoff` is demand the stage did not get.
+    #[test]
+    fn a_publisher_waiting_for_tokens_is_counted_once() {
+        let clock = ManualClock::new();
+        let bus: Bus<u32> = Bus::builder()
+            .clock(clock.clone())
+            .publish_burst(1)
+            .publish_rate(Some(50.0))
+            .build()
+            .unwrap();
+        let sub = bus
+            .subscribe(SubscriptionConfig::new("s").capacity(1024))
+            .unwrap();
+        let pool = WorkerPool::builder("s")
+            .handler(|_: u32| Ok(()))
+            .spawn(sub)
+            .unwrap();
+        let pools: Vec<Arc<dyn PoolActuator>> = vec![Arc::new(pool)];
+        let mut previous = Previous::default();
+        let arrival = |previous: &mut Previous| {
+            let obs = observe(
+                clock.now(),
+                &bus.snapshot(),
+                &pools,
+                MemoryObservation::default(),
+                None,
+                previous,
+            );
+            obs.pools[0].arrival_rate
+        };
+        arrival(&mut previous);
+        let publisher = bus.publisher();
+        // One second of a blocking publisher held to 50/s by the limit.
+        for i in 0..50 {
+            publisher.publish(i).unwrap(); // the manual clock's sleep advances it
+        }
+        clock.advance(Duration::from_millis(20));
+        let lambda = arrival(&mut previous).expect("a rate after two ticks");
+        assert!(
+            (lambda - 50.0).abs() < 1e-9,
+            "λ {lambda}, published 50 in 1 s"
+        );
+
+        // 50 more refused with Backoff within the next second, 50 published.
+        for i in 0..50 {
+            publisher.publish(i).unwrap();
+            assert!(publisher.try_publish(i).is_err(), "no token left");
+        }
+        clock.advance(Duration::from_millis(20));
+        let lambda = arrival(&mut previous).expect("a rate");
+        assert!(
+            (lambda - 100.0).abs() < 1e-9,
+            "λ {lambda}, 50 published and 50 refused in 1 s"
+        );
+    }
 }

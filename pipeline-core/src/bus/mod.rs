@@ -124,6 +124,7 @@
 //! | `pipeline_bus_unmatched_total` | counter | `pipeline` | snapshot |
 //! | `pipeline_bus_rejected_full_total` | counter | `pipeline` | snapshot |
 //! | `pipeline_bus_rate_limited_total` | counter | `pipeline` | snapshot |
+//! | `pipeline_bus_rate_limit_refused_total` | counter | `pipeline` | snapshot |
 //! | `pipeline_bus_publish_rate_limit_per_second` | gauge (0 = none) | `pipeline` | on change |
 //! | `pipeline_bus_subscriptions` | gauge | `pipeline` | on change |
 //! | `pipeline_bus_signals_skipped_total` | counter | `pipeline` | per skipped signal |

@@ -273,15 +273,23 @@ impl<E: Send + 'static> Publisher<E> {
             if self.inner.routes.load_full().closed {
                 return Err(PublishError::Closed(event));
             }
-            match wait {
-                Wait::Never => return Err(PublishError::Backoff { event, retry_after }),
-                Wait::Until(deadline) if limiter.clock().now() + retry_after > deadline => {
-                    return Err(PublishError::Timeout {
+            let give_up = match wait {
+                Wait::Never => true,
+                Wait::Until(deadline) => limiter.clock().now() + retry_after > deadline,
+                Wait::Forever => false,
+            };
+            if give_up {
+                self.inner
+                    .counters
+                    .rate_limit_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(match wait {
+                    Wait::Never => PublishError::Backoff { event, retry_after },
+                    _ => PublishError::Timeout {
                         event,
                         subscription: None,
-                    });
-                }
-                _ => {}
+                    },
+                });
             }
             limiter.clock().sleep(retry_after);
             match limiter.acquire() {

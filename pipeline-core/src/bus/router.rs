@@ -63,6 +63,9 @@ pub(crate) struct BusCounters {
     pub(crate) unmatched: AtomicU64,
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
+    /// Of `rate_limited`, publishes that gave up for want of a token (`Backoff`, or
+    /// `Timeout` while waiting for one).
+    pub(crate) rate_limit_refused: AtomicU64,
     /// `publish_async` futures dropped after their first delivery whose remaining
     /// deliveries the bus has completed (see `Publisher::publish_async`). Each is also
     /// a publish that delivered, so `published()` adds them.
@@ -74,6 +77,7 @@ struct BusMetrics {
     unmatched: metrics::Counter,
     rejected_full: metrics::Counter,
     rate_limited: metrics::Counter,
+    rate_limit_refused: metrics::Counter,
     rate_limit: metrics::Gauge,
     subscriptions: metrics::Gauge,
 }
@@ -116,6 +120,10 @@ impl<E> BusInner<E> {
                 unmatched: metrics::counter!("pipeline_bus_unmatched_total", &[pipeline()]),
                 rejected_full: metrics::counter!("pipeline_bus_rejected_full_total", &[pipeline()]),
                 rate_limited: metrics::counter!("pipeline_bus_rate_limited_total", &[pipeline()]),
+                rate_limit_refused: metrics::counter!(
+                    "pipeline_bus_rate_limit_refused_total",
+                    &[pipeline()]
+                ),
                 rate_limit: metrics::gauge!(
                     "pipeline_bus_publish_rate_limit_per_second",
                     &[pipeline()]
@@ -542,6 +550,7 @@ impl<E: Send + 'static> Bus<E> {
             unmatched: c.unmatched.load(Ordering::Relaxed),
             rejected_full: c.rejected_full.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
+            rate_limit_refused: c.rate_limit_refused.load(Ordering::Relaxed),
             completed_after_cancel: c.completed_after_cancel.load(Ordering::Relaxed),
             publish_rate: inner.limiter.rate(),
             signals_skipped: inner.common.signals.skipped(),
@@ -556,6 +565,7 @@ impl<E: Send + 'static> Bus<E> {
         m.unmatched.absolute(snapshot.unmatched);
         m.rejected_full.absolute(snapshot.rejected_full);
         m.rate_limited.absolute(snapshot.rate_limited);
+        m.rate_limit_refused.absolute(snapshot.rate_limit_refused);
         snapshot
     }
 

@@ -25,6 +25,11 @@ pub struct BusSnapshot {
     /// Publishes that found no rate-limit token at once (refused with `Backoff`, or
     /// made to wait).
     pub rate_limited: u64,
+    /// Of `rate_limited`, publishes the rate limit refused: `Backoff` from
+    /// `try_publish`, or `Timeout` from `publish_timeout` while it waited for a token.
+    /// The others waited and were then published (or refused for another reason), so
+    /// `published + rejected_full + rate_limit_refused` counts each attempt once.
+    pub rate_limit_refused: u64,
     /// [`publish_async`](super::Publisher::publish_async) futures dropped after the
     /// event had reached a subscription, whose remaining deliveries the bus completed
     /// (so the publish is never partial). Each is also counted in `published`.
