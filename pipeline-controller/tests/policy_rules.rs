@@ -1120,6 +1120,39 @@ fn the_drain_term_adds_the_workers_that_clear_the_backlog_in_the_drain_time() {
     ));
 }
 
+/// With a wait target the model sizes for the p99 wait in M/M/c as well: at load 2
+/// (100/s x 20 ms) utilisation alone asks for 3 workers, whose p99 wait is 76 ms; a
+/// 50 ms target asks for 4 (29 ms), and the decision says which figure decided.
+#[test]
+fn a_wait_target_sizes_the_pool_for_the_p99_wait() {
+    let settle = |config: PolicyConfig| {
+        let mut f = Fixture::with(config);
+        let (mut workers, mut capacity) = (1, 64);
+        let actions = run(&mut f, 0, 40, &mut workers, &mut capacity, |w, c| {
+            stage(w, c, 100.0, 20, 0, None)
+        });
+        (workers, actions)
+    };
+    let (without, _) = settle(PolicyConfig::default());
+    assert_eq!(without, 3);
+    let (with, actions) = settle(PolicyConfig::default().target_wait(MS * 50));
+    assert_eq!(with, 4);
+    let texts: Vec<String> = actions
+        .iter()
+        .filter(|(_, a)| matches!(a.change, Change::ResizePool { .. }))
+        .map(|(_, a)| a.to_string())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("-> 3 workers (p99 wait <= 50.0ms: 4 workers)")),
+        "{texts:?}"
+    );
+    // A target the utilisation count already meets changes nothing.
+    let (loose, _) = settle(PolicyConfig::default().target_wait(MS * 100));
+    assert_eq!(loose, 3);
+}
+
 #[test]
 fn the_way_down_waits_the_window_and_goes_to_the_highest_recommendation() {
     let mut f = Fixture::new();
@@ -1432,6 +1465,8 @@ fn the_model_skips_the_cooldown_a_sized_buffer_shrink_and_a_nudge_do_not() {
                 service_time: MS * 20,
                 target: 0.7,
                 for_load: 9,
+                target_wait: Duration::ZERO,
+                for_wait: 0,
                 backlog: 0.0,
                 drain_time: Duration::from_secs(5),
                 for_drain: 0,

@@ -64,6 +64,7 @@ params! {
     "policy.cooldown", "duration", "30s", range_of("cooldown"), false;
     "policy.drain_time", "duration", "5s", range_of("drain_time"), false;
     "policy.target_latency", "duration", "1s", range_of("target_latency"), false;
+    "policy.target_wait", "duration", "0s", range_of("target_wait"), false;
     "policy.model_smoothing", "duration", "20s", range_of("model_smoothing"), false;
     "stages.<name>.buffer.initial", "events", "1024", "[buffer.min, buffer.max]", false;
     "stages.<name>.buffer.min", "events", "64", "[1, buffer.max]", false;

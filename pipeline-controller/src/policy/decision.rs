@@ -312,6 +312,8 @@ fn write_reason(f: &mut fmt::Formatter<'_>, reason: &Reason, own: Option<&str>) 
 ///     service_time: Duration::from_millis(20),
 ///     target: 0.7,
 ///     for_load: 9,
+///     target_wait: Duration::ZERO,
+///     for_wait: 0,
 ///     backlog: 1800.0,
 ///     drain_time: Duration::from_secs(5),
 ///     for_drain: 14,
@@ -327,7 +329,8 @@ fn write_reason(f: &mut fmt::Formatter<'_>, reason: &Reason, own: Option<&str>) 
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Sizing {
-    /// A pool's workers: `max(ceil(λS / target), ceil((λ + backlog / drain_time) x S))`.
+    /// A pool's workers: `max(ceil(λS / target), wait count, ceil((λ + backlog /
+    /// drain_time) x S))`.
     Workers {
         /// λ, events per second (smoothed).
         arrival_rate: f64,
@@ -337,6 +340,11 @@ pub enum Sizing {
         target: f64,
         /// `ceil(λS / target)`.
         for_load: usize,
+        /// `target_wait` (zero: none).
+        target_wait: Duration,
+        /// The fewest workers whose p99 wait in M/M/c is within `target_wait` (0
+        /// without a wait target).
+        for_wait: usize,
         /// Events waiting: buffered plus waiting outside the buffer.
         backlog: f64,
         /// `drain_time`.
@@ -373,9 +381,10 @@ impl Sizing {
         match self {
             Sizing::Workers {
                 for_load,
+                for_wait,
                 for_drain,
                 ..
-            } => (*for_load).max(*for_drain),
+            } => (*for_load).max(*for_wait).max(*for_drain),
             Sizing::Capacity { capacity, .. } => *capacity,
         }
     }
@@ -383,7 +392,8 @@ impl Sizing {
 
 impl fmt::Display for Sizing {
     /// `λ 300/s x S 20.0ms = load 6.00, target 0.70 -> 9 workers`, with
-    /// ` (backlog 1800 drains in 5s: 14 workers)` when draining needs more;
+    /// ` (p99 wait <= 50.0ms: 4 workers)` when the wait target needs more and
+    /// ` (backlog 1800 drains in 5s: 14 workers)` when draining needs more still;
     /// `λ 300/s x latency 1s / target 0.70 -> capacity 429`. The load (or λ) has as many
     /// decimals as it takes for the count to follow from the figures as printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -393,6 +403,8 @@ impl fmt::Display for Sizing {
                 service_time,
                 target,
                 for_load,
+                target_wait,
+                for_wait,
                 backlog,
                 drain_time,
                 for_drain,
@@ -410,7 +422,15 @@ impl fmt::Display for Sizing {
                     Millis(*service_time),
                     plural(*for_load)
                 )?;
-                if for_drain > for_load {
+                if for_wait > for_load {
+                    write!(
+                        f,
+                        " (p99 wait <= {}: {for_wait} {})",
+                        Millis(*target_wait),
+                        plural(*for_wait)
+                    )?;
+                }
+                if *for_drain > (*for_load).max(*for_wait) {
                     write!(
                         f,
                         " (backlog {backlog:.0} drains in {}: {for_drain} {})",

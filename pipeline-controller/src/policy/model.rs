@@ -302,6 +302,9 @@ pub(crate) struct PoolView {
     /// Workers that, fully busy, clear the backlog within the drain time while keeping
     /// up with arrivals (`ceil((λ + backlog / drain_time) x S)`), 0 without a backlog.
     pub(crate) for_drain: usize,
+    /// The fewest workers whose p99 wait in M/M/c is within `target_wait` (Erlang C);
+    /// 0 without a wait target.
+    pub(crate) for_wait: usize,
     /// The model's count at the low end of the estimate's band (`Z` errors down).
     pub(crate) low: usize,
     /// Whether λ has had `FIRM_READINGS` readings since its last level shift.
@@ -310,12 +313,25 @@ pub(crate) struct PoolView {
     pub(crate) cpu_share: Option<f64>,
     target: f64,
     drain: f64,
+    /// `target_wait` in seconds; 0: none.
+    wait: f64,
 }
 
 impl PoolView {
-    /// The model's count: `max(for_load, for_drain)`.
+    /// The model's count: `max(for_load, for_wait, for_drain)`.
     pub(crate) fn count(&self) -> usize {
-        self.for_load.max(self.for_drain)
+        self.for_load.max(self.for_wait).max(self.for_drain)
+    }
+
+    /// Workers the load `load` (Erlangs) needs, as a real number for the comparisons
+    /// with slack: `load / target`, or the wait target's count if that is more.
+    fn for_load_of(&self, load: f64) -> f64 {
+        let x = load / self.target;
+        if self.wait > 0.0 {
+            x.max(wait_count(load, self.service, self.wait) as f64)
+        } else {
+            x
+        }
     }
 
     /// The model's count with λ and the load moved by `z` standard errors.
@@ -328,7 +344,7 @@ impl PoolView {
     pub(crate) fn count_with(&self, z: f64, margin: f64) -> usize {
         let load = self.arrival * self.service * (1.0 + z * self.load_error).max(0.0);
         let arrival = self.arrival * (1.0 + z * self.arrival_error).max(0.0);
-        ceil(load * (1.0 + margin) / self.target).max(self.drain_count(arrival))
+        ceil(self.for_load_of(load * (1.0 + margin))).max(self.drain_count(arrival))
     }
 
     /// Whether even the low end of the band, `z` errors down, needs more than `workers`
@@ -338,7 +354,7 @@ impl PoolView {
         let arrival = self.arrival * (1.0 - z * self.arrival_error).max(0.0);
         let c = workers as f64;
         let margin = (DEAD_BAND * c).min(MAX_DEAD_WORKERS);
-        load / self.target > c + margin + EPS || self.drain_count(arrival) > workers
+        self.for_load_of(load) > c + margin + EPS || self.drain_count(arrival) > workers
     }
 
     /// Workers that, fully busy, keep up with `arrival` and clear the backlog within
@@ -361,7 +377,7 @@ impl PoolView {
         if !self.firm {
             return self.low;
         }
-        let x = self.arrival * self.service * (1.0 + 0.5 * self.load_error) / self.target;
+        let x = self.for_load_of(self.arrival * self.service * (1.0 + 0.5 * self.load_error));
         let margin = (DOWN_DEAD_BAND * ceil(x) as f64).min(MAX_DOWN_DEAD_WORKERS);
         let arrival = self.arrival * (1.0 + 0.5 * self.arrival_error);
         ceil(x + margin).max(self.drain_count(arrival))
@@ -405,13 +421,18 @@ pub(crate) fn pool_view(
         backlog,
         for_load: 0,
         for_drain: 0,
+        for_wait: 0,
         low: 0,
         firm: model.arrival.readings() >= FIRM_READINGS,
         cpu_share,
         target: config.target_utilisation,
         drain: config.drain_time.as_secs_f64(),
+        wait: config.target_wait.as_secs_f64(),
     };
     view.for_load = ceil(arrival * service / view.target);
+    if view.wait > 0.0 {
+        view.for_wait = wait_count(arrival * service, service, view.wait);
+    }
     view.for_drain = view.drain_count(arrival);
     view.low = view.count_at(-Z);
     Some(view)
@@ -421,6 +442,43 @@ pub(crate) fn pool_view(
 /// `target_latency` of them (`ceil(λ x latency / target_saturation)`).
 pub(crate) fn capacity_for(arrival: f64, config: &PolicyConfig) -> usize {
     ceil(arrival * config.target_latency.as_secs_f64() / config.target_saturation)
+}
+
+/// The share of arrivals allowed to wait longer than `target_wait`: the target is a
+/// p99.
+const WAIT_TAIL: f64 = 0.01;
+
+/// The fewest workers `c` for which an M/M/c queue (Poisson arrivals, exponential
+/// service times of mean `service` seconds) with offered load `load = λS` Erlangs keeps
+/// the p99 wait within `target` seconds: `P(W > t) = C(c, a) e^(-(c - a) t / S) <= 1%`,
+/// with `C` the Erlang C probability of waiting at all. 0 without load.
+///
+/// Erlang B by its recursion `B(k) = a B(k-1) / (k + a B(k-1))` (stable for any
+/// load), then `C = c B / (c - a (1 - B))`, walking `c` up from the first stable count.
+pub(crate) fn wait_count(load: f64, service: f64, target: f64) -> usize {
+    if !(load > 0.0 && service > 0.0) {
+        return 0;
+    }
+    if !load.is_finite() {
+        return usize::MAX;
+    }
+    let first = load.floor() as usize + 1;
+    // A bound the walk cannot pass in practice (the wait's tail falls at least as fast
+    // as e^(-(c - a) t / S)); it only keeps a nonsense reading from looping long.
+    let last = first.saturating_add(100_000);
+    let mut b = 1.0;
+    for k in 1..first {
+        b = load * b / (k as f64 + load * b);
+    }
+    for c in first..=last {
+        b = load * b / (c as f64 + load * b);
+        let servers = c as f64;
+        let waits = servers * b / (servers - load * (1.0 - b));
+        if waits * (-(servers - load) * target / service).exp() <= WAIT_TAIL {
+            return c;
+        }
+    }
+    last
 }
 
 /// `ceil` of a non-negative count, with float slack, saturating.
@@ -540,6 +598,56 @@ mod tests {
         let (few, many) = (few.service.value().unwrap(), many.service.value().unwrap());
         assert!(few > 0.0198, "{few}");
         assert!(many < 0.0196 && many > 0.0185, "{many}");
+    }
+
+    /// Erlang C against figures worked by hand: M/M/3 at load 2 waits with
+    /// probability 4/9, M/M/4 with 0.174; M/M/1 at load 0.5 with 0.5.
+    #[test]
+    fn wait_counts_follow_erlang_c() {
+        // Load 2, S 20 ms: 3 workers' p99 wait is 76 ms, 4 workers' 29 ms.
+        assert_eq!(wait_count(2.0, 0.02, 0.05), 4);
+        assert_eq!(wait_count(2.0, 0.02, 0.1), 3);
+        assert_eq!(wait_count(2.0, 0.02, 0.077), 3);
+        assert_eq!(wait_count(2.0, 0.02, 0.075), 4);
+        // M/M/1 at load 0.5, S 1 s: P(W > t) = 0.5 e^(-t / 2), p99 at 2 ln 50 = 7.82 s.
+        assert_eq!(wait_count(0.5, 1.0, 7.9), 1);
+        assert_eq!(wait_count(0.5, 1.0, 7.7), 2);
+        // A wait of zero needs P(wait at all) <= 1%.
+        let c = wait_count(12.0, 0.02, 0.0);
+        assert!(c > 18 && c < 30, "{c}");
+        assert_eq!(wait_count(0.0, 0.02, 0.05), 0);
+        assert_eq!(wait_count(f64::INFINITY, 0.02, 0.05), usize::MAX);
+        // Large loads stay exact and quick: within a few workers of the load.
+        let c = wait_count(500.0, 0.02, 0.1);
+        assert!(c > 500 && c < 520, "{c}");
+    }
+
+    /// P(W > t) in M/M/c from the textbook formula, summed in log space: a second
+    /// method for the property below.
+    fn tail(c: usize, load: f64, service: f64, t: f64) -> f64 {
+        let term = |k: usize| k as f64 * load.ln() - (1..=k).map(|i| (i as f64).ln()).sum::<f64>();
+        let top = term(c) + (c as f64 / (c as f64 - load)).ln();
+        let max = (0..c).map(term).chain([top]).fold(f64::MIN, f64::max);
+        let sum: f64 = (0..c).map(|k| (term(k) - max).exp()).sum::<f64>() + (top - max).exp();
+        (top - max).exp() / sum * (-(c as f64 - load) * t / service).exp()
+    }
+
+    proptest::proptest! {
+        /// `wait_count` is the fewest stable workers whose p99 wait is within the
+        /// target, checked against the textbook formula.
+        #[test]
+        fn the_wait_count_is_the_fewest_that_meet_the_target(
+            load in 0.01f64..60.0,
+            service in 0.001f64..1.0,
+            target in 0.0f64..2.0,
+        ) {
+            let c = wait_count(load, service, target);
+            proptest::prop_assert!(c as f64 > load);
+            proptest::prop_assert!(tail(c, load, service, target) <= WAIT_TAIL * (1.0 + 1e-9));
+            if c > load.floor() as usize + 1 {
+                proptest::prop_assert!(tail(c - 1, load, service, target) > WAIT_TAIL * (1.0 - 1e-9));
+            }
+        }
     }
 
     #[test]

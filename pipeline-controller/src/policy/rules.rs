@@ -1073,6 +1073,8 @@ impl HysteresisPolicy {
             service_time: Duration::from_secs_f64(view.service.max(0.0)),
             target: c.target_utilisation,
             for_load: view.for_load,
+            target_wait: c.target_wait,
+            for_wait: view.for_wait,
             backlog: view.backlog,
             drain_time: c.drain_time,
             for_drain: view.for_drain,
