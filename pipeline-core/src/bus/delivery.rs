@@ -46,6 +46,7 @@ pub(crate) struct Matches {
 
 impl Matches {
     /// Runs the filters over `routes` once, reading each match's policy.
+    #[inline(always)]
     pub(crate) fn of<E>(routes: &[Arc<Route<E>>], event: &E) -> Self {
         let mut matches = Matches {
             block: Indexes::new(routes.len()),
@@ -65,21 +66,31 @@ impl Matches {
     }
 
     /// How many subscriptions match.
+    #[inline]
     pub(crate) fn count(&self) -> usize {
         self.block.count() + self.drop_newest.count() + self.drop_oldest.count()
     }
 
     /// The matching routes in delivery order, with their policies.
+    #[inline(always)]
     pub(crate) fn order(&self) -> impl Iterator<Item = (usize, OverflowPolicy)> + '_ {
-        let tag = |policy| move |i| (i, policy);
         self.block
             .iter()
-            .map(tag(OverflowPolicy::Block))
-            .chain(self.drop_newest.iter().map(tag(OverflowPolicy::DropNewest)))
-            .chain(self.drop_oldest.iter().map(tag(OverflowPolicy::DropOldest)))
+            .map(|i| (i, OverflowPolicy::Block))
+            .chain(
+                self.drop_newest
+                    .iter()
+                    .map(|i| (i, OverflowPolicy::DropNewest)),
+            )
+            .chain(
+                self.drop_oldest
+                    .iter()
+                    .map(|i| (i, OverflowPolicy::DropOldest)),
+            )
     }
 
     /// The last route in delivery order: the one that gets the event itself.
+    #[inline]
     pub(crate) fn last(&self) -> Option<(usize, OverflowPolicy)> {
         let tag = |policy| move |i| (i, policy);
         (self.drop_oldest.last().map(tag(OverflowPolicy::DropOldest)))
@@ -91,6 +102,7 @@ impl Matches {
     /// is full (counted as found full), looked for before anything is delivered.
     /// `precise` checks every one; otherwise only a buffer in a saturation or
     /// back-pressure episode gets the exact look (which takes the channel's lock).
+    #[inline]
     pub(crate) fn full_block<E>(&self, routes: &[Arc<Route<E>>], precise: bool) -> Option<usize> {
         if self.block.count() < 2 {
             return None;
@@ -190,7 +202,7 @@ fn deliver_many<E: Clone>(
 
 /// Delivers to one route, waiting for room in a full `Block` route as `wait` allows.
 /// Only a `Block` route that is the first to get the event (`!committed`) may refuse.
-#[inline]
+#[inline(always)]
 fn deliver_one<E>(
     inner: &BusInner<E>,
     route: &Route<E>,
@@ -215,7 +227,7 @@ fn deliver_one<E>(
 ///
 /// A subscription that is gone counts as delivered: the event is no longer its.
 /// `tick` picks the deliveries that sample the length (see `Route::try_send`).
-#[inline]
+#[inline(always)]
 pub(crate) fn deliver_now<E>(
     route: &Route<E>,
     policy: OverflowPolicy,
@@ -223,9 +235,13 @@ pub(crate) fn deliver_now<E>(
     tick: u64,
 ) -> Result<(), E> {
     match policy {
-        OverflowPolicy::Block => route.try_send(event, tick).inspect_err(|_| {
-            route.shared.found_full();
-        }),
+        OverflowPolicy::Block => match route.try_send(event, tick) {
+            Ok(()) => Ok(()),
+            Err(event) => {
+                route.shared.found_full();
+                Err(event)
+            }
+        },
         OverflowPolicy::DropNewest => {
             if route.try_send(event, tick).is_err() {
                 route.shared.dropped(OverflowPolicy::DropNewest);
@@ -324,6 +340,7 @@ enum Indexes {
 }
 
 impl Indexes {
+    #[inline]
     fn new(len: usize) -> Self {
         if len <= 64 {
             Indexes::Inline(0)
@@ -332,6 +349,7 @@ impl Indexes {
         }
     }
 
+    #[inline]
     fn words(&self) -> &[u64] {
         match self {
             Indexes::Inline(word) => std::slice::from_ref(word),
@@ -339,6 +357,7 @@ impl Indexes {
         }
     }
 
+    #[inline]
     fn insert(&mut self, index: usize) {
         let words = match self {
             Indexes::Inline(word) => std::slice::from_mut(word),
@@ -347,10 +366,12 @@ impl Indexes {
         words[index / 64] |= 1 << (index % 64);
     }
 
+    #[inline]
     fn count(&self) -> usize {
         self.words().iter().map(|w| w.count_ones() as usize).sum()
     }
 
+    #[inline]
     fn last(&self) -> Option<usize> {
         let words = self.words();
         (0..words.len())
@@ -359,6 +380,7 @@ impl Indexes {
             .map(|i| i * 64 + 63 - words[i].leading_zeros() as usize)
     }
 
+    #[inline]
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words().iter().enumerate().flat_map(|(i, &word)| {
             let mut rest = word;

@@ -214,6 +214,7 @@ impl SubShared {
         &self.common.name
     }
 
+    #[inline]
     pub(crate) fn policy(&self) -> OverflowPolicy {
         OverflowPolicy::from_bits(self.state.load(Ordering::Relaxed) & POLICY_MASK)
     }

@@ -23,6 +23,7 @@ TARGET = 0.7
 # Load (λS) per scenario and stage, and when the steady part starts / steps happen.
 CASES = {
     "steady_load_2": {"work": 2.0},
+    "steady_load_2_wait": {"work": 2.0},
     "steady_load_6": {"work": 6.0},
     "steady_load_12": {"work": 12.0},
     "step_10x": {"work": 6.0},
