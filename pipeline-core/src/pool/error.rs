@@ -94,8 +94,9 @@ pub struct DeadLetter<E> {
     pub pool: Arc<str>,
 }
 
-/// The message of a caught panic: the `&str` or `String` given to `panic!`, or a
-/// placeholder for another payload. What [`DeadLetterReason::Panicked`] carries.
+/// The message of a caught panic: the `&str` or `String` given to `panic!`, or
+/// `panic with a non-string payload` for any other payload. What
+/// [`DeadLetterReason::Panicked`] carries.
 ///
 /// For anything else that catches panics (`catch_unwind`, a thread's `join`, a
 /// task's `JoinError::into_panic`), so every log line says it the same way.
