@@ -3,6 +3,7 @@
 //! (API and file edit) take effect, and the default scenario's quick profile runs with
 //! the controller acting (its speed-bound checks are for `tests/stress-ci.sh`).
 
+use pipeline_controller::policy::PolicyConfig;
 use pipeline_tests::stress::{LatencyWindow, RunOptions, Scenario, evaluate, run, write_report};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -73,16 +74,35 @@ fn every_scenario_file_parses() {
 #[test]
 fn the_model_benchmark_scenarios_parse_with_their_latency_windows() {
     let dir = scenarios_dir().join("model");
-    let mut windows = Vec::new();
+    let mut scenarios = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            windows.push((s.name, s.latency_window));
+            scenarios.push(Scenario::load(&path).unwrap_or_else(|e| panic!("{e}")));
         }
     }
-    assert_eq!(windows.len(), 5, "{windows:?}");
-    assert!(windows.iter().all(|(_, w)| w.is_some()), "{windows:?}");
+    let mut names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "cpu_beside_io",
+            "steady_load_12",
+            "steady_load_2",
+            "steady_load_2_wait",
+            "steady_load_6",
+            "step_10x"
+        ]
+    );
+    for s in &scenarios {
+        assert!(s.latency_window.is_some(), "{}: no latency window", s.name);
+        // The library's defaults, but for the one setting the wait case is about.
+        let expected = match s.name.as_str() {
+            "steady_load_2_wait" => PolicyConfig::default().target_wait(Duration::from_millis(50)),
+            _ => PolicyConfig::default(),
+        };
+        assert_eq!(s.policy, expected, "{}", s.name);
+    }
 }
 
 #[test]
