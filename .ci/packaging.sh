@@ -67,6 +67,13 @@ CARGO_TARGET_DIR=target/msrv cargo "+$msrv" check --workspace --all-features --l
 step "cargo package (verified)"
 # --allow-dirty: the check is about the manifests and the files they ship, so it runs
 # on a working tree with edits too.
+# Cargo verifies the controller and the adapters against the packaged pipeline-core
+# from a staging registry in target/package, and extracts it under
+# $CARGO_HOME/registry/src/-<hash of that path>/ once: a clone at the same path that
+# packaged an older 0.1.0 would be verified against that older copy. Remove our crates'
+# extractions from such local registries (their directories start with '-'; crates.io's
+# are left alone).
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/pipeline-{core,controller,adapters}-*
 cargo package --workspace --exclude pipeline-tests --locked --allow-dirty
 for crate in "${PUBLISHED[@]}"; do
   files=$(cargo package -p "$crate" --list --locked --allow-dirty)
