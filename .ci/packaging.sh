@@ -72,8 +72,10 @@ step "cargo package (verified)"
 # $CARGO_HOME/registry/src/-<hash of that path>/ once: a clone at the same path that
 # packaged an older 0.1.0 would be verified against that older copy. Remove our crates'
 # extractions from such local registries (their directories start with '-'; crates.io's
-# are left alone).
+# are left alone), and the verification builds, which cargo keys by version alone for a
+# registry crate.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/pipeline-{core,controller,adapters}-*
+rm -rf target/package
 cargo package --workspace --exclude pipeline-tests --locked --allow-dirty
 for crate in "${PUBLISHED[@]}"; do
   files=$(cargo package -p "$crate" --list --locked --allow-dirty)
