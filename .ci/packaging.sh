@@ -72,11 +72,13 @@ step "cargo package (verified)"
 # $CARGO_HOME/registry/src/-<hash of that path>/ once: a clone at the same path that
 # packaged an older 0.1.0 would be verified against that older copy. Remove our crates'
 # extractions from such local registries (their directories start with '-'; crates.io's
-# are left alone), and the verification builds, which cargo keys by version alone for a
-# registry crate.
+# are left alone). The verification builds go to a target directory of their own,
+# emptied first: cargo reuses a registry crate's build by its version alone, so a
+# pipeline-core 0.1.0 built by an earlier run would outlive its source.
 rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/pipeline-{core,controller,adapters}-*
-rm -rf target/package
-cargo package --workspace --exclude pipeline-tests --locked --allow-dirty
+rm -rf target/package target/package-verify
+CARGO_TARGET_DIR=target/package-verify \
+  cargo package --workspace --exclude pipeline-tests --locked --allow-dirty
 for crate in "${PUBLISHED[@]}"; do
   files=$(cargo package -p "$crate" --list --locked --allow-dirty)
   for needed in LICENSE-MIT LICENSE-APACHE README.md; do
